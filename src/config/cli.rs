@@ -1,0 +1,163 @@
+//! Command-line interface. Every tuning flag mirrors a config key and, when given, wins
+//! over the file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{FileConfig, WorkerMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "corelay",
+    version,
+    about = "Thread-per-core, shared-nothing MySQL-protocol proxy",
+    long_about = "corelay accepts MySQL-protocol clients, authenticates them itself, and forwards \
+their statements to MariaDB/MySQL backends from pinned per-core shards.\n\n\
+With no --config it runs an embedded default: listen 127.0.0.1:6033, one cluster whose \
+primary is 127.0.0.1:3306, user root with an empty password passed through to the backend."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Configuration file (TOML). Without it, the embedded default runs.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file, print the effective configuration, exit 0 (valid) or 1.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Flags that override `[proxy]` keys of the configuration.
+#[derive(Debug, Args, Default, Clone)]
+pub struct Overrides {
+    /// Client listen address (proxy.listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Number of shards; 0 = one per online CPU (proxy.workers).
+    #[arg(long, global = true, value_name = "N")]
+    pub workers: Option<usize>,
+    /// How shards run: threads of one process, or forked processes (proxy.worker_mode).
+    #[arg(long, global = true, value_name = "fork|thread")]
+    pub worker_mode: Option<WorkerMode>,
+    /// CPUs to pin shards to, comma separated, e.g. 2,3,4,5 (proxy.cpus).
+    #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
+    pub cpus: Option<Vec<usize>>,
+    /// Listen backlog of each shard's socket (proxy.backlog).
+    #[arg(long, global = true, value_name = "N")]
+    pub backlog: Option<u32>,
+    /// Admin port address (proxy.admin_listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Prometheus /metrics address (proxy.metrics_listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Log level or tracing filter, e.g. info, debug, corelay=trace (proxy.log_level).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Close clients idle this long, seconds (proxy.client_idle_timeout_s).
+    #[arg(long, global = true, value_name = "S")]
+    pub client_idle_timeout_s: Option<u64>,
+    /// Client connections accepted in total (proxy.max_client_connections).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_client_connections: Option<u64>,
+    /// Largest packet a client may send, bytes (proxy.max_packet_bytes).
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_packet_bytes: Option<u64>,
+    /// How often shards refresh status, milliseconds (proxy.status_interval_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub status_interval_ms: Option<u64>,
+    /// Time a client has to finish logging in, milliseconds (proxy.auth_timeout_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub auth_timeout_ms: Option<u64>,
+    /// Time to finish in-flight sessions on shutdown, seconds (proxy.drain_timeout_s).
+    #[arg(long, global = true, value_name = "S")]
+    pub drain_timeout_s: Option<u64>,
+    /// glommio io_memory per shard, KiB (proxy.io_memory_kib).
+    #[arg(long, global = true, value_name = "KIB")]
+    pub io_memory_kib: Option<usize>,
+    /// glommio ring depth per shard (proxy.ring_depth).
+    #[arg(long, global = true, value_name = "N")]
+    pub ring_depth: Option<usize>,
+    /// glommio spin before park, microseconds (proxy.spin_before_park_us).
+    #[arg(long, global = true, value_name = "US")]
+    pub spin_before_park_us: Option<u64>,
+    /// glommio preemption timer, milliseconds (proxy.preempt_timer_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub preempt_timer_ms: Option<u64>,
+}
+
+impl Overrides {
+    /// Writes every given flag into the file configuration.
+    pub fn apply(&self, f: &mut FileConfig) {
+        let p = &mut f.proxy;
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { p.$field = v.clone(); } )* };
+        }
+        set!(
+            listen,
+            workers,
+            worker_mode,
+            cpus,
+            backlog,
+            admin_listen,
+            metrics_listen,
+            log_level,
+            client_idle_timeout_s,
+            max_client_connections,
+            max_packet_bytes,
+            status_interval_ms,
+            auth_timeout_ms,
+            drain_timeout_s,
+            io_memory_kib,
+            ring_depth,
+            spin_before_park_us,
+            preempt_timer_ms
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn flags_override_file_values() {
+        let cli = Cli::try_parse_from([
+            "corelay",
+            "--listen",
+            "127.0.0.1:7000",
+            "--workers",
+            "3",
+            "--worker-mode",
+            "fork",
+            "--cpus",
+            "0,0,0",
+            "--backlog",
+            "77",
+        ])
+        .unwrap();
+        let c = Config::load(None, &cli.overrides).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.shard_count(), 3);
+        assert_eq!(c.proxy.worker_mode, WorkerMode::Fork);
+        assert_eq!(c.proxy.backlog, 77);
+        assert_eq!(c.cpu_for_shard(2), 0);
+    }
+
+    #[test]
+    fn check_config_subcommand() {
+        let cli = Cli::try_parse_from(["corelay", "check-config", "x.toml"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::CheckConfig { .. })));
+        assert!(Cli::try_parse_from(["corelay", "--worker-mode", "process"]).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The configuration file as written (DESIGN.md §4). Field names are a contract.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub proxy: Proxy,
+    #[serde(default)]
+    pub cluster: Vec<ClusterFile>,
+    #[serde(default)]
+    pub db_user: Vec<DbUserFile>,
+    #[serde(default)]
+    pub user: Vec<UserFile>,
+    #[serde(default)]
+    pub admin_user: Vec<AdminUserFile>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerMode {
+    #[default]
+    Thread,
+    Fork,
+}
+
+impl std::str::FromStr for WorkerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "thread" => Ok(WorkerMode::Thread),
+            "fork" => Ok(WorkerMode::Fork),
+            other => Err(format!("unknown worker mode {other:?}: use \"thread\" or \"fork\"")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    pub listen: String,
+    /// Shards to run; 0 = one per online CPU.
+    pub workers: usize,
+    pub worker_mode: WorkerMode,
+    /// CPUs to pin shards to, in shard order; empty = 0..workers.
+    pub cpus: Vec<usize>,
+    pub backlog: u32,
+    pub admin_listen: String,
+    pub metrics_listen: String,
+    pub client_idle_timeout_s: u64,
+    pub max_client_connections: u64,
+    pub max_packet_bytes: u64,
+    pub status_interval_ms: u64,
+    pub status_queries: bool,
+    /// Time a client has to complete the login exchange.
+    pub auth_timeout_ms: u64,
+    /// Time shards get to finish in-flight sessions on shutdown.
+    pub drain_timeout_s: u64,
+    /// Server version string announced to clients.
+    pub server_version: String,
+    /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
+    /// RLIMIT_MEMLOCK three times per shard).
+    pub io_memory_kib: usize,
+    /// glommio `ring_depth` per shard.
+    pub ring_depth: usize,
+    /// glommio `spin_before_park`, microseconds (0 = park at once).
+    pub spin_before_park_us: u64,
+    /// glommio preemption timer, milliseconds.
+    pub preempt_timer_ms: u64,
+    pub log_level: String,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy {
+            listen: "0.0.0.0:6033".into(),
+            workers: 0,
+            worker_mode: WorkerMode::Thread,
+            cpus: Vec::new(),
+            backlog: 1024,
+            admin_listen: "127.0.0.1:6032".into(),
+            metrics_listen: "127.0.0.1:9033".into(),
+            client_idle_timeout_s: 1800,
+            max_client_connections: 100_000,
+            max_packet_bytes: 64 << 20,
+            status_interval_ms: 1000,
+            status_queries: true,
+            auth_timeout_ms: 10_000,
+            drain_timeout_s: 10,
+            server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
+            io_memory_kib: 64,
+            ring_depth: 128,
+            spin_before_park_us: 0,
+            preempt_timer_ms: 100,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// `[[cluster]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub name: String,
+    #[serde(default = "default_write_time_interval_ms")]
+    pub write_time_interval_ms: u64,
+    #[serde(default)]
+    pub server: Vec<ServerFile>,
+}
+
+fn default_write_time_interval_ms() -> u64 {
+    200
+}
+
+/// `[[cluster.server]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub address: String,
+    pub role: Role,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default = "default_server_max_connections")]
+    pub max_connections: u32,
+    #[serde(default)]
+    pub min_connections: u32,
+    #[serde(default)]
+    pub reserved_primary_connections: u32,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_reconnect_interval_s")]
+    pub reconnect_interval_s: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_server_max_connections() -> u32 {
+    200
+}
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+fn default_reconnect_interval_s() -> u64 {
+    30
+}
+
+/// `[[db_user]]`: credentials corelay uses on the backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbUserFile {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub default_db: String,
+    #[serde(default = "default_charset")]
+    pub charset: String,
+}
+
+fn default_charset() -> String {
+    "utf8mb4".into()
+}
+
+/// `[[user]]`: what clients log in with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFile {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+    pub db_user: String,
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    #[serde(default = "default_user_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_allow")]
+    pub allow: Vec<String>,
+}
+
+fn default_auth() -> String {
+    "mysql_native_password".into()
+}
+fn default_user_max_connections() -> u32 {
+    1000
+}
+fn default_allow() -> Vec<String> {
+    vec!["0.0.0.0/0".into(), "::/0".into()]
+}
+
+/// `[[admin_user]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUserFile {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}

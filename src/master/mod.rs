@@ -1,0 +1,242 @@
+//! The master: checks limits, creates the status region and the shards' listeners, spawns
+//! the shards (threads or forked processes), and supervises them.
+//!
+//! Signals are blocked before any shard exists and read through a signalfd, so every
+//! thread inherits the mask and only the master ever sees TERM/INT/HUP/CHLD. In fork mode
+//! the master forks before it creates any thread, and a dead shard is re-forked into the
+//! same slot (so it keeps its status slot and its listener) with back-off — unless it exited
+//! with the configuration-error code, which no restart can fix.
+
+mod spawn;
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, WorkerMode, EXIT_CONFIG};
+use crate::shard::{self, ShardError};
+use crate::status::{StatusError, StatusRegion};
+use spawn::Worker;
+
+#[derive(Debug, Error)]
+pub enum MasterError {
+    #[error("{0}")]
+    Memlock(String),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error("signal set-up failed: {0}")]
+    Signals(#[source] nix::Error),
+    #[error("cannot start shard {shard}: {source}")]
+    Spawn { shard: usize, source: std::io::Error },
+}
+
+impl MasterError {
+    /// Process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MasterError::Memlock(_) | MasterError::Shard(_) => EXIT_CONFIG,
+            _ => 1,
+        }
+    }
+}
+
+/// Locked memory glommio needs per shard: `io_memory` is registered three times, plus
+/// the rings themselves.
+fn memlock_needed(config: &Config, shards_in_process: usize) -> u64 {
+    let per = 3 * config.proxy.io_memory_kib as u64 * 1024 + 128 * 1024;
+    per * shards_in_process as u64
+}
+
+/// Checks RLIMIT_MEMLOCK (raising the soft limit where the hard one allows) so a shard
+/// does not die on start with an obscure io_uring error.
+fn check_memlock(config: &Config, shards_in_process: usize) -> Result<(), MasterError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    if nix::unistd::geteuid().is_root() {
+        return Ok(()); // CAP_IPC_LOCK: the limit does not apply.
+    }
+    let need = memlock_needed(config, shards_in_process);
+    let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| MasterError::Memlock(e.to_string()))?;
+    if soft == RLIM_INFINITY || soft >= need {
+        return Ok(());
+    }
+    if hard == RLIM_INFINITY || hard >= need {
+        if setrlimit(Resource::RLIMIT_MEMLOCK, need, hard).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(MasterError::Memlock(format!(
+        "RLIMIT_MEMLOCK is {} KiB (hard {} KiB) but {shards_in_process} shard(s) with io_memory_kib = {} need {} KiB of locked memory. \
+Raise it (ulimit -l {}, LimitMEMLOCK= in a systemd unit, or memlock in /etc/security/limits.conf), \
+or run fewer shards per process (--workers, --worker-mode fork) or a smaller --io-memory-kib.",
+        soft / 1024,
+        if hard == RLIM_INFINITY { u64::MAX / 1024 } else { hard / 1024 },
+        config.proxy.io_memory_kib,
+        need / 1024,
+        need.div_ceil(1024),
+    )))
+}
+
+/// A shard slot as the master tracks it.
+struct ShardSlot {
+    listener: OwnedFd,
+    worker: Option<Worker>,
+    started: Instant,
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    /// Exited with the configuration-error code: never restarted.
+    failed: bool,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A shard that ran this long before dying is restarted without delay.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Runs corelay until it is told to stop. Returns the process exit code.
+pub fn run(config: Config) -> Result<i32, MasterError> {
+    let config = Arc::new(config);
+    let n = config.shard_count();
+    let mode = config.proxy.worker_mode;
+    check_memlock(&config, if mode == WorkerMode::Thread { n } else { 1 })?;
+    let status = StatusRegion::create(n)?;
+
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD, Signal::SIGQUIT] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(MasterError::Signals)?;
+    // Shards must ignore these; in thread mode dispositions are process-wide.
+    spawn::ignore_shard_signals();
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(MasterError::Signals)?;
+
+    let mut slots = Vec::with_capacity(n);
+    for _ in 0..n {
+        slots.push(ShardSlot {
+            listener: shard::bind_listener(config.listen, config.proxy.backlog)?,
+            worker: None,
+            started: Instant::now(),
+            restart_at: Some(Instant::now()),
+            backoff: BACKOFF_MIN,
+            failed: false,
+        });
+    }
+    info!(
+        listen = %config.listen,
+        shards = n,
+        mode = ?mode,
+        config = %config.source,
+        "corelay {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut stopping: Option<Instant> = None;
+    loop {
+        // Start (or restart) shards that are due.
+        if stopping.is_none() {
+            let fds = slots_fds(&slots);
+            for (k, slot) in slots.iter_mut().enumerate() {
+                if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
+                    slot.restart_at = None;
+                    let listener = slot.listener.try_clone().map_err(|source| MasterError::Spawn { shard: k, source })?;
+                    let worker = spawn::start(mode, k, config.cpu_for_shard(k), listener, &config, &status, &fds)
+                        .map_err(|source| MasterError::Spawn { shard: k, source })?;
+                    slot.worker = Some(worker);
+                    slot.started = Instant::now();
+                }
+            }
+        }
+
+        wait_readable(&sfd, Duration::from_millis(100));
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
+                    if stopping.is_some() {
+                        warn!("second stop signal: exiting now");
+                        for slot in &mut slots {
+                            if let Some(w) = slot.worker.take() {
+                                w.kill();
+                            }
+                        }
+                        return Ok(0);
+                    }
+                    info!("stop signal: draining for up to {} s", config.proxy.drain_timeout_s);
+                    status.request_shutdown();
+                    stopping = Some(Instant::now());
+                }
+                Ok(Signal::SIGHUP) => {
+                    warn!("SIGHUP received: configuration reload is not available in this version; keeping the running configuration");
+                }
+                _ => {}
+            }
+        }
+
+        // Reap shards that ended.
+        for (k, slot) in slots.iter_mut().enumerate() {
+            let Some(exit) = slot.worker.as_mut().and_then(Worker::try_exit) else { continue };
+            slot.worker = None;
+            if stopping.is_some() {
+                continue;
+            }
+            if exit == Some(EXIT_CONFIG) {
+                error!(shard = k, "shard exited with a configuration error; not restarting it");
+                slot.failed = true;
+                continue;
+            }
+            slot.backoff = if slot.started.elapsed() > STABLE_AFTER { BACKOFF_MIN } else { (slot.backoff * 2).min(BACKOFF_MAX) };
+            let delay = if slot.started.elapsed() > STABLE_AFTER { Duration::ZERO } else { slot.backoff / 2 };
+            warn!(shard = k, exit = ?exit, "shard died; restarting in {:?}", delay);
+            slot.restart_at = Some(Instant::now() + delay);
+        }
+
+        if slots.iter().all(|s| s.failed) {
+            error!("every shard failed to start; exiting");
+            return Ok(EXIT_CONFIG);
+        }
+        if let Some(since) = stopping {
+            if slots.iter().all(|s| s.worker.is_none()) {
+                info!("all shards stopped; bye");
+                return Ok(0);
+            }
+            if since.elapsed() > Duration::from_secs(config.proxy.drain_timeout_s + 5) {
+                warn!("shards did not stop in time; killing them");
+                for slot in &mut slots {
+                    if let Some(w) = slot.worker.take() {
+                        w.kill();
+                    }
+                }
+                return Ok(0);
+            }
+        }
+    }
+}
+
+fn slots_fds(slots: &[ShardSlot]) -> Vec<i32> {
+    use std::os::fd::AsRawFd;
+    slots.iter().map(|s| s.listener.as_raw_fd()).collect()
+}
+
+fn wait_readable(fd: &SignalFd, timeout: Duration) {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+/// Runs a shard in the current thread or process, mapping failures to an exit code.
+fn shard_main(spec: shard::ShardSpec) -> i32 {
+    let k = spec.index;
+    match shard::run(spec) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!(shard = k, "{e}");
+            EXIT_CONFIG
+        }
+    }
+}

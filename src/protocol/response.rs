@@ -1,0 +1,555 @@
+//! Generic response packets (OK, ERR, EOF) and end-of-response detection.
+//!
+//! [`Scanner`] is fed the bytes a backend sends after a command and says, without copying
+//! them, how many bytes belong to the response so far and whether the response is
+//! complete. It only looks at the first byte (and, for OK/EOF/ERR and counts, the whole of
+//! a small packet); rows and column definitions are skipped by length, so it streams
+//! results of any size, including rows of 16 MiB and more.
+
+use super::packet::{begin_packet, finish_packet, put_lenenc_int, Header, Reader, HEADER_LEN, MAX_PAYLOAD};
+use super::{status, ProtocolError};
+
+/// Appends an ERR packet.
+pub fn write_err(out: &mut Vec<u8>, seq: u8, code: (u16, &str), message: &str) {
+    let at = begin_packet(out);
+    out.push(0xFF);
+    out.extend_from_slice(&code.0.to_le_bytes());
+    out.push(b'#');
+    let state = code.1.as_bytes();
+    out.extend_from_slice(&state[..5.min(state.len())]);
+    // Keep proxy-made packets well under one physical packet.
+    let msg = message.as_bytes();
+    out.extend_from_slice(&msg[..msg.len().min(0xFFFF)]);
+    finish_packet(out, at, seq);
+}
+
+/// Appends an OK packet.
+pub fn write_ok(out: &mut Vec<u8>, seq: u8, affected: u64, insert_id: u64, status_flags: u16) {
+    let at = begin_packet(out);
+    out.push(0x00);
+    put_lenenc_int(out, affected);
+    put_lenenc_int(out, insert_id);
+    out.extend_from_slice(&status_flags.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    finish_packet(out, at, seq);
+}
+
+/// Appends an EOF packet (pre-DEPRECATE_EOF result set terminator).
+pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
+    let at = begin_packet(out);
+    out.push(0xFE);
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&status_flags.to_le_bytes());
+    finish_packet(out, at, seq);
+}
+
+/// A decoded ERR packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrPacket {
+    pub code: u16,
+    pub sql_state: String,
+    pub message: String,
+}
+
+impl ErrPacket {
+    pub fn parse(payload: &[u8]) -> Result<ErrPacket, ProtocolError> {
+        let mut r = Reader::new(payload);
+        if r.u8("err marker")? != 0xFF {
+            return Err(ProtocolError::Malformed("ERR packet does not start with 0xFF"));
+        }
+        let code = r.u16("error code")?;
+        let mut sql_state = String::from("HY000");
+        let rest = r.rest();
+        let message = if rest.first() == Some(&b'#') && rest.len() >= 6 {
+            sql_state = String::from_utf8_lossy(&rest[1..6]).into_owned();
+            &rest[6..]
+        } else {
+            rest
+        };
+        Ok(ErrPacket { code, sql_state, message: String::from_utf8_lossy(message).into_owned() })
+    }
+}
+
+/// The parts of an OK packet the proxy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OkPacket {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub status: u16,
+    pub warnings: u16,
+}
+
+impl OkPacket {
+    /// Decodes an OK packet (marker 0x00, or 0xFE when it ends a result set under
+    /// CLIENT_DEPRECATE_EOF).
+    pub fn parse(payload: &[u8]) -> Result<OkPacket, ProtocolError> {
+        let mut r = Reader::new(payload);
+        let marker = r.u8("ok marker")?;
+        if marker != 0x00 && marker != 0xFE {
+            return Err(ProtocolError::Malformed("OK packet does not start with 0x00 or 0xFE"));
+        }
+        let affected_rows = r.lenenc_int("affected rows")?;
+        let last_insert_id = r.lenenc_int("last insert id")?;
+        let status = r.u16("status flags")?;
+        let warnings = if r.remaining() >= 2 { r.u16("warnings")? } else { 0 };
+        Ok(OkPacket { affected_rows, last_insert_id, status, warnings })
+    }
+}
+
+/// The shape of the response a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// COM_QUERY and COM_STMT_EXECUTE: OK, ERR, LOCAL INFILE request, or result sets,
+    /// chained by SERVER_MORE_RESULTS_EXISTS.
+    ResultSets,
+    /// COM_STMT_PREPARE: PREPARE_OK followed by parameter and column definitions.
+    Prepare,
+    /// COM_STMT_FETCH: rows then a terminator, or ERR.
+    Rows,
+    /// COM_FIELD_LIST: column definitions then a terminator, or ERR.
+    FieldList,
+    /// Exactly one packet (COM_PING, COM_STATISTICS, COM_INIT_DB, COM_SET_OPTION, ...).
+    Single,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    First,
+    Columns(u64),
+    ColumnsEof,
+    Rows,
+    PrepareFirst,
+    PrepareDefs { params: u64, params_eof: bool, cols: u64, cols_eof: bool },
+    Single,
+    Done,
+}
+
+/// What the caller should do after feeding bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The response continues; read more from the backend.
+    More,
+    /// The response is complete.
+    Done,
+    /// The server asked for a LOCAL INFILE: forward the client's packets up to and
+    /// including an empty one, then keep scanning.
+    LocalInfile,
+}
+
+/// End-of-response detector. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    state: State,
+    deprecate_eof: bool,
+    /// The previous physical packet had the maximum length: this one continues it.
+    continuation: bool,
+    /// Payload bytes of the current packet still to pass through unexamined.
+    skip: usize,
+    /// Sequence id of the last packet header seen.
+    pub last_seq: u8,
+    /// Status flags of the last OK/EOF seen.
+    pub status: u16,
+    /// The last OK packet seen, if any.
+    pub ok: Option<OkPacket>,
+    /// Error code, if the response ended with an ERR packet.
+    pub error: Option<u16>,
+}
+
+impl Scanner {
+    pub fn new(expect: Expect, deprecate_eof: bool) -> Scanner {
+        let state = match expect {
+            Expect::ResultSets => State::First,
+            Expect::Prepare => State::PrepareFirst,
+            Expect::Rows | Expect::FieldList => State::Rows,
+            Expect::Single => State::Single,
+        };
+        Scanner { state, deprecate_eof, continuation: false, skip: 0, last_seq: 0, status: 0, ok: None, error: None }
+    }
+
+    /// Whether the response is complete.
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Examines `buf` (bytes from the backend not yet consumed) and returns how many bytes
+    /// of it belong to the response so far, and what to do next. Bytes past the returned
+    /// count are an incomplete packet head that must be fed again with more data.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, Progress), ProtocolError> {
+        let mut used = 0;
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() - used);
+                used += n;
+                self.skip -= n;
+                if self.skip > 0 {
+                    return Ok((used, Progress::More));
+                }
+            }
+            if self.state == State::Done {
+                return Ok((used, Progress::Done));
+            }
+            let Some(h) = Header::parse(&buf[used..]) else {
+                return Ok((used, Progress::More));
+            };
+            self.last_seq = h.seq;
+            if self.continuation {
+                self.continuation = h.continued();
+                used += HEADER_LEN;
+                self.skip = h.len;
+                continue;
+            }
+            let avail = buf.len() - used - HEADER_LEN;
+            if avail == 0 && h.len > 0 {
+                return Ok((used, Progress::More));
+            }
+            let first = if h.len > 0 { buf[used + HEADER_LEN] } else { 0 };
+            if self.needs_whole(first, h.len) && avail < h.len {
+                return Ok((used, Progress::More));
+            }
+            let whole = &buf[used + HEADER_LEN..used + HEADER_LEN + h.len.min(avail)];
+            let progress = self.step(first, h.len, whole)?;
+            used += HEADER_LEN;
+            self.skip = h.len;
+            self.continuation = h.continued();
+            if progress == Progress::LocalInfile {
+                used += h.len;
+                self.skip = 0;
+                return Ok((used, progress));
+            }
+        }
+    }
+
+    /// Whether a packet starting with `first` must be buffered whole before it is classified.
+    fn needs_whole(&self, first: u8, len: usize) -> bool {
+        if len >= MAX_PAYLOAD {
+            return false;
+        }
+        match self.state {
+            State::First | State::ColumnsEof | State::PrepareFirst => true,
+            State::Rows => first == 0xFE && self.is_terminator(len),
+            _ => false,
+        }
+    }
+
+    fn is_terminator(&self, len: usize) -> bool {
+        if self.deprecate_eof {
+            len < MAX_PAYLOAD
+        } else {
+            len < 9
+        }
+    }
+
+    /// Status flags of an EOF or terminating OK packet.
+    fn terminator_status(&mut self, payload: &[u8]) -> Result<u16, ProtocolError> {
+        if self.deprecate_eof && payload.len() > 5 {
+            let ok = OkPacket::parse(payload)?;
+            self.ok = Some(ok);
+            Ok(ok.status)
+        } else {
+            let mut r = Reader::new(payload);
+            r.u8("eof marker")?;
+            r.u16("eof warnings")?;
+            r.u16("eof status")
+        }
+    }
+
+    fn end_of_result(&mut self, status_flags: u16) {
+        self.status = status_flags;
+        self.state = if status_flags & status::MORE_RESULTS_EXISTS != 0 { State::First } else { State::Done };
+    }
+
+    fn step(&mut self, first: u8, len: usize, payload: &[u8]) -> Result<Progress, ProtocolError> {
+        match self.state {
+            State::Single => {
+                if first == 0xFF {
+                    self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
+                }
+                self.state = State::Done;
+            }
+            State::First => match first {
+                0x00 => {
+                    let ok = OkPacket::parse(payload)?;
+                    self.ok = Some(ok);
+                    self.end_of_result(ok.status);
+                }
+                0xFF => {
+                    self.error = Some(ErrPacket::parse(payload)?.code);
+                    self.state = State::Done;
+                }
+                0xFB => {
+                    // After the client's file the server answers OK/ERR like a first packet.
+                    self.state = State::First;
+                    return Ok(Progress::LocalInfile);
+                }
+                _ => {
+                    let n = Reader::new(payload).lenenc_int("column count")?;
+                    if n == 0 {
+                        return Err(ProtocolError::Malformed("result set with zero columns"));
+                    }
+                    self.state = State::Columns(n);
+                }
+            },
+            State::Columns(left) => {
+                self.state = match left {
+                    1 if self.deprecate_eof => State::Rows,
+                    1 => State::ColumnsEof,
+                    n => State::Columns(n - 1),
+                };
+            }
+            State::ColumnsEof => match first {
+                0xFE => {
+                    let st = self.terminator_status(payload)?;
+                    self.status = st;
+                    // A cursor was opened: rows come later through COM_STMT_FETCH.
+                    self.state = if st & status::CURSOR_EXISTS != 0 { State::Done } else { State::Rows };
+                }
+                0xFF => {
+                    self.error = Some(ErrPacket::parse(payload)?.code);
+                    self.state = State::Done;
+                }
+                _ => return Err(ProtocolError::Malformed("expected EOF after column definitions")),
+            },
+            State::Rows => match first {
+                0xFE if self.is_terminator(len) => {
+                    let st = self.terminator_status(payload)?;
+                    self.end_of_result(st);
+                }
+                0xFF => {
+                    // ERR ends the response; its content is not needed to know that.
+                    self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
+                    self.state = State::Done;
+                }
+                _ => {}
+            },
+            State::PrepareFirst => match first {
+                0x00 => {
+                    let mut r = Reader::new(payload);
+                    r.u8("prepare ok marker")?;
+                    r.u32("statement id")?;
+                    let cols = u64::from(r.u16("column count")?);
+                    let params = u64::from(r.u16("parameter count")?);
+                    let eof = !self.deprecate_eof;
+                    self.state = State::PrepareDefs {
+                        params,
+                        params_eof: eof && params > 0,
+                        cols,
+                        cols_eof: eof && cols > 0,
+                    };
+                    self.advance_prepare();
+                }
+                0xFF => {
+                    self.error = Some(ErrPacket::parse(payload)?.code);
+                    self.state = State::Done;
+                }
+                _ => return Err(ProtocolError::Malformed("unexpected first packet of a PREPARE response")),
+            },
+            State::PrepareDefs { mut params, mut params_eof, mut cols, mut cols_eof } => {
+                if params > 0 {
+                    params -= 1;
+                } else if params_eof {
+                    params_eof = false;
+                } else if cols > 0 {
+                    cols -= 1;
+                } else {
+                    cols_eof = false;
+                }
+                self.state = State::PrepareDefs { params, params_eof, cols, cols_eof };
+                self.advance_prepare();
+            }
+            State::Done => {}
+        }
+        Ok(Progress::More)
+    }
+
+    fn advance_prepare(&mut self) {
+        if let State::PrepareDefs { params: 0, params_eof: false, cols: 0, cols_eof: false } = self.state {
+            self.state = State::Done;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::packet::write_packet;
+
+    fn pkts(list: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut seq = 1;
+        for p in list {
+            seq = write_packet(&mut out, seq, p);
+        }
+        out
+    }
+
+    fn run(expect: Expect, deprecate: bool, bytes: &[u8]) -> (Scanner, usize, Progress) {
+        let mut s = Scanner::new(expect, deprecate);
+        let (n, p) = s.feed(bytes).unwrap();
+        (s, n, p)
+    }
+
+    /// Feeding one byte at a time must give the same answer as feeding all at once.
+    fn run_bytewise(expect: Expect, deprecate: bool, bytes: &[u8]) -> (usize, Progress) {
+        let mut s = Scanner::new(expect, deprecate);
+        let mut buf = Vec::new();
+        let mut total = 0;
+        for &b in bytes {
+            buf.push(b);
+            let (n, p) = s.feed(&buf).unwrap();
+            buf.drain(..n);
+            total += n;
+            if p != Progress::More {
+                return (total, p);
+            }
+        }
+        (total, Progress::More)
+    }
+
+    const COLDEF: &[u8] = b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
+    const EOF_AUTOCOMMIT: &[u8] = b"\xfe\x00\x00\x02\x00";
+    const EOF_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00";
+    const OK_END: &[u8] = b"\xfe\x00\x00\x02\x00\x00\x00";
+    const OK_PLAIN: &[u8] = b"\x00\x01\x05\x02\x00\x00\x00";
+
+    #[test]
+    fn ok_and_err_are_single() {
+        let b = pkts(&[OK_PLAIN]);
+        let (s, n, p) = run(Expect::ResultSets, false, &b);
+        assert_eq!((n, p), (b.len(), Progress::Done));
+        assert_eq!(s.ok.unwrap().last_insert_id, 5);
+        let mut e = Vec::new();
+        write_err(&mut e, 1, (1146, "42S02"), "Table 'x.y' doesn't exist");
+        let (s, n, p) = run(Expect::ResultSets, true, &e);
+        assert_eq!((n, p, s.error), (e.len(), Progress::Done, Some(1146)));
+    }
+
+    #[test]
+    fn text_result_with_eof() {
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", b"\x012", EOF_AUTOCOMMIT]);
+        assert_eq!(run(Expect::ResultSets, false, &b).1, b.len());
+        assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
+        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
+        // Cut one byte short: not done.
+        assert_eq!(run(Expect::ResultSets, false, &b[..b.len() - 1]).2, Progress::More);
+    }
+
+    #[test]
+    fn text_result_deprecate_eof() {
+        let b = pkts(&[b"\x02", COLDEF, COLDEF, b"\x011\x012", OK_END]);
+        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
+    }
+
+    #[test]
+    fn row_starting_with_fe_is_not_a_terminator() {
+        // A text row whose first value has an 8-byte length prefix is at least 9 bytes.
+        let row: &[u8] = b"\xfe\x01\x00\x00\x00\x00\x00\x00\x00x";
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, row, EOF_AUTOCOMMIT]);
+        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
+    }
+
+    #[test]
+    fn multi_results_chain() {
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_MORE, b"\x00\x00\x00\x02\x00\x00\x00"]);
+        let (s, n, p) = run(Expect::ResultSets, false, &b);
+        assert_eq!((n, p), (b.len(), Progress::Done));
+        assert_eq!(s.status, 2);
+        // OK with MORE_RESULTS followed by a result set.
+        let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00", b"\x01", COLDEF, b"\x011", OK_END]);
+        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
+        // Stopping after the first result of a chain is not done.
+        let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00"]);
+        assert_eq!(run(Expect::ResultSets, true, &b).2, Progress::More);
+    }
+
+    #[test]
+    fn error_mid_rows_ends_response() {
+        let mut b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011"]);
+        write_err(&mut b, 5, (1317, "70100"), "Query execution was interrupted");
+        let (s, n, p) = run(Expect::ResultSets, false, &b);
+        assert_eq!((n, p, s.error), (b.len(), Progress::Done, Some(1317)));
+    }
+
+    #[test]
+    fn local_infile_then_ok() {
+        let b = pkts(&[b"\xfb/tmp/data.csv"]);
+        let mut s = Scanner::new(Expect::ResultSets, true);
+        assert_eq!(s.feed(&b).unwrap(), (b.len(), Progress::LocalInfile));
+        let ok = pkts(&[b"\x00\x03\x00\x02\x00\x00\x00"]);
+        assert_eq!(s.feed(&ok).unwrap(), (ok.len(), Progress::Done));
+        assert_eq!(s.ok.unwrap().affected_rows, 3);
+    }
+
+    #[test]
+    fn binary_rows_and_cursor() {
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x00\x00\x01\x00\x00\x00", EOF_AUTOCOMMIT]);
+        assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
+        // Cursor opened: columns then EOF with CURSOR_EXISTS and no rows.
+        let b = pkts(&[b"\x01", COLDEF, b"\xfe\x00\x00\x42\x00"]);
+        let (s, n, p) = run(Expect::ResultSets, false, &b);
+        assert_eq!((n, p), (b.len(), Progress::Done));
+        assert!(s.status & status::CURSOR_EXISTS != 0);
+        // Fetch: rows then EOF with LAST_ROW_SENT.
+        let b = pkts(&[b"\x00\x00\x01\x00\x00\x00", b"\x00\x00\x02\x00\x00\x00", b"\xfe\x00\x00\xc2\x00"]);
+        assert_eq!(run_bytewise(Expect::Rows, false, &b), (b.len(), Progress::Done));
+    }
+
+    #[test]
+    fn prepare_ok_with_params_and_columns() {
+        // stmt 1, 1 column, 2 params.
+        let prep: &[u8] = b"\x00\x01\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00";
+        let b = pkts(&[prep, COLDEF, COLDEF, EOF_AUTOCOMMIT, COLDEF, EOF_AUTOCOMMIT]);
+        assert_eq!(run_bytewise(Expect::Prepare, false, &b), (b.len(), Progress::Done));
+        let b = pkts(&[prep, COLDEF, COLDEF, COLDEF]);
+        assert_eq!(run_bytewise(Expect::Prepare, true, &b), (b.len(), Progress::Done));
+        let none: &[u8] = b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let b = pkts(&[none]);
+        assert_eq!(run(Expect::Prepare, false, &b).2, Progress::Done);
+    }
+
+    #[test]
+    fn field_list_and_single() {
+        let b = pkts(&[COLDEF, COLDEF, EOF_AUTOCOMMIT]);
+        assert_eq!(run_bytewise(Expect::FieldList, false, &b), (b.len(), Progress::Done));
+        let b = pkts(&[b"Uptime: 10  Threads: 1  Questions: 3"]);
+        assert_eq!(run(Expect::Single, true, &b).2, Progress::Done);
+    }
+
+    #[test]
+    fn huge_row_is_streamed_in_pieces() {
+        let big = vec![b'x'; MAX_PAYLOAD + 100];
+        let mut row = vec![0xFE];
+        row.extend_from_slice(&((big.len()) as u64).to_le_bytes());
+        row.extend_from_slice(&big);
+        let b = pkts(&[b"\x01", COLDEF, &row, OK_END]);
+        let mut s = Scanner::new(Expect::ResultSets, true);
+        let mut total = 0;
+        let mut last = Progress::More;
+        // Feed in 64 KiB chunks, the way a socket would deliver it.
+        let mut pending: Vec<u8> = Vec::new();
+        for chunk in b.chunks(65536) {
+            pending.extend_from_slice(chunk);
+            let (n, p) = s.feed(&pending).unwrap();
+            assert!(pending.len() - n < 65536 + 16, "the scanner must not hold back row data");
+            pending.drain(..n);
+            total += n;
+            last = p;
+        }
+        assert_eq!((total, last), (b.len(), Progress::Done));
+    }
+
+    #[test]
+    fn err_packet_parse() {
+        let mut e = Vec::new();
+        write_err(&mut e, 2, (1045, "28000"), "Access denied");
+        let p = ErrPacket::parse(&e[4..]).unwrap();
+        assert_eq!((p.code, p.sql_state.as_str(), p.message.as_str()), (1045, "28000", "Access denied"));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let b = pkts(&[b"\xff"]);
+        assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
+        let b = pkts(&[b"\x01", COLDEF, b"\x05"]);
+        assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! One shard: a glommio executor pinned to one CPU, accepting on its own SO_REUSEPORT
+//! socket and serving every session it accepts to the end.
+//!
+//! This module and [`net`] are the only places that know glommio. A shard shares nothing
+//! with other shards on the query path: it has its own listener, its own backend
+//! connections, its own copy of the configuration and its own status slot.
+//!
+//! Why one executor per core: each executor is single-threaded and never steals work, so
+//! session state needs no locks and stays in one CPU's cache; the kernel spreads new
+//! connections over the shards' listeners (SO_REUSEPORT).
+
+pub mod net;
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::session::{self, Context};
+use crate::status::StatusRegion;
+use net::{Conn, GlommioConnector};
+
+#[derive(Debug, Error)]
+pub enum ShardError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the glommio executor of shard {shard}: {message}")]
+    Executor { shard: usize, message: String },
+}
+
+/// Online CPUs of this host.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Creates one shard's listening socket: SO_REUSEADDR + SO_REUSEPORT, the configured
+/// backlog, non-blocking, close-on-exec. The master creates these before spawning shards
+/// and keeps a copy, so connections queued on a shard that dies wait for its successor.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, ShardError> {
+    let err = |source| ShardError::Listen { addr, source };
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.set_reuse_port(true).map_err(err)?;
+    sock.set_nonblocking(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32).map_err(err)?;
+    // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) })
+}
+
+/// Everything a shard starts from.
+pub struct ShardSpec {
+    pub index: usize,
+    pub cpu: usize,
+    pub listener: OwnedFd,
+    pub config: Arc<Config>,
+    pub status: Arc<StatusRegion>,
+}
+
+/// Runs shard `spec.index` on the calling thread until shutdown. Returns when drained.
+pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
+    let index = spec.index;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: spec.cpu }) {
+        warn!(shard = index, cpu = spec.cpu, "could not pin shard to its CPU; running unpinned");
+    }
+    let p = &spec.config.proxy;
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .name(&format!("corelay-shard-{index}"))
+        .io_memory(p.io_memory_kib * 1024)
+        .ring_depth(p.ring_depth.max(8))
+        .spin_before_park(Duration::from_micros(p.spin_before_park_us))
+        .preempt_timer(Duration::from_millis(p.preempt_timer_ms.max(1)))
+        .make()
+        .map_err(|e| ShardError::Executor { shard: index, message: e.to_string() })?;
+    ex.run(serve(spec));
+    Ok(())
+}
+
+async fn serve(spec: ShardSpec) {
+    let ShardSpec { index, cpu, listener, config, status } = spec;
+    status.slot(index).start(std::process::id());
+    // SAFETY: the descriptor is a bound, listening TCP socket that we own.
+    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
+    let drain = Duration::from_secs(config.proxy.drain_timeout_s);
+    let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
+    info!(shard = index, cpu, "shard accepting");
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !status.shutdown_requested() {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(shard = index, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        net::set_cloexec(&stream);
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            session::serve(&ctx, Conn::new(stream, ctx_write_timeout(&ctx)), peer).await;
+        })
+        .detach();
+    }
+    drop(listener);
+    let started = Instant::now();
+    let slot = status.slot(index);
+    while slot.client_connections.load(std::sync::atomic::Ordering::Relaxed) > 0 && started.elapsed() < drain {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    let left = slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
+    if left > 0 {
+        error!(shard = index, sessions = left, "drain time over; closing remaining sessions");
+    }
+    info!(shard = index, "shard stopped");
+}
+
+fn ctx_write_timeout(ctx: &Context<GlommioConnector>) -> Option<Duration> {
+    ctx.connector.write_timeout
+}

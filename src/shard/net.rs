@@ -1,0 +1,77 @@
+//! The thin adapter between glommio's sockets and the runtime-agnostic
+//! [`Transport`]/[`Connector`] traits the session code uses.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::session::io::{Connector, Transport};
+
+/// A glommio TCP stream with per-call read timeouts.
+pub struct Conn {
+    stream: TcpStream,
+    read_timeout: Option<Duration>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, write_timeout: Option<Duration>) -> Conn {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(write_timeout);
+        Conn { stream, read_timeout: None }
+    }
+}
+
+impl Transport for Conn {
+    async fn read(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
+        if timeout != self.read_timeout {
+            self.stream.set_read_timeout(timeout).map_err(|e| io::Error::other(e.to_string()))?;
+            self.read_timeout = timeout;
+        }
+        self.stream.read(dst).await
+    }
+
+    async fn write_all(&mut self, src: &[u8]) -> io::Result<()> {
+        self.stream.write_all(src).await
+    }
+}
+
+/// Opens backend connections from the current shard.
+pub struct GlommioConnector {
+    pub write_timeout: Option<Duration>,
+}
+
+impl Connector for GlommioConnector {
+    type Conn = Conn;
+
+    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(addr, timeout).await.map_err(|e| match e {
+            glommio::GlommioError::IoError(io) => io,
+            glommio::GlommioError::TimedOut(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            other => io::Error::other(other.to_string()),
+        })?;
+        set_cloexec(&stream);
+        // SAFETY: borrowing the descriptor of a live stream for the duration of this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&stream)) };
+        let sock = socket2::SockRef::from(&fd);
+        let _ = sock.set_keepalive(true);
+        let _ = sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10)),
+        );
+        Ok(Conn::new(stream, self.write_timeout))
+    }
+}
+
+/// Accepted and connected sockets are not close-on-exec by default in glommio.
+pub fn set_cloexec(fd: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor we own; failure only means the flag stays unset.
+    unsafe {
+        let raw = fd.as_raw_fd();
+        let flags = libc::fcntl(raw, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}

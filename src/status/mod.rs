@@ -1,0 +1,221 @@
+//! Shared-memory status regions.
+//!
+//! The master creates one memfd mapping (MAP_SHARED) before it spawns any shard, so the
+//! same physical pages are visible to forked shard processes and to shard threads alike
+//! (an anonymous private mapping would be copied on fork). The mapping is a [`Header`]
+//! followed by one cache-line-aligned [`Slot`] per shard.
+//!
+//! Invariants:
+//! - Each slot has exactly one writer: the shard with that index. Everyone else only
+//!   reads, so plain relaxed atomics suffice and nothing on the query path contends.
+//! - A re-spawned shard reuses its slot: gauges (current connections) are reset, running
+//!   totals are kept.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use memmap2::MmapRaw;
+use thiserror::Error;
+
+/// Users whose connections are counted per shard (indexes into the config's user list).
+pub const MAX_USERS: usize = 1024;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
+const LAYOUT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum StatusError {
+    #[error("cannot create the status memfd: {0}")]
+    Memfd(#[source] std::io::Error),
+    #[error("cannot size or map the status region: {0}")]
+    Map(#[source] std::io::Error),
+}
+
+/// The region's first cache line.
+#[repr(C, align(64))]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub layout_version: AtomicU32,
+    pub shard_count: AtomicU32,
+    /// Set by the master to ask every shard to stop accepting and drain.
+    pub shutdown: AtomicU32,
+    pub config_version: AtomicU64,
+}
+
+/// One shard's counters. Gauges go up and down; totals only go up.
+#[repr(C, align(64))]
+pub struct Slot {
+    pub pid: AtomicU64,
+    pub started_unix_s: AtomicU64,
+    /// Gauge: client sessions open on this shard.
+    pub client_connections: AtomicU64,
+    /// Gauge: backend connections open on this shard.
+    pub backend_connections: AtomicU64,
+    pub clients_accepted: AtomicU64,
+    pub clients_rejected: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub commands: AtomicU64,
+    pub bytes_from_clients: AtomicU64,
+    pub bytes_from_backends: AtomicU64,
+    pub backend_connect_errors: AtomicU64,
+    pub backend_errors: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub respawns: AtomicU64,
+    /// Gauge: open client sessions per product user index.
+    pub user_connections: [AtomicU32; MAX_USERS],
+}
+
+impl Slot {
+    /// Resets the gauges when a shard (re)starts in this slot.
+    pub fn start(&self, pid: u32) {
+        if self.started_unix_s.load(Relaxed) != 0 {
+            self.respawns.fetch_add(1, Relaxed);
+        }
+        self.pid.store(u64::from(pid), Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.started_unix_s.store(now, Relaxed);
+        self.client_connections.store(0, Relaxed);
+        self.backend_connections.store(0, Relaxed);
+        for u in &self.user_connections {
+            u.store(0, Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        // Single writer: a load and a store are enough and cheaper than a locked add.
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
+    }
+
+    pub fn user_inc(&self, user: usize) {
+        if let Some(c) = self.user_connections.get(user) {
+            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+        }
+    }
+
+    pub fn user_dec(&self, user: usize) {
+        if let Some(c) = self.user_connections.get(user) {
+            c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
+        }
+    }
+}
+
+/// The mapped region. Cheap to share: an `Arc` in thread mode, inherited across fork.
+pub struct StatusRegion {
+    map: MmapRaw,
+    shards: usize,
+    _file: File,
+}
+
+// SAFETY: the region only holds atomics; every access goes through them.
+unsafe impl Send for StatusRegion {}
+unsafe impl Sync for StatusRegion {}
+
+impl StatusRegion {
+    /// Creates a zeroed region for `shards` slots.
+    pub fn create(shards: usize) -> Result<Arc<StatusRegion>, StatusError> {
+        use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+        let fd = memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| StatusError::Memfd(e.into()))?;
+        let file = File::from(fd);
+        let len = Self::slot_offset(shards);
+        file.set_len(len as u64).map_err(StatusError::Map)?;
+        let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
+        let region = StatusRegion { map, shards, _file: file };
+        let h = region.header();
+        h.magic.store(MAGIC, Relaxed);
+        h.layout_version.store(LAYOUT_VERSION, Relaxed);
+        h.shard_count.store(shards as u32, Relaxed);
+        Ok(Arc::new(region))
+    }
+
+    fn slot_offset(k: usize) -> usize {
+        std::mem::size_of::<Header>() + k * std::mem::size_of::<Slot>()
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least one Header long, page aligned, zero-initialised,
+        // and Header is made of atomics, for which all-zero bytes are valid.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Shard `k`'s slot.
+    pub fn slot(&self, k: usize) -> &Slot {
+        assert!(k < self.shards, "slot {k} out of range");
+        // SAFETY: in bounds (checked above), 64-byte aligned (Header and Slot sizes are
+        // multiples of 64 and the mapping is page aligned), atomics only.
+        unsafe { &*(self.map.as_ptr().add(Self::slot_offset(k)) as *const Slot) }
+    }
+
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        (0..self.shards).map(|k| self.slot(k))
+    }
+
+    pub fn request_shutdown(&self) {
+        self.header().shutdown.store(1, Relaxed);
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.header().shutdown.load(Relaxed) != 0
+    }
+
+    /// Client sessions open on all shards.
+    pub fn total_clients(&self) -> u64 {
+        self.slots().map(|s| s.client_connections.load(Relaxed)).sum()
+    }
+
+    /// Sessions of product user `user` open on all shards.
+    pub fn user_connections(&self, user: usize) -> u64 {
+        self.slots().map(|s| s.user_connections.get(user).map_or(0, |c| u64::from(c.load(Relaxed)))).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_aligned_and_independent() {
+        let r = StatusRegion::create(3).unwrap();
+        assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+        assert_eq!(r.slot(1) as *const Slot as usize % 64, 0);
+        r.slot(0).start(10);
+        r.slot(2).start(12);
+        Slot::add(&r.slot(0).client_connections, 2);
+        Slot::add(&r.slot(2).client_connections, 3);
+        r.slot(2).user_inc(5);
+        r.slot(0).user_inc(5);
+        assert_eq!(r.total_clients(), 5);
+        assert_eq!(r.user_connections(5), 2);
+        assert_eq!(r.header().shard_count.load(Relaxed), 3);
+        r.slot(2).start(13);
+        assert_eq!(r.total_clients(), 2, "a restarted shard's gauges start at zero");
+        assert_eq!(r.slot(2).respawns.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn region_is_shared_across_fork() {
+        let r = StatusRegion::create(1).unwrap();
+        // SAFETY: the child only touches atomics and exits at once.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                Slot::add(&r.slot(0).commands, 41);
+                unsafe { libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(r.slot(0).commands.load(Relaxed), 41);
+            }
+        }
+    }
+}
