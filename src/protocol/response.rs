@@ -166,6 +166,12 @@ impl Scanner {
         Scanner { state, deprecate_eof, continuation: false, skip: 0, last_seq: 0, status: 0, ok: None, error: None }
     }
 
+    /// Whether everything fed so far ends on a packet boundary, so that the proxy could
+    /// insert a packet of its own (an ERR) without corrupting the stream.
+    pub fn at_boundary(&self) -> bool {
+        self.skip == 0 && !self.continuation
+    }
+
     /// Whether the response is complete.
     pub fn done(&self) -> bool {
         self.state == State::Done

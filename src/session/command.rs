@@ -21,16 +21,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn command_loop(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.idle_timeout();
-            if let Err(e) = self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await {
+            if let Err(e) = self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await {
                 return match e.kind() {
                     ErrorKind::TimedOut => {
                         self.send_err(1, (4031, "HY000"), IDLE_MESSAGE).await;
                         Err(SessionError::ClientIdle(idle.unwrap_or_default()))
-                    }
-                    // A bare empty packet (4 bytes, then nothing): refused below.
-                    ErrorKind::UnexpectedEof if self.cbuf.len() == HEADER_LEN => {
-                        self.send_err(1, code::NET_READ_ERROR, "Got an error reading communication packets: empty packet").await;
-                        Err(SessionError::ClientGone(e))
                     }
                     _ => Err(SessionError::ClientGone(e)),
                 };
@@ -47,6 +42,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if h.len as u64 > max {
                 return self.too_large(reply_seq, h.len).await;
             }
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await.map_err(SessionError::ClientGone)?;
             let command = self.cbuf.filled()[HEADER_LEN];
             Slot::add(&self.ctx.slot().commands, 1);
             let expect = match command {
@@ -108,7 +104,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let max = self.config().proxy.max_packet_bytes;
         let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes: {len} > {max} (proxy.max_packet_bytes)");
         self.send_err(seq, code::NET_PACKET_TOO_LARGE, &msg).await;
+        self.discard_input().await;
         Err(SessionError::ClientPacketTooLarge(len))
+    }
+
+    /// Before closing on a client that is still sending, read and drop what it sends for a
+    /// moment: closing with unread data makes the kernel reset the connection, and the
+    /// client would lose the ERR packet just sent.
+    async fn discard_input(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut budget = 2 * self.config().proxy.max_packet_bytes as usize + (1 << 20);
+        let mut sink = [0u8; 16 * 1024];
+        self.cbuf.consume(self.cbuf.len());
+        while budget > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.client.read(&mut sink, Some(left)).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
     }
 
     /// Forwards one logical packet (all its physical packets) from the client to the
@@ -186,14 +203,20 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let backend = self.backend.as_mut().ok_or_else(no_backend)?;
             let addr = backend.addr;
             match self.bbuf.fill_from(&mut backend.stream, None).await {
-                Ok(0) => {
+                Ok(n) if n > 0 => Slot::add(&self.ctx.slot().bytes_from_backends, n as u64),
+                result => {
+                    let reason = match result {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "connection closed by the server".into(),
+                    };
+                    if !scanner.at_boundary() {
+                        // The client holds part of a packet: an ERR now would be read as
+                        // the rest of it. Closing is the only clear signal left.
+                        self.set_backend(None);
+                        return Err(SessionError::BackendLost { addr, reason });
+                    }
                     let seq = if forwarded { scanner.last_seq } else { request_seq };
-                    return self.backend_lost(seq.wrapping_add(1), addr, "connection closed by the server".into()).await;
-                }
-                Ok(n) => Slot::add(&self.ctx.slot().bytes_from_backends, n as u64),
-                Err(e) => {
-                    let seq = if forwarded { scanner.last_seq } else { request_seq };
-                    return self.backend_lost(seq.wrapping_add(1), addr, e.to_string()).await;
+                    return self.backend_lost(seq.wrapping_add(1), addr, reason).await;
                 }
             }
         }

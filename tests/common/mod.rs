@@ -175,6 +175,8 @@ impl MariaDb {
         c.query_drop(format!(
             "CREATE USER IF NOT EXISTS {DB_USER}@'%' IDENTIFIED BY '{DB_PASSWORD}';
              GRANT ALL ON *.* TO {DB_USER}@'%';
+             CREATE USER IF NOT EXISTS b_db@'%' IDENTIFIED BY '{DB_PASSWORD}';
+             GRANT ALL ON *.* TO b_db@'%';
              CREATE DATABASE IF NOT EXISTS {DB_NAME};"
         ))
         .unwrap();
@@ -413,4 +415,55 @@ pub fn read_line(r: &mut impl BufRead) -> String {
     let mut s = String::new();
     r.read_line(&mut s).unwrap();
     s
+}
+
+/// Logs in over a plain socket with mysql_native_password; for tests that send raw bytes.
+pub fn raw_login(port: u16, user: &str, password: &str) -> TcpStream {
+    use corelay::protocol::{auth, caps, handshake};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, g) = read_raw_packet(&mut s).unwrap();
+    let g = handshake::Greeting::parse(&g).unwrap();
+    let hr = handshake::HandshakeResponse {
+        capabilities: caps::BACKEND_REQUIRED | caps::DEPRECATE_EOF,
+        max_packet: 1 << 24,
+        charset: 45,
+        user: user.into(),
+        auth_response: auth::native_proof(password.as_bytes(), &g.scramble),
+        database: None,
+        auth_plugin: Some(auth::NATIVE.into()),
+        attributes: Vec::new(),
+    };
+    let mut out = Vec::new();
+    hr.write(&mut out, 1);
+    s.write_all(&out).unwrap();
+    let (_, ok) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(ok[0], 0, "login failed: {}", String::from_utf8_lossy(&ok));
+    s
+}
+
+/// Sends one command packet (sequence 0) over a raw socket.
+pub fn send_command(s: &mut TcpStream, payload: &[u8]) {
+    let mut out = Vec::new();
+    corelay::protocol::packet::write_packet(&mut out, 0, payload);
+    s.write_all(&out).unwrap();
+}
+
+/// Decodes an ERR packet payload into (code, message).
+pub fn parse_err(p: &[u8]) -> (u16, String) {
+    let e = corelay::protocol::response::ErrPacket::parse(p).unwrap_or_else(|_| panic!("not an ERR packet: {p:?}"));
+    (e.code, e.message)
+}
+
+/// A config with two clusters: user `app` on `a`, user `b_app` on `b`.
+pub fn two_cluster_config(a: SocketAddr, b: SocketAddr, proxy_extra: &str) -> String {
+    format!(
+        "[proxy]\n{proxy_extra}\n\n\
+[[cluster]]\nname = \"a\"\n[[cluster.server]]\naddress = \"{a}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
+[[cluster]]\nname = \"b\"\n[[cluster.server]]\naddress = \"{b}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
+[[db_user]]\nname = \"{DB_USER}\"\npassword = \"{DB_PASSWORD}\"\ncluster = \"a\"\ndefault_db = \"{DB_NAME}\"\n\n\
+[[db_user]]\nname = \"b_db\"\npassword = \"{DB_PASSWORD}\"\ncluster = \"b\"\ndefault_db = \"{DB_NAME}\"\n\n\
+[[user]]\nname = \"app\"\npassword = \"app_pw\"\ndb_user = \"{DB_USER}\"\n\n\
+[[user]]\nname = \"b_app\"\npassword = \"app_pw\"\ndb_user = \"b_db\"\n"
+    )
 }

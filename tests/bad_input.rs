@@ -1,0 +1,237 @@
+//! Bad input gets a clear error for that one session, and every other session carries on.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql::prelude::Queryable;
+
+fn start(extra: &str) -> Corelay {
+    Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], extra), "thread", 2)
+}
+
+/// Reads until the peer closes; true if it closed within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 256];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn garbage_instead_of_a_login() {
+    let c = start("");
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    read_raw_packet(&mut s).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    let (code, msg) = parse_err(&p);
+    assert_eq!(code, 1043, "{msg}");
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert_alive(&mut other);
+}
+
+#[test]
+fn truncated_and_malformed_login_packets() {
+    let c = start("");
+    let mut other = c.connect("app", "app_pw").unwrap();
+    // A login packet that is too short to hold its fields.
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    read_raw_packet(&mut s).unwrap();
+    s.write_all(&[6, 0, 0, 1, 0x0f, 0xa2, 0, 0, 0, 0]).unwrap();
+    let (seq, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(seq, 2);
+    assert_eq!(parse_err(&p).0, 1043);
+    // A header promising 100 bytes, then the client hangs up.
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    read_raw_packet(&mut s).unwrap();
+    s.write_all(&[100, 0, 0, 1, 1, 2, 3]).unwrap();
+    drop(s);
+    // A client that sends random bytes after logging in: an empty packet, then a lie.
+    let mut s = raw_login(c.port, "app", "app_pw");
+    s.write_all(&[0, 0, 0, 0]).unwrap();
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(parse_err(&p).0, 1158);
+    assert_alive(&mut other);
+    let mut fresh = c.connect("app", "app_pw").unwrap();
+    assert_alive(&mut fresh);
+}
+
+#[test]
+fn unknown_and_refused_commands() {
+    let c = start("");
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut s = raw_login(c.port, "app", "app_pw");
+    send_command(&mut s, &[0x7a, 1, 2, 3]);
+    let (seq, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(seq, 1);
+    let (code, msg) = parse_err(&p);
+    assert_eq!(code, 1047, "{msg}");
+    assert!(msg.contains("0x7a"), "{msg}");
+    send_command(&mut s, &[0x0c, 1, 0, 0, 0]); // COM_PROCESS_KILL
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(parse_err(&p).0, 1227);
+    send_command(&mut s, &[0x08, 0]); // COM_SHUTDOWN
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(parse_err(&p).0, 1227);
+    // The same session still works after all that.
+    send_command(&mut s, b"\x03SELECT 1");
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(p, [1], "one column");
+    assert_alive(&mut other);
+}
+
+#[test]
+fn oversized_packet_gets_1153_and_close() {
+    let c = start("max_packet_bytes = 1048576");
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    let big = format!("SELECT '{}'", "x".repeat(2 << 20));
+    let e = conn.query_drop(&big).unwrap_err();
+    assert_eq!(err_code(&e), Some(1153), "{e}");
+    assert!(e.to_string().contains("max_packet_bytes"), "{e}");
+    // Raw: a header announcing more than the limit is refused before the body arrives.
+    let mut s = raw_login(c.port, "app", "app_pw");
+    s.write_all(&[0, 0, 0x20, 0, 3]).unwrap();
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(parse_err(&p).0, 1153);
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    // Under the limit is fine.
+    let ok: Option<i64> = other.query_first(format!("SELECT LENGTH('{}')", "y".repeat(500_000))).unwrap();
+    assert_eq!(ok, Some(500_000));
+}
+
+#[test]
+fn client_that_never_finishes_login_is_timed_out() {
+    let c = start("auth_timeout_ms = 500");
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    read_raw_packet(&mut s).unwrap();
+    // Half a login packet, then silence (a slowloris client).
+    s.write_all(&[60, 0, 0, 1, 0x0f]).unwrap();
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(parse_err(&p).0, 1159);
+    assert!(started.elapsed() < Duration::from_secs(5), "timed out after {:?}", started.elapsed());
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert_alive(&mut other);
+}
+
+#[test]
+fn idle_client_is_disconnected() {
+    let c = start("client_idle_timeout_s = 1");
+    let port = c.port;
+    // A busy session keeps working throughout.
+    let busy = std::thread::spawn(move || {
+        let mut conn = mysql::Conn::new(
+            mysql::OptsBuilder::new()
+                .ip_or_hostname(Some("127.0.0.1"))
+                .tcp_port(port)
+                .user(Some("app"))
+                .pass(Some("app_pw"))
+                .prefer_socket(false),
+        )
+        .unwrap();
+        let end = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < end {
+            assert_alive(&mut conn);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut s = raw_login(c.port, "app", "app_pw");
+    let started = Instant::now();
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    let (code, msg) = parse_err(&p);
+    assert_eq!(code, 4031, "{msg}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    busy.join().unwrap();
+}
+
+#[test]
+fn backend_down_names_the_backend() {
+    let dead = ([127, 0, 0, 1], free_port()).into();
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), dead, ""), "thread", 2);
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let started = Instant::now();
+    let e = c.connect("b_app", "app_pw").unwrap_err();
+    assert_eq!(err_code(&e), Some(2003), "{e}");
+    assert!(e.to_string().contains(&dead.to_string()), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_alive(&mut other);
+}
+
+#[test]
+fn backend_dying_mid_result() {
+    let mut doomed = MariaDb::start();
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut victim = c.connect("b_app", "app_pw").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut rows = 0;
+        let result = victim.query_iter("SELECT seq, REPEAT('x', 2000), SLEEP(0.002) FROM seq_1_to_5000");
+        let outcome = match result {
+            Err(e) => Err(e),
+            Ok(mut r) => {
+                let mut out = Ok(());
+                for row in r.by_ref() {
+                    match row {
+                        Ok(_) => {
+                            rows += 1;
+                            if rows == 50 {
+                                tx.send(()).unwrap();
+                            }
+                        }
+                        Err(e) => {
+                            out = Err(e);
+                            break;
+                        }
+                    }
+                }
+                out
+            }
+        };
+        (rows, outcome)
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("rows start flowing");
+    doomed.kill();
+    let started = Instant::now();
+    let (rows, outcome) = reader.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "the client must not hang");
+    assert!(rows >= 50 && rows < 5000, "{rows} rows");
+    let e = outcome.expect_err("the client sees an error");
+    assert!(e.to_string().contains("2013") || e.to_string().to_lowercase().contains("lost connection") || matches!(e, mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_)), "{e:?}");
+    assert_alive(&mut other);
+    let mut fresh = c.connect("app", "app_pw").unwrap();
+    assert_alive(&mut fresh);
+}
+
+#[test]
+fn backend_dying_mid_query_gets_2013() {
+    let mut doomed = MariaDb::start();
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut s = raw_login(c.port, "b_app", "app_pw");
+    send_command(&mut s, b"\x03SELECT SLEEP(30)");
+    std::thread::sleep(Duration::from_millis(500));
+    doomed.kill();
+    let (seq, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(seq, 1);
+    let (code, msg) = parse_err(&p);
+    assert_eq!(code, 2013, "{msg}");
+    assert!(msg.contains(&doomed.addr().to_string()), "{msg}");
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert_alive(&mut other);
+}
