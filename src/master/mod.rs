@@ -18,7 +18,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, WorkerMode, EXIT_CONFIG};
+use crate::config::{Config, EXIT_CONFIG};
 use crate::shard::{self, ShardError};
 use crate::status::{StatusError, StatusRegion};
 use spawn::Worker;
@@ -47,21 +47,22 @@ impl MasterError {
     }
 }
 
-/// Locked memory glommio needs per shard: `io_memory` is registered three times, plus
-/// the rings themselves.
-fn memlock_needed(config: &Config, shards_in_process: usize) -> u64 {
+/// Locked memory the shards need: `io_memory` is registered three times per shard, plus
+/// the rings themselves. io_uring charges it to the user, so forked shards add up like
+/// threads do; glommio itself refuses to start below 512 KiB.
+fn memlock_needed(config: &Config, shards: usize) -> u64 {
     let per = 3 * config.proxy.io_memory_kib as u64 * 1024 + 128 * 1024;
-    per * shards_in_process as u64
+    (per * shards as u64).max(512 * 1024)
 }
 
 /// Checks RLIMIT_MEMLOCK (raising the soft limit where the hard one allows) so a shard
 /// does not die on start with an obscure io_uring error.
-fn check_memlock(config: &Config, shards_in_process: usize) -> Result<(), MasterError> {
+fn check_memlock(config: &Config, shards: usize) -> Result<(), MasterError> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
     if nix::unistd::geteuid().is_root() {
         return Ok(()); // CAP_IPC_LOCK: the limit does not apply.
     }
-    let need = memlock_needed(config, shards_in_process);
+    let need = memlock_needed(config, shards);
     let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| MasterError::Memlock(e.to_string()))?;
     if soft == RLIM_INFINITY || soft >= need {
         return Ok(());
@@ -72,9 +73,9 @@ fn check_memlock(config: &Config, shards_in_process: usize) -> Result<(), Master
         }
     }
     Err(MasterError::Memlock(format!(
-        "RLIMIT_MEMLOCK is {} KiB (hard {} KiB) but {shards_in_process} shard(s) with io_memory_kib = {} need {} KiB of locked memory. \
+        "RLIMIT_MEMLOCK is {} KiB (hard {} KiB) but {shards} shard(s) with io_memory_kib = {} need {} KiB of locked memory. \
 Raise it (ulimit -l {}, LimitMEMLOCK= in a systemd unit, or memlock in /etc/security/limits.conf), \
-or run fewer shards per process (--workers, --worker-mode fork) or a smaller --io-memory-kib.",
+or run fewer shards (--workers) or a smaller --io-memory-kib.",
         soft / 1024,
         if hard == RLIM_INFINITY { u64::MAX / 1024 } else { hard / 1024 },
         config.proxy.io_memory_kib,
@@ -104,7 +105,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let config = Arc::new(config);
     let n = config.shard_count();
     let mode = config.proxy.worker_mode;
-    check_memlock(&config, if mode == WorkerMode::Thread { n } else { 1 })?;
+    check_memlock(&config, n)?;
     let status = StatusRegion::create(n)?;
 
     let mut mask = SigSet::empty();
