@@ -23,7 +23,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         return Ok(match Config::load(Some(file), &cli.overrides) {
             Ok(c) => {
                 print!("{}", c.to_toml());
-                eprintln!("{}: configuration is valid ({} shard(s), {} user(s), {} cluster(s))", c.source, c.shard_count(), c.users.len(), c.clusters.len());
+                eprintln!(
+                    "{}: configuration is valid ({} shard(s), {} user(s), {} cluster(s))",
+                    c.source,
+                    c.shard_count(),
+                    c.users.len(),
+                    c.clusters.len()
+                );
                 0
             }
             Err(e) => {
@@ -32,7 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         });
     }
-    let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
+    let config =
+        Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
     init_logging(&config.proxy.log_level);
     match corelay::master::run(config) {
         Ok(code) => Ok(code),

@@ -22,14 +22,25 @@ pub const MAX_PACKET: u32 = 1 << 30;
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("can't connect to db server {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("lost connection to db server {addr} during login: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("db server {addr} sent a malformed packet during login: {source}")]
-    Protocol { addr: SocketAddr, source: ProtocolError },
+    Protocol {
+        addr: SocketAddr,
+        source: ProtocolError,
+    },
     #[error("db server {addr} refused the login: {} ({})", .err.message, .err.code)]
     Refused { addr: SocketAddr, err: ErrPacket },
-    #[error("db server {addr} asks for authentication plugin {plugin:?}, which corelay cannot answer")]
+    #[error(
+        "db server {addr} asks for authentication plugin {plugin:?}, which corelay cannot answer"
+    )]
     Plugin { addr: SocketAddr, plugin: String },
 }
 
@@ -71,7 +82,10 @@ impl<T: Transport> Backend<T> {
 
     /// Sends COM_QUIT so the server closes the connection without an "aborted" warning.
     pub async fn quit(&mut self) {
-        let _ = self.stream.write_all(&[1, 0, 0, 0, crate::protocol::command::QUIT]).await;
+        let _ = self
+            .stream
+            .write_all(&[1, 0, 0, 0, crate::protocol::command::QUIT])
+            .await;
     }
 }
 
@@ -84,22 +98,34 @@ pub async fn connect<N: Connector>(
     login: &Login<'_>,
     buf: &mut Buffer,
 ) -> Result<Backend<N::Conn>, BackendError> {
-    let mut stream = connector.connect(addr, timeout).await.map_err(|source| BackendError::Connect { addr, source })?;
+    let mut stream = connector
+        .connect(addr, timeout)
+        .await
+        .map_err(|source| BackendError::Connect { addr, source })?;
     let io_err = |e: PacketReadError| match e {
         PacketReadError::Io(source) => BackendError::Io { addr, source },
         PacketReadError::TooLarge(n) => BackendError::Protocol {
             addr,
-            source: ProtocolError::Malformed(if n > 0 { "login packet too large" } else { "empty login packet" }),
+            source: ProtocolError::Malformed(if n > 0 {
+                "login packet too large"
+            } else {
+                "empty login packet"
+            }),
         },
     };
     let t = Some(timeout);
-    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
+    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t)
+        .await
+        .map_err(io_err)?;
     if payload.first() == Some(&0xFF) {
-        let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+        let err =
+            ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
         return Err(BackendError::Refused { addr, err });
     }
-    let greeting = Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-    let mut capabilities = (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
+    let greeting =
+        Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+    let mut capabilities = (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING))
+        & greeting.capabilities;
     // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
     capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
     let mut plugin = greeting.auth_plugin.clone();
@@ -123,11 +149,16 @@ pub async fn connect<N: Connector>(
     };
     let mut out = Vec::with_capacity(128);
     response.write(&mut out, 1);
-    stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|source| BackendError::Io { addr, source })?;
 
     // At most a few round trips: switch, more data, OK.
     for _ in 0..6 {
-        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
+        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t)
+            .await
+            .map_err(io_err)?;
         match payload.first() {
             Some(0x00) => {
                 return Ok(Backend {
@@ -139,16 +170,25 @@ pub async fn connect<N: Connector>(
                 })
             }
             Some(0xFF) => {
-                let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+                let err = ErrPacket::parse(&payload)
+                    .map_err(|source| BackendError::Protocol { addr, source })?;
                 return Err(BackendError::Refused { addr, err });
             }
             Some(0xFE) => {
-                let switch = AuthSwitch::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-                let proof = auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
-                    .map_err(|_| BackendError::Plugin { addr, plugin: switch.plugin.clone() })?;
+                let switch = AuthSwitch::parse(&payload)
+                    .map_err(|source| BackendError::Protocol { addr, source })?;
+                let proof =
+                    auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
+                        .map_err(|_| BackendError::Plugin {
+                            addr,
+                            plugin: switch.plugin.clone(),
+                        })?;
                 out.clear();
                 crate::protocol::packet::write_packet(&mut out, seq.wrapping_add(1), &proof);
-                stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
+                stream
+                    .write_all(&out)
+                    .await
+                    .map_err(|source| BackendError::Io { addr, source })?;
             }
             Some(0x01) => match payload.get(1) {
                 // caching_sha2_password fast path succeeded: the OK follows.
@@ -156,14 +196,21 @@ pub async fn connect<N: Connector>(
                 _ => {
                     return Err(BackendError::Plugin {
                         addr,
-                        plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
+                        plugin: "caching_sha2_password (full authentication over RSA or TLS)"
+                            .into(),
                     })
                 }
             },
             _ => {
-                return Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("unexpected packet during login") });
+                return Err(BackendError::Protocol {
+                    addr,
+                    source: ProtocolError::Malformed("unexpected packet during login"),
+                });
             }
         }
     }
-    Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
+    Err(BackendError::Protocol {
+        addr,
+        source: ProtocolError::Malformed("login did not finish"),
+    })
 }

@@ -21,7 +21,10 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -39,7 +42,9 @@ impl std::str::FromStr for WorkerMode {
         match s {
             "thread" => Ok(WorkerMode::Thread),
             "fork" => Ok(WorkerMode::Fork),
-            other => Err(format!("unknown worker mode {other:?}: use \"thread\" or \"fork\"")),
+            other => Err(format!(
+                "unknown worker mode {other:?}: use \"thread\" or \"fork\""
+            )),
         }
     }
 }

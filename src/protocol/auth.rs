@@ -34,29 +34,31 @@ pub fn new_scramble() -> [u8; SCRAMBLE_LEN] {
 
 /// `SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password)))`; empty for an empty password.
 pub fn native_proof(password: &[u8], scramble: &[u8]) -> Vec<u8> {
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let stage1 = Sha1::digest(password);
-    let stage2 = Sha1::digest(stage1);
-    let mut h = Sha1::new();
-    h.update(scramble);
-    h.update(stage2);
-    let mix = h.finalize();
-    stage1.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect()
+    xor_proof::<Sha1>(password, scramble, true)
 }
 
 /// `SHA256(password) XOR SHA256(SHA256(SHA256(password)) + scramble)`; empty for an empty
 /// password.
 pub fn caching_sha2_proof(password: &[u8], scramble: &[u8]) -> Vec<u8> {
+    xor_proof::<Sha256>(password, scramble, false)
+}
+
+/// The shape both scramble plugins share: `H(p) XOR H(x)` where `x` is the scramble and
+/// `H(H(p))` concatenated (scramble first for native, last for caching_sha2).
+fn xor_proof<D: Digest>(password: &[u8], scramble: &[u8], scramble_first: bool) -> Vec<u8> {
     if password.is_empty() {
         return Vec::new();
     }
-    let stage1 = Sha256::digest(password);
-    let stage2 = Sha256::digest(stage1);
-    let mut h = Sha256::new();
-    h.update(stage2);
-    h.update(scramble);
+    let stage1 = D::digest(password);
+    let stage2 = D::digest(&stage1);
+    let mut h = D::new();
+    if scramble_first {
+        h.update(scramble);
+        h.update(&stage2);
+    } else {
+        h.update(&stage2);
+        h.update(scramble);
+    }
     let mix = h.finalize();
     stage1.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect()
 }
@@ -106,11 +108,19 @@ pub fn verify(plugin: &str, password: &[u8], scramble: &[u8], proof: &[u8]) -> b
         _ => return false,
     };
     // Some clients send a trailing NUL after an empty proof.
-    let proof = if expected.is_empty() && proof == [0] { &[][..] } else { proof };
+    let proof = if expected.is_empty() && proof == [0] {
+        &[][..]
+    } else {
+        proof
+    };
     if expected.len() != proof.len() {
         return false;
     }
-    expected.iter().zip(proof).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected
+        .iter()
+        .zip(proof)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]
@@ -118,7 +128,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -138,7 +151,10 @@ mod tests {
         assert!(!verify(NATIVE, b"secreT", scramble, &proof));
         // SHA1(SHA1("secret")) is PASSWORD('secret') without the leading '*'.
         let stage2 = Sha1::digest(Sha1::digest(b"secret"));
-        assert_eq!(stage2.to_vec(), hex("14E65567ABDB5135D0CFD9A70B3032C179A49EE7"));
+        assert_eq!(
+            stage2.to_vec(),
+            hex("14E65567ABDB5135D0CFD9A70B3032C179A49EE7")
+        );
     }
 
     #[test]
@@ -189,12 +205,18 @@ mod tests {
         let a = Scalar::from_bytes_mod_order(clamp_integer(lower));
         let public = (&a * ED25519_BASEPOINT_TABLE).compress();
         // Standard verification: S*B == R + H(R||A||M)*A.
-        let r = CompressedEdwardsY::from_slice(&sig[..32]).unwrap().decompress().unwrap();
+        let r = CompressedEdwardsY::from_slice(&sig[..32])
+            .unwrap()
+            .decompress()
+            .unwrap();
         let mut sb = [0u8; 32];
         sb.copy_from_slice(&sig[32..]);
         let s = Scalar::from_canonical_bytes(sb).unwrap();
         let k = Scalar::from_hash(
-            Sha512::new().chain_update(&sig[..32]).chain_update(public.as_bytes()).chain_update(msg),
+            Sha512::new()
+                .chain_update(&sig[..32])
+                .chain_update(public.as_bytes())
+                .chain_update(msg),
         );
         let lhs = &s * ED25519_BASEPOINT_TABLE;
         let rhs = r + k * public.decompress().unwrap();

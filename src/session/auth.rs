@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::io::{read_packet, Connector, PacketReadError, Transport};
 use super::{Session, SessionError};
 use crate::backend::{self, BackendError, Login};
-use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
+use crate::protocol::handshake::{
+    AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN,
+};
 use crate::protocol::packet::write_packet;
 use crate::protocol::response::write_ok;
 use crate::protocol::{auth, caps, code, status};
@@ -42,24 +44,41 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let (seq, payload) = self.read_login_packet(0, timeout).await?;
         if payload.len() == SSL_REQUEST_LEN {
             let msg = "Bad handshake: the client asked for TLS, which corelay does not offer on this port";
-            return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into()).await;
+            return self
+                .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into())
+                .await;
         }
         let hr = match HandshakeResponse::parse(&payload) {
             Ok(hr) => hr,
             Err(e) => {
                 let msg = format!("Bad handshake: {e}");
-                return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
+                return self
+                    .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
+                    .await;
             }
         };
         self.caps = hr.capabilities & caps::PROXY_SERVER;
         self.charset = hr.charset;
         let proven = self
-            .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), timeout)
+            .authenticate(
+                &hr.user,
+                hr.auth_plugin.as_deref(),
+                hr.auth_response,
+                seq.wrapping_add(1),
+                timeout,
+            )
             .await?;
         self.check_user_limit(proven.user, proven.next_seq).await?;
         let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
         let database = hr.database.or_else(|| db_user.default_db.clone());
-        let seq = self.open_backend(proven.user, database.as_deref(), self.charset, proven.next_seq).await?;
+        let seq = self
+            .open_backend(
+                proven.user,
+                database.as_deref(),
+                self.charset,
+                proven.next_seq,
+            )
+            .await?;
         self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
         self.finish_auth(proven.user, seq).await
@@ -67,24 +86,35 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Reads one packet of the login exchange, turning timeouts and oversized packets into
     /// the errors a client should see.
-    async fn read_login_packet(&mut self, last_seq: u8, timeout: Option<Duration>) -> Result<(u8, Vec<u8>), SessionError> {
+    async fn read_login_packet(
+        &mut self,
+        last_seq: u8,
+        timeout: Option<Duration>,
+    ) -> Result<(u8, Vec<u8>), SessionError> {
         match read_packet(&mut self.client, &mut self.cbuf, 1 << 16, timeout).await {
             Ok(p) => Ok(p),
             Err(PacketReadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let msg = "Got timeout reading communication packets: login not completed within proxy.auth_timeout_ms";
-                self.send_err(last_seq.wrapping_add(1), code::NET_READ_INTERRUPTED, msg).await;
+                self.send_err(last_seq.wrapping_add(1), code::NET_READ_INTERRUPTED, msg)
+                    .await;
                 Err(SessionError::LoginRefused("login timed out".into()))
             }
             Err(PacketReadError::Io(e)) => Err(SessionError::ClientGone(e)),
             Err(PacketReadError::TooLarge(_)) => {
                 let msg = "Bad handshake: login packet larger than 64 KiB";
-                self.send_err(last_seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
+                self.send_err(last_seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
+                    .await;
                 Err(SessionError::LoginRefused(msg.into()))
             }
         }
     }
 
-    async fn refuse_login<T>(&mut self, seq: u8, code: (u16, &str), message: String) -> Result<T, SessionError> {
+    async fn refuse_login<T>(
+        &mut self,
+        seq: u8,
+        code: (u16, &str),
+        message: String,
+    ) -> Result<T, SessionError> {
         Slot::add(&self.ctx.slot().auth_failures, 1);
         self.send_err(seq, code, &message).await;
         Err(SessionError::LoginRefused(message))
@@ -103,10 +133,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let ip = canonical_ip(self.peer.ip());
         let config = self.ctx.config.clone();
         let denied = |using: bool| {
-            format!("Access denied for user '{name}'@'{ip}' (using password: {})", if using { "YES" } else { "NO" })
+            format!(
+                "Access denied for user '{name}'@'{ip}' (using password: {})",
+                if using { "YES" } else { "NO" }
+            )
         };
         let Some((idx, user)) = config.user(name) else {
-            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
+            return self
+                .refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty()))
+                .await;
         };
         if !user.allows(ip) {
             let msg = format!("Host '{ip}' is not allowed to connect to corelay as '{name}' (see the user's allow list)");
@@ -115,23 +150,33 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let plugin = user.auth.name();
         if client_plugin.unwrap_or(auth::NATIVE) != plugin {
             self.out.clear();
-            AuthSwitch { plugin: plugin.to_string(), data: self.scramble.to_vec() }.write(&mut self.out, seq);
+            AuthSwitch {
+                plugin: plugin.to_string(),
+                data: self.scramble.to_vec(),
+            }
+            .write(&mut self.out, seq);
             self.flush().await?;
             let (s, p) = self.read_login_packet(seq, timeout).await?;
             proof = p;
             seq = s.wrapping_add(1);
         }
         if !auth::verify(plugin, user.password.as_bytes(), &self.scramble, &proof) {
-            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
+            return self
+                .refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty()))
+                .await;
         }
-        Ok(Proven { user: idx, next_seq: seq })
+        Ok(Proven {
+            user: idx,
+            next_seq: seq,
+        })
     }
 
     async fn check_user_limit(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
         let u = &self.ctx.config.users[user];
         let (limit, name) = (u.max_connections, u.name.clone());
         if self.ctx.status.user_connections(user) >= u64::from(limit) {
-            let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
+            let msg =
+                format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
             Slot::add(&self.ctx.slot().clients_rejected, 1);
             self.send_err(seq, (1203, "42000"), &msg).await;
             return Err(SessionError::LoginRefused(msg));
@@ -152,7 +197,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Connects to the primary of `user`'s cluster as its db user. On failure tells the
     /// client (with sequence id `seq`) and returns the error; on success returns `seq`.
-    pub(super) async fn open_backend(&mut self, user: usize, database: Option<&str>, charset: u8, seq: u8) -> Result<u8, SessionError> {
+    pub(super) async fn open_backend(
+        &mut self,
+        user: usize,
+        database: Option<&str>,
+        charset: u8,
+        seq: u8,
+    ) -> Result<u8, SessionError> {
         let config = self.ctx.config.clone();
         let db_user = &config.db_users[config.users[user].db_user];
         let server = crate::router::target(&config, user);
@@ -164,7 +215,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             client_caps: self.caps,
         };
         let timeout = Duration::from_millis(server.connect_timeout_ms);
-        match backend::connect(&self.ctx.connector, server.addr, timeout, &login, &mut self.bbuf).await {
+        match backend::connect(
+            &self.ctx.connector,
+            server.addr,
+            timeout,
+            &login,
+            &mut self.bbuf,
+        )
+        .await
+        {
             Ok(b) => {
                 self.set_backend(Some(b));
                 Ok(seq)
@@ -178,7 +237,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         self.send_err(seq, (err.code, &state), &err.message).await;
                     }
                     other => {
-                        let msg = format!("corelay {other}; check that the server is up and reachable");
+                        let msg =
+                            format!("corelay {other}; check that the server is up and reachable");
                         self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
                     }
                 }
@@ -189,17 +249,31 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// COM_CHANGE_USER: authenticate the new user here, then log the backend connection in
     /// again as that user's db user. A failure ends the session, as it does on a server.
-    pub(super) async fn change_user(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
-        let timeout = Some(Duration::from_millis(self.config().proxy.auth_timeout_ms.max(1)));
+    pub(super) async fn change_user(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        let timeout = Some(Duration::from_millis(
+            self.config().proxy.auth_timeout_ms.max(1),
+        ));
         let cu = match ChangeUser::parse(payload.get(1..).unwrap_or_default(), self.caps) {
             Ok(cu) => cu,
             Err(e) => {
                 let msg = format!("Bad COM_CHANGE_USER packet: {e}");
-                return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
+                return self
+                    .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
+                    .await;
             }
         };
         let proven = self
-            .authenticate(&cu.user, cu.auth_plugin.as_deref(), cu.auth_response, seq.wrapping_add(1), timeout)
+            .authenticate(
+                &cu.user,
+                cu.auth_plugin.as_deref(),
+                cu.auth_response,
+                seq.wrapping_add(1),
+                timeout,
+            )
             .await?;
         if Some(proven.user) != self.user {
             self.check_user_limit(proven.user, proven.next_seq).await?;
@@ -213,7 +287,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.charset = charset;
         let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
         let database = cu.database.or_else(|| db_user.default_db.clone());
-        let seq = self.open_backend(proven.user, database.as_deref(), charset, proven.next_seq).await?;
+        let seq = self
+            .open_backend(proven.user, database.as_deref(), charset, proven.next_seq)
+            .await?;
         self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
         self.finish_auth(proven.user, seq).await
@@ -223,7 +299,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 /// IPv4 clients reaching an IPv6 socket appear as `::ffff:a.b.c.d`; show them as IPv4.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

@@ -8,14 +8,15 @@ use std::io::ErrorKind;
 
 use super::io::{read_packet, Connector, PacketReadError, Transport};
 use super::{Session, SessionError};
+use crate::protocol::code;
 use crate::protocol::command as cmd;
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::response::{Expect, Progress, Scanner};
-use crate::protocol::code;
 use crate::status::Slot;
 
 /// Message for a client whose idle time ran out (as MySQL 8 words it).
-const IDLE_MESSAGE: &str = "The client was disconnected by corelay because of inactivity (proxy.client_idle_timeout_s)";
+const IDLE_MESSAGE: &str =
+    "The client was disconnected by corelay because of inactivity (proxy.client_idle_timeout_s)";
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn command_loop(&mut self) -> Result<(), SessionError> {
@@ -30,19 +31,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     _ => Err(SessionError::ClientGone(e)),
                 };
             }
-            let Some(h) = Header::parse(self.cbuf.filled()) else { continue };
+            let Some(h) = Header::parse(self.cbuf.filled()) else {
+                continue;
+            };
             let reply_seq = h.seq.wrapping_add(1);
             if h.len == 0 {
                 self.cbuf.consume(HEADER_LEN);
-                self.send_err(reply_seq, code::NET_READ_ERROR, "Got an error reading communication packets: empty command packet")
-                    .await;
+                self.send_err(
+                    reply_seq,
+                    code::NET_READ_ERROR,
+                    "Got an error reading communication packets: empty command packet",
+                )
+                .await;
                 continue;
             }
             let max = self.config().proxy.max_packet_bytes;
             if h.len as u64 > max {
                 return self.too_large(reply_seq, h.len).await;
             }
-            self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await.map_err(SessionError::ClientGone)?;
+            self.cbuf
+                .fill_to(&mut self.client, HEADER_LEN + 1, idle)
+                .await
+                .map_err(SessionError::ClientGone)?;
             let command = self.cbuf.filled()[HEADER_LEN];
             Slot::add(&self.ctx.slot().commands, 1);
             let expect = match command {
@@ -69,7 +79,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         "Access denied; {} is not allowed through corelay: connect to the server directly",
                         cmd::name(command)
                     );
-                    self.send_err(reply_seq, code::SPECIFIC_ACCESS_DENIED, &msg).await;
+                    self.send_err(reply_seq, code::SPECIFIC_ACCESS_DENIED, &msg)
+                        .await;
                     continue;
                 }
                 other => {
@@ -135,8 +146,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let idle = self.idle_timeout();
         let mut total = 0usize;
         loop {
-            self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await.map_err(SessionError::ClientGone)?;
-            let Some(h) = Header::parse(self.cbuf.filled()) else { unreachable!("four bytes are buffered") };
+            self.cbuf
+                .fill_to(&mut self.client, HEADER_LEN, idle)
+                .await
+                .map_err(SessionError::ClientGone)?;
+            let Some(h) = Header::parse(self.cbuf.filled()) else {
+                unreachable!("four bytes are buffered")
+            };
             let seq = h.seq;
             total += h.len;
             if total > max {
@@ -147,7 +163,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let mut left = h.total();
             while left > 0 {
                 if self.cbuf.is_empty() {
-                    let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
+                    let n = self
+                        .cbuf
+                        .fill_from(&mut self.client, idle)
+                        .await
+                        .map_err(SessionError::ClientGone)?;
                     if n == 0 {
                         return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
                     }
@@ -156,7 +176,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 let backend = self.backend.as_mut().ok_or_else(no_backend)?;
                 if let Err(e) = backend.stream.write_all(&self.cbuf.filled()[..n]).await {
                     let addr = backend.addr;
-                    return self.backend_lost(seq.wrapping_add(1), addr, e.to_string()).await;
+                    return self
+                        .backend_lost(seq.wrapping_add(1), addr, e.to_string())
+                        .await;
                 }
                 Slot::add(&self.ctx.slot().bytes_from_clients, n as u64);
                 self.cbuf.consume(n);
@@ -169,7 +191,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Streams the backend's response to the client until the scanner sees its end.
-    async fn relay_response(&mut self, expect: Expect, request_seq: u8) -> Result<(), SessionError> {
+    async fn relay_response(
+        &mut self,
+        expect: Expect,
+        request_seq: u8,
+    ) -> Result<(), SessionError> {
         let backend = self.backend.as_ref().ok_or_else(no_backend)?;
         let mut scanner = Scanner::new(expect, backend.deprecate_eof());
         let mut forwarded = false;
@@ -178,16 +204,33 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 let (n, progress) = match scanner.feed(self.bbuf.filled()) {
                     Ok(r) => r,
                     Err(e) => {
-                        let seq = if forwarded { scanner.last_seq } else { request_seq };
-                        let addr = self.backend.as_ref().map(|b| b.addr).ok_or_else(no_backend)?;
-                        return self.backend_lost(seq.wrapping_add(1), addr, format!("malformed response: {e}")).await;
+                        let seq = if forwarded {
+                            scanner.last_seq
+                        } else {
+                            request_seq
+                        };
+                        let addr = self
+                            .backend
+                            .as_ref()
+                            .map(|b| b.addr)
+                            .ok_or_else(no_backend)?;
+                        return self
+                            .backend_lost(
+                                seq.wrapping_add(1),
+                                addr,
+                                format!("malformed response: {e}"),
+                            )
+                            .await;
                     }
                 };
                 if n > 0 {
-                    self.client.write_all(&self.bbuf.filled()[..n]).await.map_err(|e| {
-                        // The response is half read: the backend connection is unusable.
-                        SessionError::ClientGone(e)
-                    })?;
+                    self.client
+                        .write_all(&self.bbuf.filled()[..n])
+                        .await
+                        .map_err(|e| {
+                            // The response is half read: the backend connection is unusable.
+                            SessionError::ClientGone(e)
+                        })?;
                     self.bbuf.consume(n);
                     forwarded = true;
                 }
@@ -215,7 +258,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         self.set_backend(None);
                         return Err(SessionError::BackendLost { addr, reason });
                     }
-                    let seq = if forwarded { scanner.last_seq } else { request_seq };
+                    let seq = if forwarded {
+                        scanner.last_seq
+                    } else {
+                        request_seq
+                    };
                     return self.backend_lost(seq.wrapping_add(1), addr, reason).await;
                 }
             }
@@ -227,8 +274,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn forward_local_infile(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.idle_timeout();
-            self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await.map_err(SessionError::ClientGone)?;
-            let Some(h) = Header::parse(self.cbuf.filled()) else { unreachable!("four bytes are buffered") };
+            self.cbuf
+                .fill_to(&mut self.client, HEADER_LEN, idle)
+                .await
+                .map_err(SessionError::ClientGone)?;
+            let Some(h) = Header::parse(self.cbuf.filled()) else {
+                unreachable!("four bytes are buffered")
+            };
             self.forward_packet().await?;
             if h.len == 0 {
                 return Ok(());
@@ -238,7 +290,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Tells the client the backend failed mid-command and ends the session: its state on
     /// the server is gone, so carrying on silently would be wrong.
-    async fn backend_lost<T>(&mut self, seq: u8, addr: std::net::SocketAddr, reason: String) -> Result<T, SessionError> {
+    async fn backend_lost<T>(
+        &mut self,
+        seq: u8,
+        addr: std::net::SocketAddr,
+        reason: String,
+    ) -> Result<T, SessionError> {
         self.set_backend(None);
         let msg = format!("Lost connection to db server {addr} during query ({reason}); corelay closed this session");
         self.send_err(seq, code::SERVER_LOST, &msg).await;
@@ -247,5 +304,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 }
 
 fn no_backend() -> SessionError {
-    SessionError::BackendLost { addr: ([0, 0, 0, 0], 0).into(), reason: "no backend connection".into() }
+    SessionError::BackendLost {
+        addr: ([0, 0, 0, 0], 0).into(),
+        reason: "no backend connection".into(),
+    }
 }

@@ -37,7 +37,11 @@ const SHRINK_ABOVE: usize = 1 << 20;
 
 impl Buffer {
     pub fn new() -> Buffer {
-        Buffer { data: vec![0; INITIAL], start: 0, end: 0 }
+        Buffer {
+            data: vec![0; INITIAL],
+            start: 0,
+            end: 0,
+        }
     }
 
     pub fn filled(&self) -> &[u8] {
@@ -82,7 +86,11 @@ impl Buffer {
     }
 
     /// Reads once from `t` into the buffer; returns the bytes read (0 = end of stream).
-    pub async fn fill_from<T: Transport>(&mut self, t: &mut T, timeout: Option<Duration>) -> io::Result<usize> {
+    pub async fn fill_from<T: Transport>(
+        &mut self,
+        t: &mut T,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
         let dst = self.spare(4096);
         let n = t.read(dst, timeout).await?;
         self.end += n;
@@ -90,7 +98,12 @@ impl Buffer {
     }
 
     /// Reads until at least `n` bytes are buffered. End of stream is `UnexpectedEof`.
-    pub async fn fill_to<T: Transport>(&mut self, t: &mut T, n: usize, timeout: Option<Duration>) -> io::Result<()> {
+    pub async fn fill_to<T: Transport>(
+        &mut self,
+        t: &mut T,
+        n: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         while self.len() < n {
             let want = n - self.len();
             let dst = self.spare(want.max(4096));
@@ -139,7 +152,8 @@ pub async fn read_packet<T: Transport>(
     let mut payload = Vec::new();
     loop {
         buf.fill_to(t, HEADER_LEN, timeout).await?;
-        let h = Header::parse(buf.filled()).ok_or(PacketReadError::Io(io::ErrorKind::UnexpectedEof.into()))?;
+        let h = Header::parse(buf.filled())
+            .ok_or(PacketReadError::Io(io::ErrorKind::UnexpectedEof.into()))?;
         if payload.len() + h.len > max {
             return Err(PacketReadError::TooLarge(payload.len() + h.len));
         }

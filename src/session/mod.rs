@@ -43,7 +43,13 @@ pub struct Context<N: Connector> {
 
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
-        Context { config, status, shard, connector, next_id: Cell::new(0) }
+        Context {
+            config,
+            status,
+            shard,
+            connector,
+            next_id: Cell::new(0),
+        }
     }
 
     pub fn slot(&self) -> &Slot {
@@ -166,7 +172,11 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         charset: 0,
         user: None,
         backend: None,
-        counted: Counted { slot, user: None, backend: false },
+        counted: Counted {
+            slot,
+            user: None,
+            backend: false,
+        },
     };
     let result = match s.login().await {
         Ok(()) => s.command_loop().await,

@@ -20,14 +20,19 @@ impl Conn {
     pub fn new(stream: TcpStream, write_timeout: Option<Duration>) -> Conn {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(write_timeout);
-        Conn { stream, read_timeout: None }
+        Conn {
+            stream,
+            read_timeout: None,
+        }
     }
 }
 
 impl Transport for Conn {
     async fn read(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> io::Result<usize> {
         if timeout != self.read_timeout {
-            self.stream.set_read_timeout(timeout).map_err(|e| io::Error::other(e.to_string()))?;
+            self.stream
+                .set_read_timeout(timeout)
+                .map_err(|e| io::Error::other(e.to_string()))?;
             self.read_timeout = timeout;
         }
         self.stream.read(dst).await
@@ -47,18 +52,26 @@ impl Connector for GlommioConnector {
     type Conn = Conn;
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(addr, timeout).await.map_err(|e| match e {
-            glommio::GlommioError::IoError(io) => io,
-            glommio::GlommioError::TimedOut(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-            other => io::Error::other(other.to_string()),
-        })?;
+        let stream = TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map_err(|e| match e {
+                glommio::GlommioError::IoError(io) => io,
+                glommio::GlommioError::TimedOut(_) => {
+                    io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                }
+                other => io::Error::other(other.to_string()),
+            })?;
         set_cloexec(&stream);
         // SAFETY: borrowing the descriptor of a live stream for the duration of this call.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&stream)) };
+        let fd = unsafe {
+            std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&stream))
+        };
         let sock = socket2::SockRef::from(&fd);
         let _ = sock.set_keepalive(true);
         let _ = sock.set_tcp_keepalive(
-            &socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10)),
+            &socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(60))
+                .with_interval(Duration::from_secs(10)),
         );
         Ok(Conn::new(stream, self.write_timeout))
     }

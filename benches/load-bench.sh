@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Load bench: sysbench against MariaDB directly, through corelay and through HAProxy (TCP
+# mode), in one run, alternating the order of the three targets on every repetition.
+#
+#   benches/load-bench.sh [--reps N] [--time SECONDS] [--tables N] [--rows N]
+#                         [--workers N] [--mode thread|fork] [--out FILE]
+#
+# Cells: oltp_point_select and oltp_read_only, prepared (--db-ps-mode=auto) and text
+# (--db-ps-mode=disable), 8 and 64 client threads. For each cell and target it prints the
+# median QPS and the median p95/p99 latency (ms, from sysbench's histogram) over the
+# repetitions, and the ratios corelay/direct and corelay/haproxy. Everything runs on this
+# machine: a throwaway MariaDB datadir, a release corelay, HAProxy; all are stopped at the
+# end. Needs mariadb-server, sysbench, haproxy (see .ci/run for the packages).
+set -euo pipefail
+
+REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    --time) TIME=$2; shift 2 ;;
+    --tables) TABLES=$2; shift 2 ;;
+    --rows) ROWS=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --mode) MODE=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+for tool in mariadbd mariadb-install-db mariadb sysbench haproxy python3; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install mariadb-server mariadb-client sysbench haproxy)" >&2; exit 1; }
+done
+cargo build --release --quiet
+BIN=$top/target/release/corelay
+
+work=$(mktemp -d /tmp/corelay-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null || true
+  sleep 1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DB_PORT=$(free_port); CR_PORT=$(free_port); HA_PORT=$(free_port)
+user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
+
+echo "# starting MariaDB on $DB_PORT (datadir $work/data)" >&2
+mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/data" --auth-root-authentication-method=normal \
+  --skip-test-db --innodb-log-file-size=64M >"$work/install.log" 2>&1
+mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/data" --port="$DB_PORT" --socket="$work/sock" \
+  --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --performance-schema=OFF --max-connections=4000 \
+  --innodb-buffer-pool-size=512M --innodb-log-file-size=64M --innodb-flush-log-at-trx-commit=2 >"$work/mariadb.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do mariadb --no-defaults -uroot -S "$work/sock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+mariadb --no-defaults -uroot -S "$work/sock" -e "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
+
+SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb
+           --tables="$TABLES" --table-size="$ROWS")
+echo "# preparing $TABLES tables x $ROWS rows" >&2
+sysbench oltp_read_only "${SB_COMMON[@]}" --mysql-port="$DB_PORT" --threads=4 prepare >"$work/prepare.log" 2>&1
+
+cat >"$work/corelay.toml" <<TOML
+[proxy]
+listen = "127.0.0.1:$CR_PORT"
+workers = $WORKERS
+worker_mode = "$MODE"
+admin_listen = "127.0.0.1:$(free_port)"
+metrics_listen = "127.0.0.1:$(free_port)"
+log_level = "warn"
+
+[[cluster]]
+name = "bench"
+[[cluster.server]]
+address = "127.0.0.1:$DB_PORT"
+role = "primary"
+max_connections = 4000
+
+[[db_user]]
+name = "sb"
+password = "sb_pw"
+cluster = "bench"
+default_db = "sb"
+
+[[user]]
+name = "sb"
+password = "sb_pw"
+db_user = "sb"
+allow = ["127.0.0.1/32"]
+TOML
+"$BIN" --config "$work/corelay.toml" >"$work/corelay.log" 2>&1 &
+pids+=($!)
+CR_PID=$!
+
+printf 'global\n  maxconn 8000\n  nbthread %s\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nlisten m\n  bind 127.0.0.1:%s\n  server db 127.0.0.1:%s\n' \
+  "$(nproc)" "$HA_PORT" "$DB_PORT" >"$work/haproxy.cfg"
+haproxy -f "$work/haproxy.cfg" -D -p "$work/haproxy.pid"
+sleep 1
+for port in $CR_PORT $HA_PORT; do
+  mariadb --no-defaults -h127.0.0.1 -P$port -usb -psb_pw -e 'SELECT 1' sb >/dev/null
+done
+
+declare -A PORT=([direct]=$DB_PORT [corelay]=$CR_PORT [haproxy]=$HA_PORT)
+targets=(direct corelay haproxy)
+results="$work/results.tsv"
+: >"$results"
+run_one() { # target script psmode threads
+  local out="$work/run.txt"
+  sysbench "$2" "${SB_COMMON[@]}" --mysql-port="${PORT[$1]}" --threads="$4" --db-ps-mode="$3" \
+    --time="$TIME" --histogram=on --percentile=99 run >"$out" 2>&1 || { echo "sysbench failed on $1:" >&2; tail -5 "$out" >&2; return 1; }
+  python3 - "$out" "$1" "$2" "$3" "$4" >>"$results" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+qps = float(re.search(r"queries:\s+\d+\s+\(([\d.]+) per sec", text).group(1))
+hist = [(float(v), int(c)) for v, c in re.findall(r"^\s+([\d.]+) \|\**\s+(\d+)$", text, re.M)]
+total = sum(c for _, c in hist)
+def pct(p):
+    seen = 0
+    for v, c in hist:
+        seen += c
+        if seen >= total * p:
+            return v
+    return float("nan")
+print("\t".join(sys.argv[2:6] + [f"{qps:.1f}", f"{pct(0.95):.3f}", f"{pct(0.99):.3f}"]))
+PY
+}
+
+echo "# $REPS repetitions x 8 cells x 3 targets x ${TIME}s" >&2
+for rep in $(seq "$REPS"); do
+  for script in oltp_point_select oltp_read_only; do
+    for ps in auto disable; do
+      for threads in 8 64; do
+        # Rotate the order every repetition so no target always runs first or last.
+        for i in 0 1 2; do
+          t=${targets[$(( (i + rep) % 3 ))]}
+          run_one "$t" "$script" "$ps" "$threads"
+        done
+      done
+    done
+  done
+  echo "# repetition $rep done" >&2
+done
+
+cpu_ticks=$(awk '{print $14 + $15}' /proc/$CR_PID/stat)
+report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" <<'PY'
+import statistics, sys, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+reps, secs, mode, cpus, ticks = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+cells = collections.defaultdict(lambda: collections.defaultdict(list))
+for t, script, ps, th, qps, p95, p99 in rows:
+    cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p95), float(p99)))
+med = lambda xs: statistics.median(xs)
+print(f"Medians of {reps} repetitions x {secs}s, targets alternating; corelay worker_mode={mode}, {cpus} CPUs.")
+print()
+print("| script | protocol | threads | direct QPS | corelay QPS | haproxy QPS | corelay/direct | corelay/haproxy | p95 ms d/c/h | p99 ms d/c/h |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted(cells):
+    c = cells[key]
+    q = {t: med([r[0] for r in c[t]]) for t in c}
+    p95 = {t: med([r[1] for r in c[t]]) for t in c}
+    p99 = {t: med([r[2] for r in c[t]]) for t in c}
+    print(f"| {key[0]} | {key[1]} | {key[2]} | {q['direct']:.0f} | {q['corelay']:.0f} | {q['haproxy']:.0f} | "
+          f"{q['corelay']/q['direct']:.2f} | {q['corelay']/q['haproxy']:.2f} | "
+          f"{p95['direct']:.2f}/{p95['corelay']:.2f}/{p95['haproxy']:.2f} | {p99['direct']:.2f}/{p99['corelay']:.2f}/{p99['haproxy']:.2f} |")
+print()
+print(f"corelay process CPU over the whole run: {int(ticks)/100:.1f} s")
+PY
+)
+echo "$report"
+if [ -n "$OUT" ]; then
+  {
+    echo "# Load bench $(date -u +%Y-%m-%d)"
+    echo
+    echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
+    echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
+    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE\`"
+    echo "Everything (MariaDB, corelay, HAProxy, sysbench) shares the same CPUs: compare ratios, not absolute numbers."
+    echo
+    echo "$report"
+  } >"$OUT"
+  echo "# written to $OUT" >&2
+fi
