@@ -1,7 +1,11 @@
-//! Routing: which server of a user's cluster a statement goes to.
+//! Routing: which server of a user's cluster a statement goes to, and what a statement
+//! does to session state (see [`statement`]).
 //!
-//! This version routes every session to its cluster's primary; statement classification
-//! and read/write splitting build on [`target`].
+//! This version routes every session to its cluster's primary; read/write splitting
+//! builds on [`target`] and the lexer.
+
+pub mod lexer;
+pub mod statement;
 
 use crate::config::{Config, Server};
 

@@ -1,0 +1,514 @@
+//! What a text statement does to session state that lives on its backend connection.
+//!
+//! The router reads every statement of a COM_QUERY (split on top-level `;`) and reports:
+//! SET assignments the session can replay on another connection, `USE`, and the reasons
+//! a session must keep its connection (user variables, temporary tables, locks, ...).
+//! Transactions are not read from SQL: the server's status flags say when one is open.
+
+use super::lexer::{Lexer, Token};
+
+/// Reasons a session keeps (is pinned to) its backend connection. A bit set.
+pub mod pin {
+    pub const USER_VARIABLES: u32 = 1;
+    pub const TEMPORARY_TABLE: u32 = 1 << 1;
+    pub const LOCK_TABLES: u32 = 1 << 2;
+    pub const GET_LOCK: u32 = 1 << 3;
+    pub const FOUND_ROWS: u32 = 1 << 4;
+    pub const UNKNOWN_SET: u32 = 1 << 5;
+    pub const SQL_PREPARE: u32 = 1 << 6;
+    pub const HANDLER: u32 = 1 << 7;
+    pub const XA: u32 = 1 << 8;
+    /// Set by the session from status flags, not from SQL.
+    pub const TRANSACTION: u32 = 1 << 9;
+    pub const AUTOCOMMIT_OFF: u32 = 1 << 10;
+    pub const CURSOR: u32 = 1 << 11;
+    pub const LONG_DATA: u32 = 1 << 12;
+
+    /// Names for logs and status.
+    pub fn names(bits: u32) -> Vec<&'static str> {
+        const ALL: [(u32, &str); 13] = [
+            (USER_VARIABLES, "user variables"),
+            (TEMPORARY_TABLE, "temporary table"),
+            (LOCK_TABLES, "LOCK TABLES"),
+            (GET_LOCK, "GET_LOCK"),
+            (FOUND_ROWS, "SQL_CALC_FOUND_ROWS"),
+            (UNKNOWN_SET, "untracked SET"),
+            (SQL_PREPARE, "SQL PREPARE"),
+            (HANDLER, "HANDLER"),
+            (XA, "XA transaction"),
+            (TRANSACTION, "transaction"),
+            (AUTOCOMMIT_OFF, "autocommit=0"),
+            (CURSOR, "open cursor"),
+            (LONG_DATA, "long data"),
+        ];
+        ALL.iter()
+            .filter(|(b, _)| bits & b != 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+/// A session variable assignment the proxy can replay: `name` is lower case and
+/// unqualified; `value` is the literal as written (or a rebuilt form for NAMES).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub name: String,
+    pub value: String,
+}
+
+/// The effects of one COM_QUERY text.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// Pins to add once the statement succeeded.
+    pub pin: u32,
+    /// Pins to drop once the statement succeeded.
+    pub unpin: u32,
+    /// GET_LOCK calls minus RELEASE_LOCK calls.
+    pub lock_delta: i32,
+    /// Session variables to record once the statement succeeded.
+    pub assignments: Vec<Assignment>,
+    /// `USE db`: the new schema.
+    pub use_schema: Option<String>,
+}
+
+/// Variables that cannot be replayed on another connection: they change the protocol,
+/// or describe this connection only.
+const NOT_REPLAYABLE: &[&str] = &[
+    "session_track_schema",
+    "session_track_state_change",
+    "session_track_system_variables",
+    "session_track_transaction_info",
+    "pseudo_thread_id",
+    "insert_id",
+    "last_insert_id",
+    "identity",
+    "rand_seed1",
+    "rand_seed2",
+    "gtid_seq_no",
+    "gtid_domain_id",
+    "gtid_next",
+    "server_id",
+    "in_transaction",
+    "warning_count",
+    "error_count",
+    "profiling",
+];
+
+/// Analyses a COM_QUERY text.
+pub fn analyse(sql: &[u8]) -> Effects {
+    let mut fx = Effects::default();
+    let tokens: Vec<Token<'_>> = Lexer::new(sql).collect();
+    for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
+        analyse_one(stmt, &mut fx);
+    }
+    fx
+}
+
+fn analyse_one(t: &[Token<'_>], fx: &mut Effects) {
+    let Some(first) = t.first() else { return };
+    let word = |i: usize, kw: &str| t.get(i).is_some_and(|x| x.is_word(kw));
+    if first.is_word("SET") {
+        set_statement(&t[1..], fx);
+    } else if first.is_word("USE") {
+        fx.use_schema = t.get(1).and_then(identifier);
+    } else if first.is_word("LOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
+        fx.pin |= pin::LOCK_TABLES;
+    } else if first.is_word("UNLOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
+        fx.unpin |= pin::LOCK_TABLES;
+    } else if first.is_word("CREATE")
+        && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY")))
+    {
+        fx.pin |= pin::TEMPORARY_TABLE;
+    } else if first.is_word("PREPARE") || first.is_word("EXECUTE") || first.is_word("DEALLOCATE") {
+        fx.pin |= pin::SQL_PREPARE;
+    } else if first.is_word("HANDLER") {
+        fx.pin |= pin::HANDLER;
+    } else if first.is_word("XA") {
+        if word(1, "COMMIT") || word(1, "ROLLBACK") {
+            fx.unpin |= pin::XA;
+        } else {
+            fx.pin |= pin::XA;
+        }
+    }
+    // Anywhere in the statement.
+    for (i, tok) in t.iter().enumerate() {
+        let next = t.get(i + 1);
+        match tok {
+            Token::UserVar(_) => {
+                // Assigned with := , SET @x (handled above) or INTO @x.
+                let assigned =
+                    next == Some(&Token::Punct(b':')) && t.get(i + 2) == Some(&Token::Punct(b'='));
+                let into = i > 0 && t[i - 1].is_word("INTO");
+                if assigned || into {
+                    fx.pin |= pin::USER_VARIABLES;
+                }
+            }
+            Token::Word(w) if next == Some(&Token::Punct(b'(')) => {
+                if w.eq_ignore_ascii_case(b"GET_LOCK") {
+                    fx.lock_delta += 1;
+                    fx.pin |= pin::GET_LOCK;
+                } else if w.eq_ignore_ascii_case(b"RELEASE_LOCK") {
+                    fx.lock_delta -= 1;
+                } else if w.eq_ignore_ascii_case(b"RELEASE_ALL_LOCKS") {
+                    fx.lock_delta = i32::MIN / 2;
+                } else if w.eq_ignore_ascii_case(b"FOUND_ROWS") {
+                    fx.unpin |= pin::FOUND_ROWS;
+                }
+            }
+            Token::Word(w) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => {
+                fx.pin |= pin::FOUND_ROWS
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An identifier token as a string (bare word or back-quoted).
+fn identifier(t: &Token<'_>) -> Option<String> {
+    match t {
+        Token::Word(w) => Some(String::from_utf8_lossy(w).into_owned()),
+        Token::QuotedIdent(w) => Some(String::from_utf8_lossy(w).replace("``", "`")),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Session,
+    Global,
+}
+
+/// `SET ...` after the SET keyword.
+fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
+    // MariaDB's SET STATEMENT ... FOR <stmt>: per-statement, nothing persists.
+    if t.first().is_some_and(|x| x.is_word("STATEMENT")) {
+        return;
+    }
+    let mut scope = Scope::Session;
+    let mut assignments = Vec::new();
+    // SET [scope] TRANSACTION ... uses commas between its own characteristics.
+    let is_transaction = t.iter().take(2).any(|x| x.is_word("TRANSACTION"));
+    let parts: Vec<&[Token<'_>]> = if is_transaction {
+        vec![t]
+    } else {
+        t.split(|x| *x == Token::Punct(b',')).collect()
+    };
+    for part in parts {
+        match assignment(part, &mut scope) {
+            Parsed::Tracked(a) => assignments.extend(a),
+            Parsed::NoEffect => {}
+            Parsed::UserVariable => fx.pin |= pin::USER_VARIABLES,
+            Parsed::Unknown => {
+                fx.pin |= pin::UNKNOWN_SET;
+                return;
+            }
+        }
+    }
+    fx.assignments.extend(assignments);
+}
+
+enum Parsed {
+    Tracked(Vec<Assignment>),
+    NoEffect,
+    UserVariable,
+    Unknown,
+}
+
+fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
+    // Scope keywords carry over to the following assignments.
+    let mut explicit = false;
+    if let Some(first) = t.first() {
+        if first.is_word("GLOBAL") || first.is_word("PERSIST") || first.is_word("PERSIST_ONLY") {
+            *scope = Scope::Global;
+            explicit = true;
+            t = &t[1..];
+        } else if first.is_word("SESSION") || first.is_word("LOCAL") {
+            *scope = Scope::Session;
+            explicit = true;
+            t = &t[1..];
+        }
+    }
+    let Some(head) = t.first() else {
+        return Parsed::Unknown;
+    };
+    if head.is_word("NAMES") {
+        return names(&t[1..]);
+    }
+    if head.is_word("CHARSET")
+        || (head.is_word("CHARACTER") && t.get(1).is_some_and(|x| x.is_word("SET")))
+    {
+        let rest = if head.is_word("CHARSET") {
+            &t[1..]
+        } else {
+            &t[2..]
+        };
+        return match rest {
+            [v] if literal(v).is_some() => tracked("character set", literal(v).unwrap_or_default()),
+            _ => Parsed::Unknown,
+        };
+    }
+    if head.is_word("TRANSACTION") {
+        // Without a scope it applies to the next transaction only: keep the connection.
+        return match (*scope, explicit) {
+            (Scope::Global, _) => Parsed::NoEffect,
+            (Scope::Session, true) => transaction(&t[1..]),
+            (Scope::Session, false) => Parsed::Unknown,
+        };
+    }
+    let (name, value) = match t {
+        [Token::UserVar(_), ..] => return Parsed::UserVariable,
+        [Token::SysVar(v), Token::Punct(b'='), value @ ..] => {
+            let v = String::from_utf8_lossy(v).to_ascii_lowercase();
+            let (var_scope, name) = match v.split_once('.') {
+                Some(("global", n)) => (Scope::Global, n.to_string()),
+                Some(("session" | "local", n)) => (Scope::Session, n.to_string()),
+                Some(_) => return Parsed::Unknown,
+                None => (Scope::Session, v),
+            };
+            if var_scope == Scope::Global {
+                return Parsed::NoEffect;
+            }
+            (name, value)
+        }
+        [Token::Word(n), Token::Punct(b'='), value @ ..]
+        | [Token::Word(n), Token::Punct(b':'), Token::Punct(b'='), value @ ..] => {
+            if *scope == Scope::Global {
+                return Parsed::NoEffect;
+            }
+            (String::from_utf8_lossy(n).to_ascii_lowercase(), value)
+        }
+        _ => return Parsed::Unknown,
+    };
+    if NOT_REPLAYABLE.contains(&name.as_str()) || name.starts_with("session_track") {
+        return Parsed::Unknown;
+    }
+    let name = match name.as_str() {
+        "tx_isolation" => "transaction_isolation".to_string(),
+        "tx_read_only" => "transaction_read_only".to_string(),
+        _ => name,
+    };
+    let value = match value {
+        [v] => literal(v),
+        [Token::Punct(b'-'), Token::Number(n)] => Some(format!("-{}", String::from_utf8_lossy(n))),
+        _ => None,
+    };
+    match value {
+        Some(v) => tracked(&name, v),
+        None => Parsed::Unknown,
+    }
+}
+
+fn tracked(name: &str, value: String) -> Parsed {
+    Parsed::Tracked(vec![Assignment {
+        name: name.to_string(),
+        value,
+    }])
+}
+
+/// A literal value as it should be written back: numbers, strings, keywords (ON, OFF,
+/// DEFAULT, TRUE, ...), and bare identifiers (e.g. a charset name).
+fn literal(t: &Token<'_>) -> Option<String> {
+    match t {
+        Token::Number(n) | Token::Str(n) | Token::Word(n) => {
+            Some(String::from_utf8_lossy(n).into_owned())
+        }
+        Token::QuotedIdent(n) => Some(format!("`{}`", String::from_utf8_lossy(n))),
+        _ => None,
+    }
+}
+
+/// `NAMES charset [COLLATE collation]` or `NAMES DEFAULT`.
+fn names(t: &[Token<'_>]) -> Parsed {
+    let value = match t {
+        [cs] => literal(cs),
+        [cs, kw, coll] if kw.is_word("COLLATE") => match (literal(cs), literal(coll)) {
+            (Some(a), Some(b)) => Some(format!("{a} COLLATE {b}")),
+            _ => None,
+        },
+        _ => None,
+    };
+    match value {
+        Some(v) => tracked("names", v),
+        None => Parsed::Unknown,
+    }
+}
+
+/// `TRANSACTION ISOLATION LEVEL ... [, READ ONLY | READ WRITE]` with SESSION scope.
+fn transaction(t: &[Token<'_>]) -> Parsed {
+    let words: Vec<String> = t
+        .iter()
+        .filter_map(|x| match x {
+            Token::Word(w) => Some(String::from_utf8_lossy(w).to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let level = match w.as_slice() {
+        ["ISOLATION", "LEVEL", "READ", "UNCOMMITTED", ..] => "'READ-UNCOMMITTED'",
+        ["ISOLATION", "LEVEL", "READ", "COMMITTED", ..] => "'READ-COMMITTED'",
+        ["ISOLATION", "LEVEL", "REPEATABLE", "READ", ..] => "'REPEATABLE-READ'",
+        ["ISOLATION", "LEVEL", "SERIALIZABLE", ..] => "'SERIALIZABLE'",
+        ["READ", "ONLY"] => return tracked("transaction_read_only", "1".into()),
+        ["READ", "WRITE"] => return tracked("transaction_read_only", "0".into()),
+        _ => return Parsed::Unknown,
+    };
+    let mut out = vec![Assignment {
+        name: "transaction_isolation".into(),
+        value: level.into(),
+    }];
+    match w.get(w.len().saturating_sub(2)..) {
+        Some(["READ", "ONLY"]) => out.push(Assignment {
+            name: "transaction_read_only".into(),
+            value: "1".into(),
+        }),
+        Some(["READ", "WRITE"]) => out.push(Assignment {
+            name: "transaction_read_only".into(),
+            value: "0".into(),
+        }),
+        _ => {}
+    }
+    Parsed::Tracked(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(name: &str, value: &str) -> Assignment {
+        Assignment {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn set_statements_are_tracked() {
+        let cases: &[(&str, Vec<Assignment>)] = &[
+            (
+                "SET sql_mode = 'STRICT_ALL_TABLES'",
+                vec![a("sql_mode", "'STRICT_ALL_TABLES'")],
+            ),
+            (
+                "set session time_zone='+02:00', @@session.autocommit=1",
+                vec![a("time_zone", "'+02:00'"), a("autocommit", "1")],
+            ),
+            (
+                "SET @@local.sql_select_limit = DEFAULT",
+                vec![a("sql_select_limit", "DEFAULT")],
+            ),
+            (
+                "SET @@foreign_key_checks=OFF",
+                vec![a("foreign_key_checks", "OFF")],
+            ),
+            ("SET NAMES utf8mb4", vec![a("names", "utf8mb4")]),
+            (
+                "SET NAMES 'latin1' COLLATE 'latin1_bin'",
+                vec![a("names", "'latin1' COLLATE 'latin1_bin'")],
+            ),
+            ("/*!40101 SET NAMES utf8 */", vec![a("names", "utf8")]),
+            (
+                "SET CHARACTER SET latin1",
+                vec![a("character set", "latin1")],
+            ),
+            (
+                "SET LOCAL max_statement_time = 2.5",
+                vec![a("max_statement_time", "2.5")],
+            ),
+            (
+                "SET tx_isolation = 'READ-COMMITTED'",
+                vec![a("transaction_isolation", "'READ-COMMITTED'")],
+            ),
+            (
+                "SET auto_increment_offset = -1",
+                vec![a("auto_increment_offset", "-1")],
+            ),
+            (
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",
+                vec![
+                    a("transaction_isolation", "'READ-COMMITTED'"),
+                    a("transaction_read_only", "1"),
+                ],
+            ),
+            (
+                "SET SESSION TRANSACTION READ WRITE",
+                vec![a("transaction_read_only", "0")],
+            ),
+            (
+                "SET GLOBAL max_connections = 10, SESSION wait_timeout = 5",
+                vec![a("wait_timeout", "5")],
+            ),
+            ("SET GLOBAL max_connections = 10", vec![]),
+            ("SET @@global.sql_mode = ''", vec![]),
+            ("SET STATEMENT max_statement_time=1 FOR SELECT 1", vec![]),
+        ];
+        for (sql, want) in cases {
+            let fx = analyse(sql.as_bytes());
+            assert_eq!(&fx.assignments, want, "{sql}");
+            assert_eq!(fx.pin, 0, "{sql}: pinned by {:?}", pin::names(fx.pin));
+        }
+    }
+
+    #[test]
+    fn untracked_sets_pin() {
+        for sql in [
+            "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET session_track_schema = ON",
+            "SET insert_id = 5",
+            "SET ROLE admin",
+            "SET time_zone = @tz",
+            "SET x",
+        ] {
+            assert_eq!(
+                analyse(sql.as_bytes()).pin & pin::UNKNOWN_SET,
+                pin::UNKNOWN_SET,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn pins_and_unpins() {
+        let cases: &[(&str, u32, u32)] = &[
+            ("SET @a = 1", pin::USER_VARIABLES, 0),
+            ("SELECT @a := 5", pin::USER_VARIABLES, 0),
+            ("SELECT id INTO @x FROM t", pin::USER_VARIABLES, 0),
+            ("SELECT @a", 0, 0),
+            ("CREATE TEMPORARY TABLE t (id int)", pin::TEMPORARY_TABLE, 0),
+            (
+                "create or replace temporary table t (id int)",
+                pin::TEMPORARY_TABLE,
+                0,
+            ),
+            ("LOCK TABLES t WRITE", pin::LOCK_TABLES, 0),
+            ("UNLOCK TABLES", 0, pin::LOCK_TABLES),
+            ("SELECT GET_LOCK('x', 1)", pin::GET_LOCK, 0),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+                pin::FOUND_ROWS,
+                0,
+            ),
+            ("SELECT FOUND_ROWS()", 0, pin::FOUND_ROWS),
+            ("PREPARE s FROM 'SELECT 1'", pin::SQL_PREPARE, 0),
+            ("XA START 'x'", pin::XA, 0),
+            ("XA COMMIT 'x'", 0, pin::XA),
+            ("SELECT 'GET_LOCK(' , '@a := 1'", 0, 0),
+            ("-- SET @a = 1\nSELECT 1", 0, 0),
+            ("SELECT 1; SET @a = 2", pin::USER_VARIABLES, 0),
+        ];
+        for (sql, pins, unpins) in cases {
+            let sql = sql.replace("\\n", "\n");
+            let fx = analyse(sql.as_bytes());
+            assert_eq!((fx.pin, fx.unpin), (*pins, *unpins), "{sql}");
+        }
+        let fx = analyse(b"SELECT RELEASE_LOCK('x'), GET_LOCK('y', 0), GET_LOCK('z', 0)");
+        assert_eq!(fx.lock_delta, 1);
+    }
+
+    #[test]
+    fn use_statement() {
+        assert_eq!(analyse(b"USE shop").use_schema.as_deref(), Some("shop"));
+        assert_eq!(analyse(b"use `my db`").use_schema.as_deref(), Some("my db"));
+        assert_eq!(analyse(b"SELECT 1").use_schema, None);
+    }
+}
