@@ -38,8 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         });
     }
-    let config =
-        Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
+    let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
     init_logging(&config.proxy.log_level);
     match corelay::master::run(config) {
         Ok(code) => Ok(code),

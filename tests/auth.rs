@@ -8,52 +8,24 @@ use mysql::prelude::Queryable;
 fn users() -> Vec<TestUser<'static>> {
     vec![
         TestUser::default(),
-        TestUser {
-            name: "sha",
-            password: "sha_pw",
-            auth: "caching_sha2_password",
-            ..TestUser::default()
-        },
-        TestUser {
-            name: "nopw",
-            password: "",
-            ..TestUser::default()
-        },
-        TestUser {
-            name: "far",
-            password: "far_pw",
-            allow: "\"10.0.0.0/8\", \"fd00::/8\"",
-            ..TestUser::default()
-        },
-        TestUser {
-            name: "two",
-            password: "two_pw",
-            max_connections: 2,
-            ..TestUser::default()
-        },
+        TestUser { name: "sha", password: "sha_pw", auth: "caching_sha2_password", ..TestUser::default() },
+        TestUser { name: "nopw", password: "", ..TestUser::default() },
+        TestUser { name: "far", password: "far_pw", allow: "\"10.0.0.0/8\", \"fd00::/8\"", ..TestUser::default() },
+        TestUser { name: "two", password: "two_pw", max_connections: 2, ..TestUser::default() },
     ]
 }
 
 fn start(extra: &str) -> Corelay {
-    Corelay::start(
-        &config_for(shared_mariadb().addr(), &users(), extra),
-        "thread",
-        2,
-    )
+    Corelay::start(&config_for(shared_mariadb().addr(), &users(), extra), "thread", 2)
 }
 
 #[test]
 fn caching_sha2_user_with_mysql_crate_and_pymysql() {
     let c = start("");
-    let mut conn = c
-        .connect("sha", "sha_pw")
-        .expect("caching_sha2 login with the mysql crate");
+    let mut conn = c.connect("sha", "sha_pw").expect("caching_sha2 login with the mysql crate");
     assert_alive(&mut conn);
     let who: Option<String> = conn.query_first("SELECT CURRENT_USER()").unwrap();
-    assert!(
-        who.unwrap().starts_with(DB_USER),
-        "the backend session runs as the db user"
-    );
+    assert!(who.unwrap().starts_with(DB_USER), "the backend session runs as the db user");
     let out = python(&format!(
         "import pymysql\n\
          c = pymysql.connect(host='127.0.0.1', port={}, user='sha', password='sha_pw', database='{DB_NAME}')\n\
@@ -85,11 +57,7 @@ fn native_user_with_mariadb_cli_and_pymysql() {
          cur = c.cursor(); cur.execute('SELECT DATABASE()'); print(cur.fetchone()[0])\n",
         c.port
     ));
-    assert_eq!(
-        out.trim(),
-        DB_NAME,
-        "the db user's default database becomes the session schema"
-    );
+    assert_eq!(out.trim(), DB_NAME, "the db user's default database becomes the session schema");
     let (ok, _, err) = mariadb_cli(c.port, "app", "wrong", "SELECT 1;");
     assert!(!ok);
     assert!(err.contains("1045") && err.contains("28000"), "{err}");
@@ -155,9 +123,7 @@ fn per_user_connection_limit() {
 #[test]
 fn global_connection_limit() {
     let c = start("max_client_connections = 3");
-    let mut held: Vec<_> = (0..3)
-        .map(|_| c.connect("app", "app_pw").unwrap())
-        .collect();
+    let mut held: Vec<_> = (0..3).map(|_| c.connect("app", "app_pw").unwrap()).collect();
     let e = c.connect("app", "app_pw").unwrap_err();
     assert_eq!(err_code(&e), Some(1040), "{e}");
     assert!(e.to_string().contains("max_client_connections"), "{e}");

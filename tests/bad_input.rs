@@ -10,11 +10,7 @@ use common::*;
 use mysql::prelude::Queryable;
 
 fn start(extra: &str) -> Corelay {
-    Corelay::start(
-        &config_for(shared_mariadb().addr(), &[TestUser::default()], extra),
-        "thread",
-        2,
-    )
+    Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], extra), "thread", 2)
 }
 
 /// Reads until the peer closes; true if it closed within `within`.
@@ -111,9 +107,7 @@ fn oversized_packet_gets_1153_and_close() {
     assert_eq!(parse_err(&p).0, 1153);
     assert!(closed_within(&mut s, Duration::from_secs(5)));
     // Under the limit is fine.
-    let ok: Option<i64> = other
-        .query_first(format!("SELECT LENGTH('{}')", "y".repeat(500_000)))
-        .unwrap();
+    let ok: Option<i64> = other.query_first(format!("SELECT LENGTH('{}')", "y".repeat(500_000))).unwrap();
     assert_eq!(ok, Some(500_000));
 }
 
@@ -129,11 +123,7 @@ fn client_that_never_finishes_login_is_timed_out() {
     s.write_all(&[60, 0, 0, 1, 0x0f]).unwrap();
     let (_, p) = read_raw_packet(&mut s).unwrap();
     assert_eq!(parse_err(&p).0, 1159);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "timed out after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "timed out after {:?}", started.elapsed());
     assert!(closed_within(&mut s, Duration::from_secs(5)));
     assert_alive(&mut other);
 }
@@ -164,11 +154,7 @@ fn idle_client_is_disconnected() {
 #[test]
 fn backend_down_names_the_backend() {
     let dead = ([127, 0, 0, 1], free_port()).into();
-    let c = Corelay::start(
-        &two_cluster_config(shared_mariadb().addr(), dead, ""),
-        "thread",
-        2,
-    );
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), dead, ""), "thread", 2);
     let mut other = c.connect("app", "app_pw").unwrap();
     let started = Instant::now();
     let e = c.connect("b_app", "app_pw").unwrap_err();
@@ -181,18 +167,13 @@ fn backend_down_names_the_backend() {
 #[test]
 fn backend_dying_mid_result() {
     let mut doomed = MariaDb::start();
-    let c = Corelay::start(
-        &two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""),
-        "thread",
-        2,
-    );
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
     let mut other = c.connect("app", "app_pw").unwrap();
     let mut victim = c.connect("b_app", "app_pw").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut rows = 0;
-        let result =
-            victim.query_iter("SELECT seq, REPEAT('x', 2000), SLEEP(0.002) FROM seq_1_to_5000");
+        let result = victim.query_iter("SELECT seq, REPEAT('x', 2000), SLEEP(0.002) FROM seq_1_to_5000");
         let outcome = match result {
             Err(e) => Err(e),
             Ok(mut r) => {
@@ -216,26 +197,17 @@ fn backend_dying_mid_result() {
         };
         (rows, outcome)
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("rows start flowing");
+    rx.recv_timeout(Duration::from_secs(20)).expect("rows start flowing");
     doomed.kill();
     let started = Instant::now();
     let (rows, outcome) = reader.join().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the client must not hang"
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "the client must not hang");
     assert!((50..5000).contains(&rows), "{rows} rows");
     let e = outcome.expect_err("the client sees an error");
     assert!(
         e.to_string().contains("2013")
             || e.to_string().to_lowercase().contains("lost connection")
-            || matches!(
-                e,
-                mysql::Error::IoError(_)
-                    | mysql::Error::DriverError(_)
-                    | mysql::Error::CodecError(_)
-            ),
+            || matches!(e, mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_)),
         "{e:?}"
     );
     assert_alive(&mut other);
@@ -246,11 +218,7 @@ fn backend_dying_mid_result() {
 #[test]
 fn backend_dying_mid_query_gets_2013() {
     let mut doomed = MariaDb::start();
-    let c = Corelay::start(
-        &two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""),
-        "thread",
-        2,
-    );
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
     let mut other = c.connect("app", "app_pw").unwrap();
     let mut s = raw_login(c.port, "b_app", "app_pw");
     send_command(&mut s, b"\x03SELECT SLEEP(30)");
@@ -261,6 +229,12 @@ fn backend_dying_mid_query_gets_2013() {
     let (code, msg) = parse_err(&p);
     assert_eq!(code, 2013, "{msg}");
     assert!(msg.contains(&doomed.addr().to_string()), "{msg}");
-    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    // The session held nothing on that connection: it stays usable, and the next
+    // statement gets a clear error while the server is down.
+    send_command(&mut s, b"\x03SELECT 1");
+    let (seq, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(seq, 1);
+    let (code, msg) = parse_err(&p);
+    assert_eq!(code, 2003, "{msg}");
     assert_alive(&mut other);
 }

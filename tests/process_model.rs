@@ -13,11 +13,7 @@ fn corelay() -> Command {
 
 #[test]
 fn fork_mode_respawns_a_killed_shard_within_a_second() {
-    let mut c = Corelay::start(
-        &config_for(shared_mariadb().addr(), &[TestUser::default()], ""),
-        "fork",
-        2,
-    );
+    let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), "fork", 2);
     let shards = c.shard_pids();
     assert_eq!(shards.len(), 2, "two forked shards: {shards:?}");
     let mut survivor = c.connect("app", "app_pw").unwrap();
@@ -30,22 +26,13 @@ fn fork_mode_respawns_a_killed_shard_within_a_second() {
         if now.len() == 2 && !now.contains(&victim) {
             break killed.elapsed();
         }
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "no respawn: {now:?}\n{}",
-            c.log()
-        );
+        assert!(killed.elapsed() < Duration::from_secs(5), "no respawn: {now:?}\n{}", c.log());
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert!(
-        respawned < Duration::from_secs(1),
-        "respawned after {respawned:?}"
-    );
+    assert!(respawned < Duration::from_secs(1), "respawned after {respawned:?}");
     // New connections succeed (the kernel spreads them over both shards).
     for _ in 0..20 {
-        let mut conn = c
-            .connect("app", "app_pw")
-            .expect("new connections succeed after a respawn");
+        let mut conn = c.connect("app", "app_pw").expect("new connections succeed after a respawn");
         assert_alive(&mut conn);
     }
     // The survivor session may have been on the killed shard; if not, it still works.
@@ -57,19 +44,12 @@ fn fork_mode_respawns_a_killed_shard_within_a_second() {
 #[test]
 fn sigterm_stops_cleanly_in_both_modes() {
     for mode in ["thread", "fork"] {
-        let mut c = Corelay::start(
-            &config_for(shared_mariadb().addr(), &[TestUser::default()], ""),
-            mode,
-            2,
-        );
+        let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), mode, 2);
         let mut conn = c.connect("app", "app_pw").unwrap();
         assert_alive(&mut conn);
         drop(conn);
         assert_eq!(c.stop(), Some(0), "{mode}: {}", c.log());
-        assert!(
-            std::net::TcpStream::connect(("127.0.0.1", c.port)).is_err(),
-            "{mode}: still listening"
-        );
+        assert!(std::net::TcpStream::connect(("127.0.0.1", c.port)).is_err(), "{mode}: still listening");
     }
 }
 
@@ -78,23 +58,11 @@ fn check_config_accepts_valid_and_names_bad_keys() {
     let dir = std::env::temp_dir().join(format!("corelay-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.toml");
-    std::fs::write(
-        &good,
-        config_for(([127, 0, 0, 1], 3306).into(), &[TestUser::default()], ""),
-    )
-    .unwrap();
+    std::fs::write(&good, config_for(([127, 0, 0, 1], 3306).into(), &[TestUser::default()], "")).unwrap();
     let out = corelay().arg("check-config").arg(&good).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.contains("[proxy]") && printed.contains("worker_mode = \"thread\""),
-        "{printed}"
-    );
+    assert!(printed.contains("[proxy]") && printed.contains("worker_mode = \"thread\""), "{printed}");
     assert!(!printed.contains("app_pw"), "passwords are masked");
 
     let bad = dir.join("bad.toml");
@@ -107,33 +75,18 @@ fn check_config_accepts_valid_and_names_bad_keys() {
     let out = corelay().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml") && err.contains("user[0].db_user") && err.contains("missing"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("user[0].db_user") && err.contains("missing"), "{err}");
 
     let unknown = dir.join("unknown.toml");
     std::fs::write(&unknown, "[proxy]\nlisten_addr = \"x\"\n").unwrap();
-    let out = corelay()
-        .arg("check-config")
-        .arg(&unknown)
-        .output()
-        .unwrap();
+    let out = corelay().arg("check-config").arg(&unknown).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_addr"));
 
     // CLI flags override the file in what check-config prints.
-    let out = corelay()
-        .arg("check-config")
-        .arg(&good)
-        .args(["--workers", "3", "--backlog", "99"])
-        .output()
-        .unwrap();
+    let out = corelay().arg("check-config").arg(&good).args(["--workers", "3", "--backlog", "99"]).output().unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.contains("workers = 3") && printed.contains("backlog = 99"),
-        "{printed}"
-    );
+    assert!(printed.contains("workers = 3") && printed.contains("backlog = 99"), "{printed}");
 
     // Running with an invalid file exits with the configuration-error code, at once.
     let out = corelay().arg("--config").arg(&bad).output().unwrap();
@@ -165,16 +118,10 @@ fn help_documents_every_flag() {
 fn listen_address_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let out = corelay()
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "1"])
-        .output()
-        .unwrap();
+    let out = corelay().args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
 }
 
 /// Runs corelay as an unprivileged user (root hides RLIMIT_MEMLOCK) with the given
@@ -184,13 +131,7 @@ fn unprivileged_corelay(memlock: u64, args: &[&str]) -> Command {
     cmd.arg(format!("--memlock={memlock}:{memlock}")).arg("--");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        cmd.args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]);
+        cmd.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
     }
     cmd.arg(world_readable_binary()).args(args);
     cmd
@@ -214,36 +155,16 @@ fn world_readable_binary() -> std::path::PathBuf {
 fn memlock_limit_is_checked_for_unprivileged_users() {
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let out = unprivileged_corelay(256 * 1024, &["--listen", &listen, "--workers", "2"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(78),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = unprivileged_corelay(256 * 1024, &["--listen", &listen, "--workers", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("RLIMIT_MEMLOCK is 256 KiB") && err.contains("ulimit -l"),
-        "{err}"
-    );
+    assert!(err.contains("RLIMIT_MEMLOCK is 256 KiB") && err.contains("ulimit -l"), "{err}");
 
     // With enough locked memory the same user runs shards that serve clients.
-    let mut child = unprivileged_corelay(
-        8 << 20,
-        &[
-            "--listen",
-            &listen,
-            "--workers",
-            "2",
-            "--config",
-            "/dev/null",
-        ],
-    )
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = unprivileged_corelay(8 << 20, &["--listen", &listen, "--workers", "2", "--config", "/dev/null"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // An empty config file has no users: a clear configuration error, not a crash.
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(78));
@@ -251,29 +172,17 @@ fn memlock_limit_is_checked_for_unprivileged_users() {
     let path = std::env::temp_dir().join(format!("corelay-memlock-{}.toml", std::process::id()));
     std::fs::write(&path, config).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mut child = unprivileged_corelay(
-        8 << 20,
-        &[
-            "--listen",
-            &listen,
-            "--workers",
-            "2",
-            "--config",
-            path.to_str().unwrap(),
-        ],
-    )
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child =
+        unprivileged_corelay(8 << 20, &["--listen", &listen, "--workers", "2", "--config", path.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let conn = loop {
         match mysql::Conn::new(client_opts(port.parse().unwrap(), "app", "app_pw", None)) {
             Ok(c) => break c,
             Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "unprivileged corelay never served: {e}"
-                );
+                assert!(Instant::now() < deadline, "unprivileged corelay never served: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -15,12 +15,7 @@ fn response(s: &mut TcpStream, expect: Expect) -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
     loop {
         let (seq, p) = read_raw_packet(s).unwrap();
-        let mut framed = vec![
-            p.len() as u8,
-            (p.len() >> 8) as u8,
-            (p.len() >> 16) as u8,
-            seq,
-        ];
+        let mut framed = vec![p.len() as u8, (p.len() >> 8) as u8, (p.len() >> 16) as u8, seq];
         framed.extend_from_slice(&p);
         let (n, progress) = scanner.feed(&framed).unwrap();
         assert_eq!(n, framed.len());
@@ -32,11 +27,7 @@ fn response(s: &mut TcpStream, expect: Expect) -> Vec<Vec<u8>> {
 }
 
 fn setup(table: &str) -> (Corelay, TcpStream) {
-    let c = Corelay::start(
-        &config_for(shared_mariadb().addr(), &[TestUser::default()], ""),
-        "thread",
-        1,
-    );
+    let c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), "thread", 1);
     let mut s = raw_login(c.port, "app", "app_pw");
     for sql in [
         "USE app".to_string(),
@@ -71,10 +62,7 @@ fn field_list_and_set_option() {
 #[test]
 fn cursor_fetch_long_data_reset_close() {
     let (_c, mut s) = setup("raw_cursor");
-    send_command(
-        &mut s,
-        b"\x16SELECT id, name FROM raw_cursor WHERE id >= ? ORDER BY id",
-    );
+    send_command(&mut s, b"\x16SELECT id, name FROM raw_cursor WHERE id >= ? ORDER BY id");
     let r = response(&mut s, Expect::Prepare);
     assert_eq!(r[0][0], 0);
     let stmt = u32::from_le_bytes([r[0][1], r[0][2], r[0][3], r[0][4]]);
@@ -90,10 +78,7 @@ fn cursor_fetch_long_data_reset_close() {
     send_command(&mut s, &exec);
     let r = response(&mut s, Expect::ResultSets);
     let last = r.last().unwrap();
-    assert_eq!(
-        last[0], 0xFE,
-        "metadata ends with EOF/OK when a cursor opens"
-    );
+    assert_eq!(last[0], 0xFE, "metadata ends with EOF/OK when a cursor opens");
     // FETCH 2 rows, then the rest.
     let mut fetched = Vec::new();
     for _ in 0..3 {

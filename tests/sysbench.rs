@@ -11,25 +11,13 @@ use mysql::prelude::Queryable;
 fn sysbench(port: u16, user: &str, password: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new("sysbench")
         .arg("oltp_read_write")
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-        ])
-        .args([
-            &format!("--mysql-user={user}"),
-            &format!("--mysql-password={password}"),
-            "--mysql-db=sbtest",
-        ])
+        .args(["--db-driver=mysql", "--mysql-host=127.0.0.1", &format!("--mysql-port={port}")])
+        .args([&format!("--mysql-user={user}"), &format!("--mysql-password={password}"), "--mysql-db=sbtest"])
         .args(["--tables=2", "--table-size=2000"])
         .args(args)
         .output()
         .expect("sysbench is installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -45,10 +33,7 @@ fn transactions(report: &str) -> u64 {
 #[test]
 fn oltp_read_write_in_both_modes() {
     let db = shared_mariadb();
-    db.root()
-        .unwrap()
-        .query_drop("CREATE DATABASE IF NOT EXISTS sbtest")
-        .unwrap();
+    db.root().unwrap().query_drop("CREATE DATABASE IF NOT EXISTS sbtest").unwrap();
     let (ok, out) = sysbench(db.port, DB_USER, DB_PASSWORD, &["--threads=2", "prepare"]);
     assert!(ok, "prepare: {out}");
     for mode in ["thread", "fork"] {

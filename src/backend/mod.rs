@@ -4,17 +4,23 @@
 //! The login speaks MariaDB's and MySQL's client side: `mysql_native_password`,
 //! auth switch, MariaDB's `client_ed25519`, and the `caching_sha2_password` fast path.
 
+mod stmts;
+
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::pool::Key;
 use crate::protocol::auth;
 use crate::protocol::caps;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
-use crate::protocol::response::ErrPacket;
+use crate::protocol::packet::{Header, HEADER_LEN};
+use crate::protocol::response::{ErrPacket, Expect, Progress, Scanner};
 use crate::protocol::ProtocolError;
 use crate::session::io::{read_packet, Buffer, Connector, PacketReadError, Transport};
+use crate::session::state::Vars;
+pub use stmts::{CachedStmt, StmtCache};
 
 /// Largest packet the proxy tells a backend it accepts.
 pub const MAX_PACKET: u32 = 1 << 30;
@@ -22,25 +28,14 @@ pub const MAX_PACKET: u32 = 1 << 30;
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error("can't connect to db server {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Connect { addr: SocketAddr, source: std::io::Error },
     #[error("lost connection to db server {addr} during login: {source}")]
-    Io {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Io { addr: SocketAddr, source: std::io::Error },
     #[error("db server {addr} sent a malformed packet during login: {source}")]
-    Protocol {
-        addr: SocketAddr,
-        source: ProtocolError,
-    },
+    Protocol { addr: SocketAddr, source: ProtocolError },
     #[error("db server {addr} refused the login: {} ({})", .err.message, .err.code)]
     Refused { addr: SocketAddr, err: ErrPacket },
-    #[error(
-        "db server {addr} asks for authentication plugin {plugin:?}, which corelay cannot answer"
-    )]
+    #[error("db server {addr} asks for authentication plugin {plugin:?}, which corelay cannot answer")]
     Plugin { addr: SocketAddr, plugin: String },
 }
 
@@ -63,7 +58,7 @@ pub struct Login<'a> {
     pub client_caps: u32,
 }
 
-/// A logged-in backend connection.
+/// A logged-in backend connection and the session state it currently holds.
 pub struct Backend<T> {
     pub stream: T,
     pub addr: SocketAddr,
@@ -72,6 +67,31 @@ pub struct Backend<T> {
     /// Capabilities in force on this connection.
     pub caps: u32,
     pub server_version: String,
+    /// What the connection was opened for; it is only lent to sessions with the same key.
+    pub key: Key,
+    /// Character set the connection was opened with (what NAMES goes back to).
+    pub charset_name: &'static str,
+    /// Current schema, as far as the proxy knows.
+    pub schema: Option<String>,
+    /// Session variables set on this connection by the proxy's replay or by a session.
+    pub vars: Vars,
+    /// Statements prepared on this connection.
+    pub stmts: StmtCache,
+    /// Times this connection has been lent.
+    pub uses: u64,
+    /// When it was last returned to the pool.
+    pub idle_since: Instant,
+}
+
+/// The proxy's view of one reply it read (and did not forward).
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// The ERR packet, if the reply was an error.
+    pub err: Option<ErrPacket>,
+    /// Payload of the reply's first packet (for PREPARE_OK: the statement id).
+    pub first: Vec<u8>,
+    /// Status flags of the last OK/EOF.
+    pub status: Option<u16>,
 }
 
 impl<T: Transport> Backend<T> {
@@ -82,10 +102,60 @@ impl<T: Transport> Backend<T> {
 
     /// Sends COM_QUIT so the server closes the connection without an "aborted" warning.
     pub async fn quit(&mut self) {
-        let _ = self
-            .stream
-            .write_all(&[1, 0, 0, 0, crate::protocol::command::QUIT])
-            .await;
+        let _ = self.stream.write_all(&[1, 0, 0, 0, crate::protocol::command::QUIT]).await;
+    }
+
+    fn lost(&self, e: impl ToString) -> BackendError {
+        BackendError::Io { addr: self.addr, source: std::io::Error::other(e.to_string()) }
+    }
+
+    /// Sends `requests` (one or more complete command packets, pipelined) and reads one
+    /// reply per entry of `expects`, keeping only what [`Reply`] holds. Used for state
+    /// replay and re-prepares, whose replies the client must not see.
+    pub async fn exchange(
+        &mut self,
+        requests: &[u8],
+        expects: &[Expect],
+        buf: &mut Buffer,
+    ) -> Result<Vec<Reply>, BackendError> {
+        self.stream.write_all(requests).await.map_err(|e| self.lost(e))?;
+        let mut replies = Vec::with_capacity(expects.len());
+        for &expect in expects {
+            let mut scanner = Scanner::new(expect, self.deprecate_eof());
+            let mut reply = Reply::default();
+            let mut first = true;
+            loop {
+                if first {
+                    // Keep the first packet whole: it says OK, ERR or the statement id.
+                    if let Some(h) = Header::parse(buf.filled()) {
+                        if h.len < 1 << 16 && buf.len() >= h.total() {
+                            reply.first = buf.filled()[HEADER_LEN..h.total()].to_vec();
+                            first = false;
+                        }
+                    }
+                }
+                if !first || buf.len() >= 1 << 16 {
+                    let (n, progress) = scanner.feed(buf.filled()).map_err(|e| self.lost(e))?;
+                    buf.consume(n);
+                    match progress {
+                        Progress::Done => break,
+                        Progress::LocalInfile => return Err(self.lost("unexpected LOCAL INFILE request")),
+                        Progress::More => {}
+                    }
+                }
+                match buf.fill_from(&mut self.stream, None).await {
+                    Ok(0) => return Err(self.lost("connection closed by the server")),
+                    Ok(_) => {}
+                    Err(e) => return Err(self.lost(e)),
+                }
+            }
+            if reply.first.first() == Some(&0xFF) {
+                reply.err = ErrPacket::parse(&reply.first).ok();
+            }
+            reply.status = scanner.status_seen().then_some(scanner.status);
+            replies.push(reply);
+        }
+        Ok(replies)
     }
 }
 
@@ -96,36 +166,26 @@ pub async fn connect<N: Connector>(
     addr: SocketAddr,
     timeout: Duration,
     login: &Login<'_>,
+    key: Key,
     buf: &mut Buffer,
 ) -> Result<Backend<N::Conn>, BackendError> {
-    let mut stream = connector
-        .connect(addr, timeout)
-        .await
-        .map_err(|source| BackendError::Connect { addr, source })?;
+    let mut stream = connector.connect(addr, timeout).await.map_err(|source| BackendError::Connect { addr, source })?;
     let io_err = |e: PacketReadError| match e {
         PacketReadError::Io(source) => BackendError::Io { addr, source },
         PacketReadError::TooLarge(n) => BackendError::Protocol {
             addr,
-            source: ProtocolError::Malformed(if n > 0 {
-                "login packet too large"
-            } else {
-                "empty login packet"
-            }),
+            source: ProtocolError::Malformed(if n > 0 { "login packet too large" } else { "empty login packet" }),
         },
     };
     let t = Some(timeout);
-    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t)
-        .await
-        .map_err(io_err)?;
+    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
     if payload.first() == Some(&0xFF) {
-        let err =
-            ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+        let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
         return Err(BackendError::Refused { addr, err });
     }
-    let greeting =
-        Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-    let mut capabilities = (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING))
-        & greeting.capabilities;
+    let greeting = Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+    let mut capabilities =
+        (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
     // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
     capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
     let mut plugin = greeting.auth_plugin.clone();
@@ -149,16 +209,11 @@ pub async fn connect<N: Connector>(
     };
     let mut out = Vec::with_capacity(128);
     response.write(&mut out, 1);
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|source| BackendError::Io { addr, source })?;
+    stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
 
     // At most a few round trips: switch, more data, OK.
     for _ in 0..6 {
-        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t)
-            .await
-            .map_err(io_err)?;
+        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
         match payload.first() {
             Some(0x00) => {
                 return Ok(Backend {
@@ -167,28 +222,26 @@ pub async fn connect<N: Connector>(
                     thread_id: greeting.connection_id,
                     caps: capabilities,
                     server_version: greeting.server_version,
+                    key,
+                    charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
+                    schema: login.database.map(str::to_string),
+                    vars: Vars::default(),
+                    stmts: StmtCache::default(),
+                    uses: 0,
+                    idle_since: Instant::now(),
                 })
             }
             Some(0xFF) => {
-                let err = ErrPacket::parse(&payload)
-                    .map_err(|source| BackendError::Protocol { addr, source })?;
+                let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
                 return Err(BackendError::Refused { addr, err });
             }
             Some(0xFE) => {
-                let switch = AuthSwitch::parse(&payload)
-                    .map_err(|source| BackendError::Protocol { addr, source })?;
-                let proof =
-                    auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
-                        .map_err(|_| BackendError::Plugin {
-                            addr,
-                            plugin: switch.plugin.clone(),
-                        })?;
+                let switch = AuthSwitch::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+                let proof = auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
+                    .map_err(|_| BackendError::Plugin { addr, plugin: switch.plugin.clone() })?;
                 out.clear();
                 crate::protocol::packet::write_packet(&mut out, seq.wrapping_add(1), &proof);
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(|source| BackendError::Io { addr, source })?;
+                stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
             }
             Some(0x01) => match payload.get(1) {
                 // caching_sha2_password fast path succeeded: the OK follows.
@@ -196,8 +249,7 @@ pub async fn connect<N: Connector>(
                 _ => {
                     return Err(BackendError::Plugin {
                         addr,
-                        plugin: "caching_sha2_password (full authentication over RSA or TLS)"
-                            .into(),
+                        plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
                     })
                 }
             },
@@ -209,8 +261,5 @@ pub async fn connect<N: Connector>(
             }
         }
     }
-    Err(BackendError::Protocol {
-        addr,
-        source: ProtocolError::Malformed("login did not finish"),
-    })
+    Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
 }

@@ -81,6 +81,18 @@ pub struct Overrides {
     /// Time to finish in-flight sessions on shutdown, seconds (proxy.drain_timeout_s).
     #[arg(long, global = true, value_name = "S")]
     pub drain_timeout_s: Option<u64>,
+    /// Longest wait for a free backend connection, milliseconds (proxy.pool_wait_timeout_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub pool_wait_timeout_ms: Option<u64>,
+    /// Close idle backend connections after this long, seconds (proxy.server_idle_timeout_s).
+    #[arg(long, global = true, value_name = "S")]
+    pub server_idle_timeout_s: Option<u64>,
+    /// Recycle a backend connection after this many borrows (proxy.backend_max_uses).
+    #[arg(long, global = true, value_name = "N")]
+    pub backend_max_uses: Option<u64>,
+    /// Ping a pooled connection idle longer than this before lending it, ms (proxy.ping_after_idle_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub ping_after_idle_ms: Option<u64>,
     /// glommio io_memory per shard, KiB (proxy.io_memory_kib).
     #[arg(long, global = true, value_name = "KIB")]
     pub io_memory_kib: Option<usize>,
@@ -117,6 +129,10 @@ impl Overrides {
             status_interval_ms,
             auth_timeout_ms,
             drain_timeout_s,
+            pool_wait_timeout_ms,
+            server_idle_timeout_s,
+            backend_max_uses,
+            ping_after_idle_ms,
             io_memory_kib,
             ring_depth,
             spin_before_park_us,

@@ -27,18 +27,11 @@ pub const EXIT_CONFIG: i32 = 78;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: {key}: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
+    Invalid { file: String, key: String, message: String },
 }
 
 /// A product user's authentication plugin.
@@ -60,6 +53,8 @@ impl AuthPlugin {
 /// A backend server, resolved.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// Position among all servers of all clusters (the pool's index).
+    pub id: usize,
     pub address: String,
     pub addr: SocketAddr,
     pub role: Role,
@@ -81,10 +76,7 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster's primary (validation guarantees exactly one).
     pub fn primary(&self) -> &Server {
-        self.servers
-            .iter()
-            .find(|s| s.role == Role::Primary)
-            .unwrap_or(&self.servers[0])
+        self.servers.iter().find(|s| s.role == Role::Primary).unwrap_or(&self.servers[0])
     }
 }
 
@@ -111,10 +103,7 @@ impl User {
     /// Whether a client at `ip` may log in as this user.
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
         self.allow.iter().any(|net| net.contains(&ip))
@@ -147,18 +136,14 @@ impl Config {
     /// Reads and parses a file (without validating it).
     pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         FileConfig::parse(&text, &file)
     }
 
     /// The embedded default in file form.
     pub fn embedded() -> FileConfig {
         // The embedded default is checked by a unit test; failing here is a build defect.
-        FileConfig::parse(EMBEDDED_DEFAULT, "<embedded default>")
-            .expect("embedded default config parses")
+        FileConfig::parse(EMBEDDED_DEFAULT, "<embedded default>").expect("embedded default config parses")
     }
 
     /// Loads `path` (or the embedded default), applies overrides, validates.
@@ -173,11 +158,7 @@ impl Config {
 
     /// Validates a file configuration.
     pub fn new(file: FileConfig, source: String) -> Result<Config, ConfigError> {
-        let bad = |key: String, message: String| ConfigError::Invalid {
-            file: source.clone(),
-            key,
-            message,
-        };
+        let bad = |key: String, message: String| ConfigError::Invalid { file: source.clone(), key, message };
         let p = &file.proxy;
 
         let listen = parse_addr(&p.listen).map_err(|m| bad("proxy.listen".into(), m))?;
@@ -187,22 +168,19 @@ impl Config {
             return Err(bad("proxy.backlog".into(), "must be at least 1".into()));
         }
         if p.max_packet_bytes < 1024 || p.max_packet_bytes > 1 << 30 {
-            return Err(bad(
-                "proxy.max_packet_bytes".into(),
-                "must be between 1024 and 1073741824".into(),
-            ));
+            return Err(bad("proxy.max_packet_bytes".into(), "must be between 1024 and 1073741824".into()));
         }
         if p.max_client_connections == 0 {
-            return Err(bad(
-                "proxy.max_client_connections".into(),
-                "must be at least 1".into(),
-            ));
+            return Err(bad("proxy.max_client_connections".into(), "must be at least 1".into()));
+        }
+        if p.pool_wait_timeout_ms == 0 {
+            return Err(bad("proxy.pool_wait_timeout_ms".into(), "must be at least 1".into()));
+        }
+        if p.backend_max_uses == 0 {
+            return Err(bad("proxy.backend_max_uses".into(), "must be at least 1".into()));
         }
         if p.io_memory_kib < 16 {
-            return Err(bad(
-                "proxy.io_memory_kib".into(),
-                "must be at least 16".into(),
-            ));
+            return Err(bad("proxy.io_memory_kib".into(), "must be at least 16".into()));
         }
         let online = crate::shard::online_cpus();
         for (i, cpu) in p.cpus.iter().enumerate() {
@@ -216,62 +194,53 @@ impl Config {
         if !p.cpus.is_empty() && p.workers > 0 && p.cpus.len() < p.workers {
             return Err(bad(
                 "proxy.cpus".into(),
-                format!("lists {} CPUs but proxy.workers is {}; list one CPU per worker or leave it empty", p.cpus.len(), p.workers),
+                format!(
+                    "lists {} CPUs but proxy.workers is {}; list one CPU per worker or leave it empty",
+                    p.cpus.len(),
+                    p.workers
+                ),
             ));
         }
 
         if file.cluster.is_empty() {
-            return Err(bad(
-                "cluster".into(),
-                "at least one [[cluster]] is required".into(),
-            ));
+            return Err(bad("cluster".into(), "at least one [[cluster]] is required".into()));
         }
         let mut clusters = Vec::new();
         let mut cluster_idx = HashMap::new();
+        let mut next_server_id = 0;
         for (ci, c) in file.cluster.iter().enumerate() {
             let key = format!("cluster[{ci}]");
             if c.name.is_empty() {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
             if cluster_idx.insert(c.name.clone(), ci).is_some() {
-                return Err(bad(
-                    format!("{key}.name"),
-                    format!("duplicate cluster name {:?}", c.name),
-                ));
+                return Err(bad(format!("{key}.name"), format!("duplicate cluster name {:?}", c.name)));
             }
             if c.server.is_empty() {
-                return Err(bad(
-                    format!("{key}.server"),
-                    "a cluster needs at least one [[cluster.server]]".into(),
-                ));
+                return Err(bad(format!("{key}.server"), "a cluster needs at least one [[cluster.server]]".into()));
             }
             let primaries = c.server.iter().filter(|s| s.role == Role::Primary).count();
             if primaries != 1 {
-                return Err(bad(format!("{key}.server"), format!("a cluster needs exactly one server with role = \"primary\" (found {primaries})")));
+                return Err(bad(
+                    format!("{key}.server"),
+                    format!("a cluster needs exactly one server with role = \"primary\" (found {primaries})"),
+                ));
             }
             let mut servers = Vec::new();
             for (si, s) in c.server.iter().enumerate() {
                 let skey = format!("{key}.server[{si}]");
                 let addr = parse_addr(&s.address).map_err(|m| bad(format!("{skey}.address"), m))?;
                 if s.max_connections == 0 {
-                    return Err(bad(
-                        format!("{skey}.max_connections"),
-                        "must be at least 1".into(),
-                    ));
+                    return Err(bad(format!("{skey}.max_connections"), "must be at least 1".into()));
                 }
                 if s.min_connections > s.max_connections {
-                    return Err(bad(
-                        format!("{skey}.min_connections"),
-                        "must not exceed max_connections".into(),
-                    ));
+                    return Err(bad(format!("{skey}.min_connections"), "must not exceed max_connections".into()));
                 }
                 if s.connect_timeout_ms == 0 {
-                    return Err(bad(
-                        format!("{skey}.connect_timeout_ms"),
-                        "must be at least 1".into(),
-                    ));
+                    return Err(bad(format!("{skey}.connect_timeout_ms"), "must be at least 1".into()));
                 }
                 servers.push(Server {
+                    id: next_server_id,
                     address: s.address.clone(),
                     addr,
                     role: s.role,
@@ -282,12 +251,9 @@ impl Config {
                     connect_timeout_ms: s.connect_timeout_ms,
                     reconnect_interval_s: s.reconnect_interval_s,
                 });
+                next_server_id += 1;
             }
-            clusters.push(Cluster {
-                name: c.name.clone(),
-                write_time_interval_ms: c.write_time_interval_ms,
-                servers,
-            });
+            clusters.push(Cluster { name: c.name.clone(), write_time_interval_ms: c.write_time_interval_ms, servers });
         }
 
         let mut db_users = Vec::new();
@@ -298,28 +264,16 @@ impl Config {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
             if db_idx.insert(d.name.clone(), i).is_some() {
-                return Err(bad(
-                    format!("{key}.name"),
-                    format!("duplicate db_user name {:?}", d.name),
-                ));
+                return Err(bad(format!("{key}.name"), format!("duplicate db_user name {:?}", d.name)));
             }
-            let cluster = *cluster_idx.get(&d.cluster).ok_or_else(|| {
-                bad(
-                    format!("{key}.cluster"),
-                    format!("no [[cluster]] named {:?}", d.cluster),
-                )
-            })?;
+            let cluster = *cluster_idx
+                .get(&d.cluster)
+                .ok_or_else(|| bad(format!("{key}.cluster"), format!("no [[cluster]] named {:?}", d.cluster)))?;
             if crate::protocol::charset::collation_id(&d.charset).is_none() {
-                return Err(bad(
-                    format!("{key}.charset"),
-                    format!("unknown character set {:?}", d.charset),
-                ));
+                return Err(bad(format!("{key}.charset"), format!("unknown character set {:?}", d.charset)));
             }
             if d.default_db.len() > 64 {
-                return Err(bad(
-                    format!("{key}.default_db"),
-                    "longer than 64 characters".into(),
-                ));
+                return Err(bad(format!("{key}.default_db"), "longer than 64 characters".into()));
             }
             db_users.push(DbUser {
                 name: d.name.clone(),
@@ -331,10 +285,7 @@ impl Config {
         }
 
         if file.user.is_empty() {
-            return Err(bad(
-                "user".into(),
-                "at least one [[user]] is required, or no client can log in".into(),
-            ));
+            return Err(bad("user".into(), "at least one [[user]] is required, or no client can log in".into()));
         }
         let mut users = Vec::new();
         let mut users_by_name = HashMap::new();
@@ -344,17 +295,11 @@ impl Config {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
             if users_by_name.insert(u.name.clone(), i).is_some() {
-                return Err(bad(
-                    format!("{key}.name"),
-                    format!("duplicate user name {:?}", u.name),
-                ));
+                return Err(bad(format!("{key}.name"), format!("duplicate user name {:?}", u.name)));
             }
-            let db_user = *db_idx.get(&u.db_user).ok_or_else(|| {
-                bad(
-                    format!("{key}.db_user"),
-                    format!("no [[db_user]] named {:?}", u.db_user),
-                )
-            })?;
+            let db_user = *db_idx
+                .get(&u.db_user)
+                .ok_or_else(|| bad(format!("{key}.db_user"), format!("no [[db_user]] named {:?}", u.db_user)))?;
             let auth = match u.auth.as_str() {
                 "mysql_native_password" => AuthPlugin::Native,
                 "caching_sha2_password" => AuthPlugin::CachingSha2,
@@ -370,10 +315,7 @@ impl Config {
                 allow.push(parse_cidr(a).map_err(|m| bad(format!("{key}.allow[{j}]"), m))?);
             }
             if u.max_connections == 0 {
-                return Err(bad(
-                    format!("{key}.max_connections"),
-                    "must be at least 1".into(),
-                ));
+                return Err(bad(format!("{key}.max_connections"), "must be at least 1".into()));
             }
             users.push(User {
                 name: u.name.clone(),
@@ -385,19 +327,10 @@ impl Config {
             });
         }
         if users.len() > crate::status::MAX_USERS {
-            return Err(bad(
-                "user".into(),
-                format!("at most {} users are supported", crate::status::MAX_USERS),
-            ));
+            return Err(bad("user".into(), format!("at most {} users are supported", crate::status::MAX_USERS)));
         }
-        let admin_users = file
-            .admin_user
-            .iter()
-            .map(|a| AdminUser {
-                name: a.name.clone(),
-                password: a.password.clone(),
-            })
-            .collect();
+        let admin_users =
+            file.admin_user.iter().map(|a| AdminUser { name: a.name.clone(), password: a.password.clone() }).collect();
 
         Ok(Config {
             source,
@@ -410,6 +343,11 @@ impl Config {
             users_by_name,
             file,
         })
+    }
+
+    /// Every server of every cluster, in id order.
+    pub fn servers(&self) -> impl Iterator<Item = &Server> {
+        self.clusters.iter().flat_map(|c| c.servers.iter())
     }
 
     /// Looks a product user up by login name; returns its index and entry.
@@ -446,8 +384,7 @@ impl Config {
         for a in &mut f.admin_user {
             mask(&mut a.password);
         }
-        toml::to_string_pretty(&f)
-            .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+        toml::to_string_pretty(&f).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
 }
 
@@ -462,12 +399,8 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         return Ok(a);
     }
     match s.to_socket_addrs() {
-        Ok(mut it) => it
-            .next()
-            .ok_or_else(|| format!("{s:?} resolves to no address")),
-        Err(e) => Err(format!(
-            "{s:?} is not an address of the form host:port ({e})"
-        )),
+        Ok(mut it) => it.next().ok_or_else(|| format!("{s:?} resolves to no address")),
+        Err(e) => Err(format!("{s:?} is not an address of the form host:port ({e})")),
     }
 }
 
@@ -477,9 +410,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     }
     match s.parse::<IpAddr>() {
         Ok(ip) => Ok(IpNet::from(ip)),
-        Err(_) => Err(format!(
-            "{s:?} is not an IP address or CIDR range (e.g. \"10.0.0.0/8\", \"::1/128\")"
-        )),
+        Err(_) => Err(format!("{s:?} is not an IP address or CIDR range (e.g. \"10.0.0.0/8\", \"::1/128\")")),
     }
 }
 
@@ -510,10 +441,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
     fn embedded_default_is_valid() {
         let c = Config::new(Config::embedded(), "<embedded default>".into()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:6033".parse().unwrap());
-        assert_eq!(
-            c.clusters[0].primary().addr,
-            "127.0.0.1:3306".parse().unwrap()
-        );
+        assert_eq!(c.clusters[0].primary().addr, "127.0.0.1:3306".parse().unwrap());
         let (_, root) = c.user("root").unwrap();
         assert_eq!(root.password, "");
         assert_eq!(c.db_users[root.db_user].name, "root");
@@ -546,9 +474,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let e = load_str(&format!("{MINIMAL}\n[proxy]\nlisten_port = 1\n"))
-            .unwrap_err()
-            .to_string();
+        let e = load_str(&format!("{MINIMAL}\n[proxy]\nlisten_port = 1\n")).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
         assert!(e.starts_with("t.toml"), "{e}");
     }
@@ -556,39 +482,15 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
     #[test]
     fn validation_errors_name_the_key() {
         let cases = [
+            (MINIMAL.replace("db_user = \"d\"", "db_user = \"nope\""), "user[0].db_user"),
+            (MINIMAL.replace("cluster = \"c\"", "cluster = \"x\""), "db_user[0].cluster"),
+            (MINIMAL.replace("\"10.1.0.0/16\"", "\"10.1.0.0/33\""), "user[0].allow[0]"),
+            (MINIMAL.replace("127.0.0.1:3306", "nohost"), "cluster[0].server[0].address"),
+            (MINIMAL.replace("role = \"primary\"", "role = \"replica\""), "cluster[0].server"),
+            (format!("{MINIMAL}\n[proxy]\nlisten = \"x\"\n"), "proxy.listen"),
+            (format!("{MINIMAL}\n[proxy]\nmax_packet_bytes = 5\n"), "proxy.max_packet_bytes"),
             (
-                MINIMAL.replace("db_user = \"d\"", "db_user = \"nope\""),
-                "user[0].db_user",
-            ),
-            (
-                MINIMAL.replace("cluster = \"c\"", "cluster = \"x\""),
-                "db_user[0].cluster",
-            ),
-            (
-                MINIMAL.replace("\"10.1.0.0/16\"", "\"10.1.0.0/33\""),
-                "user[0].allow[0]",
-            ),
-            (
-                MINIMAL.replace("127.0.0.1:3306", "nohost"),
-                "cluster[0].server[0].address",
-            ),
-            (
-                MINIMAL.replace("role = \"primary\"", "role = \"replica\""),
-                "cluster[0].server",
-            ),
-            (
-                format!("{MINIMAL}\n[proxy]\nlisten = \"x\"\n"),
-                "proxy.listen",
-            ),
-            (
-                format!("{MINIMAL}\n[proxy]\nmax_packet_bytes = 5\n"),
-                "proxy.max_packet_bytes",
-            ),
-            (
-                MINIMAL.replace(
-                    "db_user = \"d\"\nallow",
-                    "db_user = \"d\"\nauth = \"sha256_password\"\nallow",
-                ),
+                MINIMAL.replace("db_user = \"d\"\nallow", "db_user = \"d\"\nauth = \"sha256_password\"\nallow"),
                 "user[0].auth",
             ),
         ];
@@ -600,16 +502,13 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 
     #[test]
     fn bad_worker_mode_is_rejected() {
-        let e = load_str(&format!("{MINIMAL}\n[proxy]\nworker_mode = \"process\"\n"))
-            .unwrap_err()
-            .to_string();
+        let e = load_str(&format!("{MINIMAL}\n[proxy]\nworker_mode = \"process\"\n")).unwrap_err().to_string();
         assert!(e.contains("worker_mode"), "{e}");
     }
 
     #[test]
     fn check_config_output_masks_passwords_and_reparses() {
-        let c = load_str(&MINIMAL.replace("name = \"u\"", "name = \"u\"\npassword = \"hunter2\""))
-            .unwrap();
+        let c = load_str(&MINIMAL.replace("name = \"u\"", "name = \"u\"\npassword = \"hunter2\"")).unwrap();
         let out = c.to_toml();
         assert!(!out.contains("hunter2"));
         FileConfig::parse(&out, "printed").unwrap();

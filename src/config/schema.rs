@@ -21,10 +21,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_string(),
-            message: e.to_string(),
-        })
+        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })
     }
 }
 
@@ -42,9 +39,7 @@ impl std::str::FromStr for WorkerMode {
         match s {
             "thread" => Ok(WorkerMode::Thread),
             "fork" => Ok(WorkerMode::Fork),
-            other => Err(format!(
-                "unknown worker mode {other:?}: use \"thread\" or \"fork\""
-            )),
+            other => Err(format!("unknown worker mode {other:?}: use \"thread\" or \"fork\"")),
         }
     }
 }
@@ -78,6 +73,14 @@ pub struct Proxy {
     pub auth_timeout_ms: u64,
     /// Time shards get to finish in-flight sessions on shutdown.
     pub drain_timeout_s: u64,
+    /// How long a session waits for a free backend connection before it gets an error.
+    pub pool_wait_timeout_ms: u64,
+    /// Idle pooled backend connections are closed after this long.
+    pub server_idle_timeout_s: u64,
+    /// A backend connection is closed after serving this many borrows.
+    pub backend_max_uses: u64,
+    /// A pooled connection idle longer than this is pinged before it is lent.
+    pub ping_after_idle_ms: u64,
     /// Server version string announced to clients.
     pub server_version: String,
     /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
@@ -109,6 +112,10 @@ impl Default for Proxy {
             status_queries: true,
             auth_timeout_ms: 10_000,
             drain_timeout_s: 10,
+            pool_wait_timeout_ms: 5000,
+            server_idle_timeout_s: 600,
+            backend_max_uses: 100_000,
+            ping_after_idle_ms: 30_000,
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,

@@ -34,10 +34,7 @@ pub enum MasterError {
     #[error("signal set-up failed: {0}")]
     Signals(#[source] nix::Error),
     #[error("cannot start shard {shard}: {source}")]
-    Spawn {
-        shard: usize,
-        source: std::io::Error,
-    },
+    Spawn { shard: usize, source: std::io::Error },
 }
 
 impl MasterError {
@@ -66,14 +63,11 @@ fn check_memlock(config: &Config, shards: usize) -> Result<(), MasterError> {
         return Ok(()); // CAP_IPC_LOCK: the limit does not apply.
     }
     let need = memlock_needed(config, shards);
-    let (soft, hard) =
-        getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| MasterError::Memlock(e.to_string()))?;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| MasterError::Memlock(e.to_string()))?;
     if soft == RLIM_INFINITY || soft >= need {
         return Ok(());
     }
-    if (hard == RLIM_INFINITY || hard >= need)
-        && setrlimit(Resource::RLIMIT_MEMLOCK, need, hard).is_ok()
-    {
+    if (hard == RLIM_INFINITY || hard >= need) && setrlimit(Resource::RLIMIT_MEMLOCK, need, hard).is_ok() {
         return Ok(());
     }
     Err(MasterError::Memlock(format!(
@@ -113,20 +107,14 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let status = StatusRegion::create(n)?;
 
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-        Signal::SIGQUIT,
-    ] {
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD, Signal::SIGQUIT] {
         mask.add(s);
     }
     mask.thread_block().map_err(MasterError::Signals)?;
     // Shards must ignore these; in thread mode dispositions are process-wide.
     spawn::ignore_shard_signals();
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(MasterError::Signals)?;
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(MasterError::Signals)?;
 
     let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
@@ -156,20 +144,10 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
             for (k, slot) in slots.iter_mut().enumerate() {
                 if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
                     slot.restart_at = None;
-                    let listener = slot
-                        .listener
-                        .try_clone()
+                    let listener =
+                        slot.listener.try_clone().map_err(|source| MasterError::Spawn { shard: k, source })?;
+                    let worker = spawn::start(mode, k, config.cpu_for_shard(k), listener, &config, &status, &fds)
                         .map_err(|source| MasterError::Spawn { shard: k, source })?;
-                    let worker = spawn::start(
-                        mode,
-                        k,
-                        config.cpu_for_shard(k),
-                        listener,
-                        &config,
-                        &status,
-                        &fds,
-                    )
-                    .map_err(|source| MasterError::Spawn { shard: k, source })?;
                     slot.worker = Some(worker);
                     slot.started = Instant::now();
                 }
@@ -189,10 +167,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                         }
                         return Ok(0);
                     }
-                    info!(
-                        "stop signal: draining for up to {} s",
-                        config.proxy.drain_timeout_s
-                    );
+                    info!("stop signal: draining for up to {} s", config.proxy.drain_timeout_s);
                     status.request_shutdown();
                     stopping = Some(Instant::now());
                 }
@@ -213,23 +188,13 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                 continue;
             }
             if exit == Some(EXIT_CONFIG) {
-                error!(
-                    shard = k,
-                    "shard exited with a configuration error; not restarting it"
-                );
+                error!(shard = k, "shard exited with a configuration error; not restarting it");
                 slot.failed = true;
                 continue;
             }
-            slot.backoff = if slot.started.elapsed() > STABLE_AFTER {
-                BACKOFF_MIN
-            } else {
-                (slot.backoff * 2).min(BACKOFF_MAX)
-            };
-            let delay = if slot.started.elapsed() > STABLE_AFTER {
-                Duration::ZERO
-            } else {
-                slot.backoff / 2
-            };
+            slot.backoff =
+                if slot.started.elapsed() > STABLE_AFTER { BACKOFF_MIN } else { (slot.backoff * 2).min(BACKOFF_MAX) };
+            let delay = if slot.started.elapsed() > STABLE_AFTER { Duration::ZERO } else { slot.backoff / 2 };
             warn!(shard = k, exit = ?exit, "shard died; restarting in {:?}", delay);
             slot.restart_at = Some(Instant::now() + delay);
         }
@@ -263,10 +228,7 @@ fn slots_fds(slots: &[ShardSlot]) -> Vec<i32> {
 
 fn wait_readable(fd: &SignalFd, timeout: Duration) {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
-        fd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
 }

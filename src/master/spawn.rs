@@ -67,18 +67,11 @@ pub fn start(
     status: &Arc<StatusRegion>,
     all_listeners: &[i32],
 ) -> std::io::Result<Worker> {
-    let spec = ShardSpec {
-        index,
-        cpu,
-        listener,
-        config: config.clone(),
-        status: status.clone(),
-    };
+    let spec = ShardSpec { index, cpu, listener, config: config.clone(), status: status.clone() };
     match mode {
         WorkerMode::Thread => {
-            let h = std::thread::Builder::new()
-                .name(format!("shard-{index}"))
-                .spawn(move || super::shard_main(spec))?;
+            let h =
+                std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || super::shard_main(spec))?;
             Ok(Worker::Thread(Some(h)))
         }
         WorkerMode::Fork => {

@@ -1,5 +1,208 @@
 //! Per-shard backend connection pools.
 //!
-//! In this version each session owns one backend connection for its life (opened at login
-//! by [`crate::backend::connect`]); a shard's open backend connections are counted in its
-//! status slot (`backend_connections`).
+//! Each shard owns one [`Pool`]; nothing in it is shared with other shards, so it needs no
+//! lock: a `RefCell` borrowed only for the instant of a take or a put, never across an
+//! await. Per server the pool counts the connections this shard has open against its share
+//! of the server's `max_connections`, keeps idle connections (most recently used first, so
+//! the hot ones stay warm), and queues sessions waiting for one.
+//!
+//! Connections are keyed: a session may only get a connection opened for the same db user,
+//! result-shaping capability flags and character set ([`Key`]). Everything else about a
+//! connection's state (schema, variables, prepared statements) is brought in line by the
+//! session when it borrows it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::config::Config;
+
+/// What a pooled connection must match to be lent to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Server id ([`crate::config::Server::id`]).
+    pub server: usize,
+    pub db_user: usize,
+    /// The client's result-shaping capability flags.
+    pub caps: u32,
+    pub charset: u8,
+}
+
+/// The outcome of asking for a connection.
+pub enum Take<T> {
+    /// An idle connection with the same key.
+    Idle(Backend<T>),
+    /// A slot was reserved: open a new connection (and call [`Pool::forget`] if that fails).
+    Open,
+    /// The server is at its limit but this idle connection has another key: close it and
+    /// open a new one in its slot.
+    Replace(Backend<T>),
+    /// At the limit with nothing idle: wait.
+    Full,
+}
+
+struct ServerPool<T> {
+    limit: usize,
+    open: usize,
+    idle: Vec<Backend<T>>,
+    waiters: VecDeque<Rc<WaitSlot>>,
+}
+
+/// One shard's pools, one per configured server.
+pub struct Pool<T> {
+    servers: RefCell<Vec<ServerPool<T>>>,
+}
+
+impl<T> Pool<T> {
+    /// Pools for every server of `config`, each limited to this shard's share of the
+    /// server's `max_connections` (rounded up, at least one).
+    pub fn new(config: &Config, shards: usize) -> Pool<T> {
+        let servers = config
+            .servers()
+            .map(|s| ServerPool {
+                limit: (s.max_connections as usize).div_ceil(shards.max(1)).max(1),
+                open: 0,
+                idle: Vec::new(),
+                waiters: VecDeque::new(),
+            })
+            .collect();
+        Pool { servers: RefCell::new(servers) }
+    }
+
+    /// Asks for a connection for `key`.
+    pub fn take(&self, key: &Key) -> Take<T> {
+        let mut servers = self.servers.borrow_mut();
+        let Some(sp) = servers.get_mut(key.server) else { return Take::Full };
+        if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key) {
+            return Take::Idle(sp.idle.remove(i));
+        }
+        if sp.open < sp.limit {
+            sp.open += 1;
+            return Take::Open;
+        }
+        if !sp.idle.is_empty() {
+            // The least recently used connection of another key gives up its slot.
+            return Take::Replace(sp.idle.remove(0));
+        }
+        Take::Full
+    }
+
+    /// Returns a healthy connection to the idle list and wakes a waiting session.
+    pub fn put(&self, b: Backend<T>) {
+        let mut servers = self.servers.borrow_mut();
+        if let Some(sp) = servers.get_mut(b.key.server) {
+            sp.idle.push(b);
+            wake_one(&mut sp.waiters);
+        }
+    }
+
+    /// A connection of `server` was closed (or never opened): frees its slot.
+    pub fn forget(&self, server: usize) {
+        let mut servers = self.servers.borrow_mut();
+        if let Some(sp) = servers.get_mut(server) {
+            sp.open = sp.open.saturating_sub(1);
+            wake_one(&mut sp.waiters);
+        }
+    }
+
+    /// Waits until a connection of `server` is returned or freed.
+    pub fn wait(&self, server: usize) -> Wait<'_, T> {
+        Wait { pool: self, server, slot: None }
+    }
+
+    /// Takes out idle connections unused for longer than `max_idle`, for closing.
+    pub fn take_expired(&self, now: Instant, max_idle: Duration) -> Vec<Backend<T>> {
+        let mut out = Vec::new();
+        for sp in self.servers.borrow_mut().iter_mut() {
+            let mut i = 0;
+            while i < sp.idle.len() {
+                if now.saturating_duration_since(sp.idle[i].idle_since) > max_idle {
+                    out.push(sp.idle.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// (open, idle, waiting) for `server`.
+    pub fn stats(&self, server: usize) -> (usize, usize, usize) {
+        self.servers.borrow().get(server).map_or((0, 0, 0), |s| (s.open, s.idle.len(), s.waiters.len()))
+    }
+
+    /// Total connections open on this shard.
+    pub fn open_total(&self) -> usize {
+        self.servers.borrow().iter().map(|s| s.open).sum()
+    }
+}
+
+/// A waiting session's place in the queue.
+#[derive(Default)]
+struct WaitSlot {
+    waker: RefCell<Option<Waker>>,
+    notified: Cell<bool>,
+    done: Cell<bool>,
+}
+
+fn wake_one(waiters: &mut VecDeque<Rc<WaitSlot>>) {
+    // Skip waiters that gave up (their future was dropped).
+    while let Some(w) = waiters.pop_front() {
+        if Rc::strong_count(&w) > 1 {
+            w.notified.set(true);
+            if let Some(waker) = w.waker.borrow_mut().take() {
+                waker.wake();
+            }
+            return;
+        }
+    }
+}
+
+/// Future returned by [`Pool::wait`].
+pub struct Wait<'a, T> {
+    pool: &'a Pool<T>,
+    server: usize,
+    slot: Option<Rc<WaitSlot>>,
+}
+
+impl<T> Future for Wait<'_, T> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(slot) = &self.slot {
+            if slot.notified.get() {
+                slot.done.set(true);
+                return Poll::Ready(());
+            }
+            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let slot = Rc::new(WaitSlot::default());
+        *slot.waker.borrow_mut() = Some(cx.waker().clone());
+        if let Some(sp) = self.pool.servers.borrow_mut().get_mut(self.server) {
+            sp.waiters.push_back(slot.clone());
+        }
+        self.slot = Some(slot);
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Wait<'_, T> {
+    fn drop(&mut self) {
+        // Woken but gave up before using the wake-up: hand it to the next waiter.
+        if let Some(slot) = &self.slot {
+            if slot.notified.get() && !slot.done.get() {
+                if let Ok(mut servers) = self.pool.servers.try_borrow_mut() {
+                    if let Some(sp) = servers.get_mut(self.server) {
+                        wake_one(&mut sp.waiters);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -78,10 +78,7 @@ pub fn ed25519_proof(password: &[u8], scramble: &[u8]) -> Vec<u8> {
     let r = Scalar::from_hash(Sha512::new().chain_update(&az[32..]).chain_update(scramble));
     let big_r = (&r * ED25519_BASEPOINT_TABLE).compress();
     let k = Scalar::from_hash(
-        Sha512::new()
-            .chain_update(big_r.as_bytes())
-            .chain_update(public.as_bytes())
-            .chain_update(scramble),
+        Sha512::new().chain_update(big_r.as_bytes()).chain_update(public.as_bytes()).chain_update(scramble),
     );
     let s = k * a + r;
     let mut sig = Vec::with_capacity(64);
@@ -108,19 +105,11 @@ pub fn verify(plugin: &str, password: &[u8], scramble: &[u8], proof: &[u8]) -> b
         _ => return false,
     };
     // Some clients send a trailing NUL after an empty proof.
-    let proof = if expected.is_empty() && proof == [0] {
-        &[][..]
-    } else {
-        proof
-    };
+    let proof = if expected.is_empty() && proof == [0] { &[][..] } else { proof };
     if expected.len() != proof.len() {
         return false;
     }
-    expected
-        .iter()
-        .zip(proof)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    expected.iter().zip(proof).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]
@@ -128,10 +117,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
@@ -151,10 +137,7 @@ mod tests {
         assert!(!verify(NATIVE, b"secreT", scramble, &proof));
         // SHA1(SHA1("secret")) is PASSWORD('secret') without the leading '*'.
         let stage2 = Sha1::digest(Sha1::digest(b"secret"));
-        assert_eq!(
-            stage2.to_vec(),
-            hex("14E65567ABDB5135D0CFD9A70B3032C179A49EE7")
-        );
+        assert_eq!(stage2.to_vec(), hex("14E65567ABDB5135D0CFD9A70B3032C179A49EE7"));
     }
 
     #[test]
@@ -205,19 +188,12 @@ mod tests {
         let a = Scalar::from_bytes_mod_order(clamp_integer(lower));
         let public = (&a * ED25519_BASEPOINT_TABLE).compress();
         // Standard verification: S*B == R + H(R||A||M)*A.
-        let r = CompressedEdwardsY::from_slice(&sig[..32])
-            .unwrap()
-            .decompress()
-            .unwrap();
+        let r = CompressedEdwardsY::from_slice(&sig[..32]).unwrap().decompress().unwrap();
         let mut sb = [0u8; 32];
         sb.copy_from_slice(&sig[32..]);
         let s = Scalar::from_canonical_bytes(sb).unwrap();
-        let k = Scalar::from_hash(
-            Sha512::new()
-                .chain_update(&sig[..32])
-                .chain_update(public.as_bytes())
-                .chain_update(msg),
-        );
+        let k =
+            Scalar::from_hash(Sha512::new().chain_update(&sig[..32]).chain_update(public.as_bytes()).chain_update(msg));
         let lhs = &s * ED25519_BASEPOINT_TABLE;
         let rhs = r + k * public.decompress().unwrap();
         assert_eq!(lhs.compress(), rhs.compress());

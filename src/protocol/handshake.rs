@@ -50,12 +50,9 @@ impl Greeting {
         let mut r = Reader::new(payload);
         let version = r.u8("protocol version")?;
         if version != 10 {
-            return Err(ProtocolError::Malformed(
-                "greeting protocol version is not 10",
-            ));
+            return Err(ProtocolError::Malformed("greeting protocol version is not 10"));
         }
-        let server_version =
-            String::from_utf8_lossy(r.nul_bytes("server version", false)?).into_owned();
+        let server_version = String::from_utf8_lossy(r.nul_bytes("server version", false)?).into_owned();
         let connection_id = r.u32("connection id")?;
         let mut scramble = r.bytes(8, "scramble part 1")?.to_vec();
         r.u8("filler")?;
@@ -78,19 +75,10 @@ impl Greeting {
                 scramble.extend_from_slice(part2);
             }
             if capabilities & caps::PLUGIN_AUTH != 0 {
-                auth_plugin =
-                    String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned();
+                auth_plugin = String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned();
             }
         }
-        Ok(Greeting {
-            server_version,
-            connection_id,
-            scramble,
-            capabilities,
-            charset,
-            status,
-            auth_plugin,
-        })
+        Ok(Greeting { server_version, connection_id, scramble, capabilities, charset, status, auth_plugin })
     }
 }
 
@@ -140,8 +128,7 @@ impl HandshakeResponse {
         }
         let mut auth_plugin = None;
         if capabilities & caps::PLUGIN_AUTH != 0 && !r.is_empty() {
-            auth_plugin =
-                Some(String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned());
+            auth_plugin = Some(String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned());
         }
         let mut attributes = Vec::new();
         if capabilities & caps::CONNECT_ATTRS != 0 && !r.is_empty() {
@@ -188,12 +175,7 @@ impl HandshakeResponse {
             out.push(0);
         }
         if capabilities & caps::PLUGIN_AUTH != 0 {
-            out.extend_from_slice(
-                self.auth_plugin
-                    .as_deref()
-                    .unwrap_or(super::auth::NATIVE)
-                    .as_bytes(),
-            );
+            out.extend_from_slice(self.auth_plugin.as_deref().unwrap_or(super::auth::NATIVE).as_bytes());
             out.push(0);
         }
         if capabilities & caps::CONNECT_ATTRS != 0 {
@@ -215,9 +197,7 @@ impl AuthSwitch {
     pub fn parse(payload: &[u8]) -> Result<AuthSwitch, ProtocolError> {
         let mut r = Reader::new(payload);
         if r.u8("auth switch marker")? != 0xFE {
-            return Err(ProtocolError::Malformed(
-                "auth switch request does not start with 0xFE",
-            ));
+            return Err(ProtocolError::Malformed("auth switch request does not start with 0xFE"));
         }
         let plugin = String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned();
         let data = r.rest();
@@ -259,23 +239,12 @@ impl ChangeUser {
         };
         let db = r.nul_bytes("database", true)?;
         let database = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
-        let charset = if r.remaining() >= 2 {
-            Some(r.u16("charset")?)
-        } else {
-            None
-        };
+        let charset = if r.remaining() >= 2 { Some(r.u16("charset")?) } else { None };
         let mut auth_plugin = None;
         if client_caps & caps::PLUGIN_AUTH != 0 && !r.is_empty() {
-            auth_plugin =
-                Some(String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned());
+            auth_plugin = Some(String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned());
         }
-        Ok(ChangeUser {
-            user,
-            auth_response,
-            database,
-            charset,
-            auth_plugin,
-        })
+        Ok(ChangeUser { user, auth_response, database, charset, auth_plugin })
     }
 }
 
@@ -346,8 +315,7 @@ aCga0h??^<O[\x00mysql_native_password\x00";
     fn parses_pymysql_style_response() {
         // SECURE_CONNECTION with a one-byte length, no lenenc, no attributes.
         let mut p = Vec::new();
-        let c =
-            caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH | caps::CONNECT_WITH_DB;
+        let c = caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH | caps::CONNECT_WITH_DB;
         p.extend_from_slice(&c.to_le_bytes());
         p.extend_from_slice(&16777216u32.to_le_bytes());
         p.push(33);
@@ -365,17 +333,9 @@ aCga0h??^<O[\x00mysql_native_password\x00";
 
     #[test]
     fn rejects_truncated_and_old_clients() {
-        assert_eq!(
-            HandshakeResponse::parse(&[0; 3]),
-            Err(ProtocolError::Truncated("capabilities"))
-        );
-        assert_eq!(
-            HandshakeResponse::parse(&[0; 40]),
-            Err(ProtocolError::OldClient)
-        );
-        let mut p = (caps::PROTOCOL_41 | caps::SECURE_CONNECTION)
-            .to_le_bytes()
-            .to_vec();
+        assert_eq!(HandshakeResponse::parse(&[0; 3]), Err(ProtocolError::Truncated("capabilities")));
+        assert_eq!(HandshakeResponse::parse(&[0; 40]), Err(ProtocolError::OldClient));
+        let mut p = (caps::PROTOCOL_41 | caps::SECURE_CONNECTION).to_le_bytes().to_vec();
         p.extend_from_slice(&[0; 28]);
         p.extend_from_slice(b"u\0");
         p.push(20); // claims 20 bytes of auth data, has none
@@ -384,10 +344,7 @@ aCga0h??^<O[\x00mysql_native_password\x00";
 
     #[test]
     fn auth_switch_roundtrip() {
-        let s = AuthSwitch {
-            plugin: "caching_sha2_password".into(),
-            data: b"01234567890123456789".to_vec(),
-        };
+        let s = AuthSwitch { plugin: "caching_sha2_password".into(), data: b"01234567890123456789".to_vec() };
         let mut out = Vec::new();
         s.write(&mut out, 2);
         assert_eq!(out[3], 2);

@@ -27,10 +27,7 @@ impl Header {
         if buf.len() < HEADER_LEN {
             return None;
         }
-        Some(Header {
-            len: usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16,
-            seq: buf[3],
-        })
+        Some(Header { len: usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16, seq: buf[3] })
     }
 
     /// Whether another physical packet continues this one.
@@ -190,11 +187,7 @@ impl<'a> Reader<'a> {
 
     /// A NUL-terminated string; the NUL is consumed. Missing NUL at the end of the payload
     /// is tolerated when `lenient` (some clients omit it on the last field).
-    pub fn nul_bytes(
-        &mut self,
-        what: &'static str,
-        lenient: bool,
-    ) -> Result<&'a [u8], ProtocolError> {
+    pub fn nul_bytes(&mut self, what: &'static str, lenient: bool) -> Result<&'a [u8], ProtocolError> {
         let rest = &self.buf[self.pos..];
         match rest.iter().position(|&b| b == 0) {
             Some(i) => {
@@ -220,13 +213,7 @@ mod tests {
         write_header(&mut out, 0x01_0203, 7);
         assert_eq!(out, [0x03, 0x02, 0x01, 7]);
         let h = Header::parse(&out).unwrap();
-        assert_eq!(
-            h,
-            Header {
-                len: 0x01_0203,
-                seq: 7
-            }
-        );
+        assert_eq!(h, Header { len: 0x01_0203, seq: 7 });
         assert!(!h.continued());
         assert!(Header::parse(&out[..3]).is_none());
     }
@@ -260,28 +247,13 @@ mod tests {
 
     #[test]
     fn lenenc_roundtrip() {
-        for v in [
-            0u64,
-            250,
-            251,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::MAX,
-        ] {
+        for v in [0u64, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
             let mut out = Vec::new();
             put_lenenc_int(&mut out, v);
             assert_eq!(Reader::new(&out).lenenc_int("v").unwrap(), v, "value {v}");
         }
-        assert_eq!(
-            Reader::new(&[0xFF]).lenenc_int("v"),
-            Err(ProtocolError::Malformed("v"))
-        );
-        assert_eq!(
-            Reader::new(&[0xFC, 1]).lenenc_int("v"),
-            Err(ProtocolError::Truncated("v"))
-        );
+        assert_eq!(Reader::new(&[0xFF]).lenenc_int("v"), Err(ProtocolError::Malformed("v")));
+        assert_eq!(Reader::new(&[0xFC, 1]).lenenc_int("v"), Err(ProtocolError::Truncated("v")));
     }
 
     #[test]

@@ -6,9 +6,7 @@
 //! a small packet); rows and column definitions are skipped by length, so it streams
 //! results of any size, including rows of 16 MiB and more.
 
-use super::packet::{
-    begin_packet, finish_packet, put_lenenc_int, Header, Reader, HEADER_LEN, MAX_PAYLOAD,
-};
+use super::packet::{begin_packet, finish_packet, put_lenenc_int, Header, Reader, HEADER_LEN, MAX_PAYLOAD};
 use super::{status, ProtocolError};
 
 /// Appends an ERR packet.
@@ -57,9 +55,7 @@ impl ErrPacket {
     pub fn parse(payload: &[u8]) -> Result<ErrPacket, ProtocolError> {
         let mut r = Reader::new(payload);
         if r.u8("err marker")? != 0xFF {
-            return Err(ProtocolError::Malformed(
-                "ERR packet does not start with 0xFF",
-            ));
+            return Err(ProtocolError::Malformed("ERR packet does not start with 0xFF"));
         }
         let code = r.u16("error code")?;
         let mut sql_state = String::from("HY000");
@@ -70,11 +66,7 @@ impl ErrPacket {
         } else {
             rest
         };
-        Ok(ErrPacket {
-            code,
-            sql_state,
-            message: String::from_utf8_lossy(message).into_owned(),
-        })
+        Ok(ErrPacket { code, sql_state, message: String::from_utf8_lossy(message).into_owned() })
     }
 }
 
@@ -94,24 +86,13 @@ impl OkPacket {
         let mut r = Reader::new(payload);
         let marker = r.u8("ok marker")?;
         if marker != 0x00 && marker != 0xFE {
-            return Err(ProtocolError::Malformed(
-                "OK packet does not start with 0x00 or 0xFE",
-            ));
+            return Err(ProtocolError::Malformed("OK packet does not start with 0x00 or 0xFE"));
         }
         let affected_rows = r.lenenc_int("affected rows")?;
         let last_insert_id = r.lenenc_int("last insert id")?;
         let status = r.u16("status flags")?;
-        let warnings = if r.remaining() >= 2 {
-            r.u16("warnings")?
-        } else {
-            0
-        };
-        Ok(OkPacket {
-            affected_rows,
-            last_insert_id,
-            status,
-            warnings,
-        })
+        let warnings = if r.remaining() >= 2 { r.u16("warnings")? } else { 0 };
+        Ok(OkPacket { affected_rows, last_insert_id, status, warnings })
     }
 }
 
@@ -138,12 +119,7 @@ enum State {
     ColumnsEof,
     Rows,
     PrepareFirst,
-    PrepareDefs {
-        params: u64,
-        params_eof: bool,
-        cols: u64,
-        cols_eof: bool,
-    },
+    PrepareDefs { params: u64, params_eof: bool, cols: u64, cols_eof: bool },
     Single,
     Done,
 }
@@ -171,8 +147,9 @@ pub struct Scanner {
     skip: usize,
     /// Sequence id of the last packet header seen.
     pub last_seq: u8,
-    /// Status flags of the last OK/EOF seen.
+    /// Status flags of the last OK/EOF seen (see [`Scanner::status_seen`]).
     pub status: u16,
+    status_seen: bool,
     /// The last OK packet seen, if any.
     pub ok: Option<OkPacket>,
     /// Error code, if the response ended with an ERR packet.
@@ -194,6 +171,7 @@ impl Scanner {
             skip: 0,
             last_seq: 0,
             status: 0,
+            status_seen: false,
             ok: None,
             error: None,
         }
@@ -203,6 +181,11 @@ impl Scanner {
     /// insert a packet of its own (an ERR) without corrupting the stream.
     pub fn at_boundary(&self) -> bool {
         self.skip == 0 && !self.continuation
+    }
+
+    /// Whether the response carried server status flags (an OK or EOF packet).
+    pub fn status_seen(&self) -> bool {
+        self.status_seen
     }
 
     /// Whether the response is complete.
@@ -294,11 +277,8 @@ impl Scanner {
 
     fn end_of_result(&mut self, status_flags: u16) {
         self.status = status_flags;
-        self.state = if status_flags & status::MORE_RESULTS_EXISTS != 0 {
-            State::First
-        } else {
-            State::Done
-        };
+        self.status_seen = true;
+        self.state = if status_flags & status::MORE_RESULTS_EXISTS != 0 { State::First } else { State::Done };
     }
 
     fn step(&mut self, first: u8, len: usize, payload: &[u8]) -> Result<Progress, ProtocolError> {
@@ -306,6 +286,12 @@ impl Scanner {
             State::Single => {
                 if first == 0xFF {
                     self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
+                } else if first == 0x00 && len >= 7 && len == payload.len() {
+                    if let Ok(ok) = OkPacket::parse(payload) {
+                        self.ok = Some(ok);
+                        self.status = ok.status;
+                        self.status_seen = true;
+                    }
                 }
                 self.state = State::Done;
             }
@@ -343,22 +329,15 @@ impl Scanner {
                 0xFE => {
                     let st = self.terminator_status(payload)?;
                     self.status = st;
+                    self.status_seen = true;
                     // A cursor was opened: rows come later through COM_STMT_FETCH.
-                    self.state = if st & status::CURSOR_EXISTS != 0 {
-                        State::Done
-                    } else {
-                        State::Rows
-                    };
+                    self.state = if st & status::CURSOR_EXISTS != 0 { State::Done } else { State::Rows };
                 }
                 0xFF => {
                     self.error = Some(ErrPacket::parse(payload)?.code);
                     self.state = State::Done;
                 }
-                _ => {
-                    return Err(ProtocolError::Malformed(
-                        "expected EOF after column definitions",
-                    ))
-                }
+                _ => return Err(ProtocolError::Malformed("expected EOF after column definitions")),
             },
             State::Rows => match first {
                 0xFE if self.is_terminator(len) => {
@@ -380,30 +359,17 @@ impl Scanner {
                     let cols = u64::from(r.u16("column count")?);
                     let params = u64::from(r.u16("parameter count")?);
                     let eof = !self.deprecate_eof;
-                    self.state = State::PrepareDefs {
-                        params,
-                        params_eof: eof && params > 0,
-                        cols,
-                        cols_eof: eof && cols > 0,
-                    };
+                    self.state =
+                        State::PrepareDefs { params, params_eof: eof && params > 0, cols, cols_eof: eof && cols > 0 };
                     self.advance_prepare();
                 }
                 0xFF => {
                     self.error = Some(ErrPacket::parse(payload)?.code);
                     self.state = State::Done;
                 }
-                _ => {
-                    return Err(ProtocolError::Malformed(
-                        "unexpected first packet of a PREPARE response",
-                    ))
-                }
+                _ => return Err(ProtocolError::Malformed("unexpected first packet of a PREPARE response")),
             },
-            State::PrepareDefs {
-                mut params,
-                mut params_eof,
-                mut cols,
-                mut cols_eof,
-            } => {
+            State::PrepareDefs { mut params, mut params_eof, mut cols, mut cols_eof } => {
                 if params > 0 {
                     params -= 1;
                 } else if params_eof {
@@ -413,12 +379,7 @@ impl Scanner {
                 } else {
                     cols_eof = false;
                 }
-                self.state = State::PrepareDefs {
-                    params,
-                    params_eof,
-                    cols,
-                    cols_eof,
-                };
+                self.state = State::PrepareDefs { params, params_eof, cols, cols_eof };
                 self.advance_prepare();
             }
             State::Done => {}
@@ -427,13 +388,7 @@ impl Scanner {
     }
 
     fn advance_prepare(&mut self) {
-        if let State::PrepareDefs {
-            params: 0,
-            params_eof: false,
-            cols: 0,
-            cols_eof: false,
-        } = self.state
-        {
+        if let State::PrepareDefs { params: 0, params_eof: false, cols: 0, cols_eof: false } = self.state {
             self.state = State::Done;
         }
     }
@@ -476,8 +431,7 @@ mod tests {
         (total, Progress::More)
     }
 
-    const COLDEF: &[u8] =
-        b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
+    const COLDEF: &[u8] = b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
     const EOF_AUTOCOMMIT: &[u8] = b"\xfe\x00\x00\x02\x00";
     const EOF_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00";
     const OK_END: &[u8] = b"\xfe\x00\x00\x02\x00\x00\x00";
@@ -497,34 +451,18 @@ mod tests {
 
     #[test]
     fn text_result_with_eof() {
-        let b = pkts(&[
-            b"\x01",
-            COLDEF,
-            EOF_AUTOCOMMIT,
-            b"\x011",
-            b"\x012",
-            EOF_AUTOCOMMIT,
-        ]);
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", b"\x012", EOF_AUTOCOMMIT]);
         assert_eq!(run(Expect::ResultSets, false, &b).1, b.len());
         assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
-        assert_eq!(
-            run_bytewise(Expect::ResultSets, false, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
         // Cut one byte short: not done.
-        assert_eq!(
-            run(Expect::ResultSets, false, &b[..b.len() - 1]).2,
-            Progress::More
-        );
+        assert_eq!(run(Expect::ResultSets, false, &b[..b.len() - 1]).2, Progress::More);
     }
 
     #[test]
     fn text_result_deprecate_eof() {
         let b = pkts(&[b"\x02", COLDEF, COLDEF, b"\x011\x012", OK_END]);
-        assert_eq!(
-            run_bytewise(Expect::ResultSets, true, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
     }
 
     #[test]
@@ -532,37 +470,18 @@ mod tests {
         // A text row whose first value has an 8-byte length prefix is at least 9 bytes.
         let row: &[u8] = b"\xfe\x01\x00\x00\x00\x00\x00\x00\x00x";
         let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, row, EOF_AUTOCOMMIT]);
-        assert_eq!(
-            run_bytewise(Expect::ResultSets, false, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
     }
 
     #[test]
     fn multi_results_chain() {
-        let b = pkts(&[
-            b"\x01",
-            COLDEF,
-            EOF_AUTOCOMMIT,
-            b"\x011",
-            EOF_MORE,
-            b"\x00\x00\x00\x02\x00\x00\x00",
-        ]);
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_MORE, b"\x00\x00\x00\x02\x00\x00\x00"]);
         let (s, n, p) = run(Expect::ResultSets, false, &b);
         assert_eq!((n, p), (b.len(), Progress::Done));
         assert_eq!(s.status, 2);
         // OK with MORE_RESULTS followed by a result set.
-        let b = pkts(&[
-            b"\x00\x01\x00\x0a\x00\x00\x00",
-            b"\x01",
-            COLDEF,
-            b"\x011",
-            OK_END,
-        ]);
-        assert_eq!(
-            run_bytewise(Expect::ResultSets, true, &b),
-            (b.len(), Progress::Done)
-        );
+        let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00", b"\x01", COLDEF, b"\x011", OK_END]);
+        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
         // Stopping after the first result of a chain is not done.
         let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00"]);
         assert_eq!(run(Expect::ResultSets, true, &b).2, Progress::More);
@@ -571,12 +490,7 @@ mod tests {
     #[test]
     fn error_mid_rows_ends_response() {
         let mut b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011"]);
-        write_err(
-            &mut b,
-            5,
-            (1317, "70100"),
-            "Query execution was interrupted",
-        );
+        write_err(&mut b, 5, (1317, "70100"), "Query execution was interrupted");
         let (s, n, p) = run(Expect::ResultSets, false, &b);
         assert_eq!((n, p, s.error), (b.len(), Progress::Done, Some(1317)));
     }
@@ -593,13 +507,7 @@ mod tests {
 
     #[test]
     fn binary_rows_and_cursor() {
-        let b = pkts(&[
-            b"\x01",
-            COLDEF,
-            EOF_AUTOCOMMIT,
-            b"\x00\x00\x01\x00\x00\x00",
-            EOF_AUTOCOMMIT,
-        ]);
+        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x00\x00\x01\x00\x00\x00", EOF_AUTOCOMMIT]);
         assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
         // Cursor opened: columns then EOF with CURSOR_EXISTS and no rows.
         let b = pkts(&[b"\x01", COLDEF, b"\xfe\x00\x00\x42\x00"]);
@@ -607,15 +515,8 @@ mod tests {
         assert_eq!((n, p), (b.len(), Progress::Done));
         assert!(s.status & status::CURSOR_EXISTS != 0);
         // Fetch: rows then EOF with LAST_ROW_SENT.
-        let b = pkts(&[
-            b"\x00\x00\x01\x00\x00\x00",
-            b"\x00\x00\x02\x00\x00\x00",
-            b"\xfe\x00\x00\xc2\x00",
-        ]);
-        assert_eq!(
-            run_bytewise(Expect::Rows, false, &b),
-            (b.len(), Progress::Done)
-        );
+        let b = pkts(&[b"\x00\x00\x01\x00\x00\x00", b"\x00\x00\x02\x00\x00\x00", b"\xfe\x00\x00\xc2\x00"]);
+        assert_eq!(run_bytewise(Expect::Rows, false, &b), (b.len(), Progress::Done));
     }
 
     #[test]
@@ -623,15 +524,9 @@ mod tests {
         // stmt 1, 1 column, 2 params.
         let prep: &[u8] = b"\x00\x01\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00";
         let b = pkts(&[prep, COLDEF, COLDEF, EOF_AUTOCOMMIT, COLDEF, EOF_AUTOCOMMIT]);
-        assert_eq!(
-            run_bytewise(Expect::Prepare, false, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::Prepare, false, &b), (b.len(), Progress::Done));
         let b = pkts(&[prep, COLDEF, COLDEF, COLDEF]);
-        assert_eq!(
-            run_bytewise(Expect::Prepare, true, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::Prepare, true, &b), (b.len(), Progress::Done));
         let none: &[u8] = b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
         let b = pkts(&[none]);
         assert_eq!(run(Expect::Prepare, false, &b).2, Progress::Done);
@@ -640,10 +535,7 @@ mod tests {
     #[test]
     fn field_list_and_single() {
         let b = pkts(&[COLDEF, COLDEF, EOF_AUTOCOMMIT]);
-        assert_eq!(
-            run_bytewise(Expect::FieldList, false, &b),
-            (b.len(), Progress::Done)
-        );
+        assert_eq!(run_bytewise(Expect::FieldList, false, &b), (b.len(), Progress::Done));
         let b = pkts(&[b"Uptime: 10  Threads: 1  Questions: 3"]);
         assert_eq!(run(Expect::Single, true, &b).2, Progress::Done);
     }
@@ -663,10 +555,7 @@ mod tests {
         for chunk in b.chunks(65536) {
             pending.extend_from_slice(chunk);
             let (n, p) = s.feed(&pending).unwrap();
-            assert!(
-                pending.len() - n < 65536 + 16,
-                "the scanner must not hold back row data"
-            );
+            assert!(pending.len() - n < 65536 + 16, "the scanner must not hold back row data");
             pending.drain(..n);
             total += n;
             last = p;
@@ -679,10 +568,7 @@ mod tests {
         let mut e = Vec::new();
         write_err(&mut e, 2, (1045, "28000"), "Access denied");
         let p = ErrPacket::parse(&e[4..]).unwrap();
-        assert_eq!(
-            (p.code, p.sql_state.as_str(), p.message.as_str()),
-            (1045, "28000", "Access denied")
-        );
+        assert_eq!((p.code, p.sql_state.as_str(), p.message.as_str()), (1045, "28000", "Access denied"));
     }
 
     #[test]

@@ -41,11 +41,7 @@ pub struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     pub fn new(sql: &'a [u8]) -> Lexer<'a> {
-        Lexer {
-            sql,
-            pos: 0,
-            in_exec_comment: false,
-        }
+        Lexer { sql, pos: 0, in_exec_comment: false }
     }
 
     /// Byte offset of the next unread character.
@@ -62,15 +58,11 @@ impl<'a> Lexer<'a> {
             match self.peek(0) {
                 Some(c) if c.is_ascii_whitespace() => self.pos += 1,
                 Some(b'#') => self.skip_line(),
-                Some(b'-')
-                    if self.peek(1) == Some(b'-')
-                        && self.peek(2).is_none_or(|c| c.is_ascii_whitespace()) =>
-                {
+                Some(b'-') if self.peek(1) == Some(b'-') && self.peek(2).is_none_or(|c| c.is_ascii_whitespace()) => {
                     self.skip_line()
                 }
                 Some(b'/') if self.peek(1) == Some(b'*') => {
-                    let exec = self.peek(2) == Some(b'!')
-                        || (self.peek(2) == Some(b'M') && self.peek(3) == Some(b'!'));
+                    let exec = self.peek(2) == Some(b'!') || (self.peek(2) == Some(b'M') && self.peek(3) == Some(b'!'));
                     if exec {
                         self.pos += if self.peek(2) == Some(b'M') { 4 } else { 3 };
                         // Optional version number: /*!40101 ... */
@@ -80,9 +72,7 @@ impl<'a> Lexer<'a> {
                         self.in_exec_comment = true;
                     } else {
                         self.pos += 2;
-                        while self.pos < self.sql.len()
-                            && !(self.peek(0) == Some(b'*') && self.peek(1) == Some(b'/'))
-                        {
+                        while self.pos < self.sql.len() && !(self.peek(0) == Some(b'*') && self.peek(1) == Some(b'/')) {
                             self.pos += 1;
                         }
                         self.pos = (self.pos + 2).min(self.sql.len());
@@ -186,9 +176,7 @@ impl<'a> Iterator for Lexer<'a> {
             }
             b'0'..=b'9' => {
                 let mut end = start;
-                while end < self.sql.len()
-                    && (self.sql[end].is_ascii_alphanumeric() || self.sql[end] == b'.')
-                {
+                while end < self.sql.len() && (self.sql[end].is_ascii_alphanumeric() || self.sql[end] == b'.') {
                     end += 1;
                 }
                 self.pos = end;
@@ -227,15 +215,7 @@ mod tests {
     #[test]
     fn executable_comments_are_code() {
         let t = toks("/*!40101 SET NAMES utf8 */;");
-        assert_eq!(
-            t,
-            vec![
-                Token::Word(b"SET"),
-                Token::Word(b"NAMES"),
-                Token::Word(b"utf8"),
-                Token::Punct(b';')
-            ]
-        );
+        assert_eq!(t, vec![Token::Word(b"SET"), Token::Word(b"NAMES"), Token::Word(b"utf8"), Token::Punct(b';')]);
         let t = toks("/*M!100100 SELECT */ 1");
         assert_eq!(t[0], Token::Word(b"SELECT"));
         // Optimizer hints are skipped.

@@ -41,10 +41,7 @@ pub mod pin {
             (CURSOR, "open cursor"),
             (LONG_DATA, "long data"),
         ];
-        ALL.iter()
-            .filter(|(b, _)| bits & b != 0)
-            .map(|(_, n)| *n)
-            .collect()
+        ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }
 }
 
@@ -115,9 +112,7 @@ fn analyse_one(t: &[Token<'_>], fx: &mut Effects) {
         fx.pin |= pin::LOCK_TABLES;
     } else if first.is_word("UNLOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
         fx.unpin |= pin::LOCK_TABLES;
-    } else if first.is_word("CREATE")
-        && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY")))
-    {
+    } else if first.is_word("CREATE") && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY"))) {
         fx.pin |= pin::TEMPORARY_TABLE;
     } else if first.is_word("PREPARE") || first.is_word("EXECUTE") || first.is_word("DEALLOCATE") {
         fx.pin |= pin::SQL_PREPARE;
@@ -136,8 +131,7 @@ fn analyse_one(t: &[Token<'_>], fx: &mut Effects) {
         match tok {
             Token::UserVar(_) => {
                 // Assigned with := , SET @x (handled above) or INTO @x.
-                let assigned =
-                    next == Some(&Token::Punct(b':')) && t.get(i + 2) == Some(&Token::Punct(b'='));
+                let assigned = next == Some(&Token::Punct(b':')) && t.get(i + 2) == Some(&Token::Punct(b'='));
                 let into = i > 0 && t[i - 1].is_word("INTO");
                 if assigned || into {
                     fx.pin |= pin::USER_VARIABLES;
@@ -155,9 +149,7 @@ fn analyse_one(t: &[Token<'_>], fx: &mut Effects) {
                     fx.unpin |= pin::FOUND_ROWS;
                 }
             }
-            Token::Word(w) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => {
-                fx.pin |= pin::FOUND_ROWS
-            }
+            Token::Word(w) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin |= pin::FOUND_ROWS,
             _ => {}
         }
     }
@@ -188,11 +180,8 @@ fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
     let mut assignments = Vec::new();
     // SET [scope] TRANSACTION ... uses commas between its own characteristics.
     let is_transaction = t.iter().take(2).any(|x| x.is_word("TRANSACTION"));
-    let parts: Vec<&[Token<'_>]> = if is_transaction {
-        vec![t]
-    } else {
-        t.split(|x| *x == Token::Punct(b',')).collect()
-    };
+    let parts: Vec<&[Token<'_>]> =
+        if is_transaction { vec![t] } else { t.split(|x| *x == Token::Punct(b',')).collect() };
     for part in parts {
         match assignment(part, &mut scope) {
             Parsed::Tracked(a) => assignments.extend(a),
@@ -234,14 +223,8 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
     if head.is_word("NAMES") {
         return names(&t[1..]);
     }
-    if head.is_word("CHARSET")
-        || (head.is_word("CHARACTER") && t.get(1).is_some_and(|x| x.is_word("SET")))
-    {
-        let rest = if head.is_word("CHARSET") {
-            &t[1..]
-        } else {
-            &t[2..]
-        };
+    if head.is_word("CHARSET") || (head.is_word("CHARACTER") && t.get(1).is_some_and(|x| x.is_word("SET"))) {
+        let rest = if head.is_word("CHARSET") { &t[1..] } else { &t[2..] };
         return match rest {
             [v] if literal(v).is_some() => tracked("character set", literal(v).unwrap_or_default()),
             _ => Parsed::Unknown,
@@ -299,19 +282,14 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
 }
 
 fn tracked(name: &str, value: String) -> Parsed {
-    Parsed::Tracked(vec![Assignment {
-        name: name.to_string(),
-        value,
-    }])
+    Parsed::Tracked(vec![Assignment { name: name.to_string(), value }])
 }
 
 /// A literal value as it should be written back: numbers, strings, keywords (ON, OFF,
 /// DEFAULT, TRUE, ...), and bare identifiers (e.g. a charset name).
 fn literal(t: &Token<'_>) -> Option<String> {
     match t {
-        Token::Number(n) | Token::Str(n) | Token::Word(n) => {
-            Some(String::from_utf8_lossy(n).into_owned())
-        }
+        Token::Number(n) | Token::Str(n) | Token::Word(n) => Some(String::from_utf8_lossy(n).into_owned()),
         Token::QuotedIdent(n) => Some(format!("`{}`", String::from_utf8_lossy(n))),
         _ => None,
     }
@@ -352,19 +330,10 @@ fn transaction(t: &[Token<'_>]) -> Parsed {
         ["READ", "WRITE"] => return tracked("transaction_read_only", "0".into()),
         _ => return Parsed::Unknown,
     };
-    let mut out = vec![Assignment {
-        name: "transaction_isolation".into(),
-        value: level.into(),
-    }];
+    let mut out = vec![Assignment { name: "transaction_isolation".into(), value: level.into() }];
     match w.get(w.len().saturating_sub(2)..) {
-        Some(["READ", "ONLY"]) => out.push(Assignment {
-            name: "transaction_read_only".into(),
-            value: "1".into(),
-        }),
-        Some(["READ", "WRITE"]) => out.push(Assignment {
-            name: "transaction_read_only".into(),
-            value: "0".into(),
-        }),
+        Some(["READ", "ONLY"]) => out.push(Assignment { name: "transaction_read_only".into(), value: "1".into() }),
+        Some(["READ", "WRITE"]) => out.push(Assignment { name: "transaction_read_only".into(), value: "0".into() }),
         _ => {}
     }
     Parsed::Tracked(out)
@@ -375,68 +344,32 @@ mod tests {
     use super::*;
 
     fn a(name: &str, value: &str) -> Assignment {
-        Assignment {
-            name: name.into(),
-            value: value.into(),
-        }
+        Assignment { name: name.into(), value: value.into() }
     }
 
     #[test]
     fn set_statements_are_tracked() {
         let cases: &[(&str, Vec<Assignment>)] = &[
-            (
-                "SET sql_mode = 'STRICT_ALL_TABLES'",
-                vec![a("sql_mode", "'STRICT_ALL_TABLES'")],
-            ),
+            ("SET sql_mode = 'STRICT_ALL_TABLES'", vec![a("sql_mode", "'STRICT_ALL_TABLES'")]),
             (
                 "set session time_zone='+02:00', @@session.autocommit=1",
                 vec![a("time_zone", "'+02:00'"), a("autocommit", "1")],
             ),
-            (
-                "SET @@local.sql_select_limit = DEFAULT",
-                vec![a("sql_select_limit", "DEFAULT")],
-            ),
-            (
-                "SET @@foreign_key_checks=OFF",
-                vec![a("foreign_key_checks", "OFF")],
-            ),
+            ("SET @@local.sql_select_limit = DEFAULT", vec![a("sql_select_limit", "DEFAULT")]),
+            ("SET @@foreign_key_checks=OFF", vec![a("foreign_key_checks", "OFF")]),
             ("SET NAMES utf8mb4", vec![a("names", "utf8mb4")]),
-            (
-                "SET NAMES 'latin1' COLLATE 'latin1_bin'",
-                vec![a("names", "'latin1' COLLATE 'latin1_bin'")],
-            ),
+            ("SET NAMES 'latin1' COLLATE 'latin1_bin'", vec![a("names", "'latin1' COLLATE 'latin1_bin'")]),
             ("/*!40101 SET NAMES utf8 */", vec![a("names", "utf8")]),
-            (
-                "SET CHARACTER SET latin1",
-                vec![a("character set", "latin1")],
-            ),
-            (
-                "SET LOCAL max_statement_time = 2.5",
-                vec![a("max_statement_time", "2.5")],
-            ),
-            (
-                "SET tx_isolation = 'READ-COMMITTED'",
-                vec![a("transaction_isolation", "'READ-COMMITTED'")],
-            ),
-            (
-                "SET auto_increment_offset = -1",
-                vec![a("auto_increment_offset", "-1")],
-            ),
+            ("SET CHARACTER SET latin1", vec![a("character set", "latin1")]),
+            ("SET LOCAL max_statement_time = 2.5", vec![a("max_statement_time", "2.5")]),
+            ("SET tx_isolation = 'READ-COMMITTED'", vec![a("transaction_isolation", "'READ-COMMITTED'")]),
+            ("SET auto_increment_offset = -1", vec![a("auto_increment_offset", "-1")]),
             (
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",
-                vec![
-                    a("transaction_isolation", "'READ-COMMITTED'"),
-                    a("transaction_read_only", "1"),
-                ],
+                vec![a("transaction_isolation", "'READ-COMMITTED'"), a("transaction_read_only", "1")],
             ),
-            (
-                "SET SESSION TRANSACTION READ WRITE",
-                vec![a("transaction_read_only", "0")],
-            ),
-            (
-                "SET GLOBAL max_connections = 10, SESSION wait_timeout = 5",
-                vec![a("wait_timeout", "5")],
-            ),
+            ("SET SESSION TRANSACTION READ WRITE", vec![a("transaction_read_only", "0")]),
+            ("SET GLOBAL max_connections = 10, SESSION wait_timeout = 5", vec![a("wait_timeout", "5")]),
             ("SET GLOBAL max_connections = 10", vec![]),
             ("SET @@global.sql_mode = ''", vec![]),
             ("SET STATEMENT max_statement_time=1 FOR SELECT 1", vec![]),
@@ -459,11 +392,7 @@ mod tests {
             "SET time_zone = @tz",
             "SET x",
         ] {
-            assert_eq!(
-                analyse(sql.as_bytes()).pin & pin::UNKNOWN_SET,
-                pin::UNKNOWN_SET,
-                "{sql}"
-            );
+            assert_eq!(analyse(sql.as_bytes()).pin & pin::UNKNOWN_SET, pin::UNKNOWN_SET, "{sql}");
         }
     }
 
@@ -475,19 +404,11 @@ mod tests {
             ("SELECT id INTO @x FROM t", pin::USER_VARIABLES, 0),
             ("SELECT @a", 0, 0),
             ("CREATE TEMPORARY TABLE t (id int)", pin::TEMPORARY_TABLE, 0),
-            (
-                "create or replace temporary table t (id int)",
-                pin::TEMPORARY_TABLE,
-                0,
-            ),
+            ("create or replace temporary table t (id int)", pin::TEMPORARY_TABLE, 0),
             ("LOCK TABLES t WRITE", pin::LOCK_TABLES, 0),
             ("UNLOCK TABLES", 0, pin::LOCK_TABLES),
             ("SELECT GET_LOCK('x', 1)", pin::GET_LOCK, 0),
-            (
-                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
-                pin::FOUND_ROWS,
-                0,
-            ),
+            ("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", pin::FOUND_ROWS, 0),
             ("SELECT FOUND_ROWS()", 0, pin::FOUND_ROWS),
             ("PREPARE s FROM 'SELECT 1'", pin::SQL_PREPARE, 0),
             ("XA START 'x'", pin::XA, 0),

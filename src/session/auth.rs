@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use super::io::{read_packet, Connector, PacketReadError, Transport};
 use super::{Session, SessionError};
-use crate::backend::{self, BackendError, Login};
-use crate::protocol::handshake::{
-    AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN,
-};
+
+use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
 use crate::protocol::packet::write_packet;
 use crate::protocol::response::write_ok;
 use crate::protocol::{auth, caps, code, status};
@@ -44,41 +42,24 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let (seq, payload) = self.read_login_packet(0, timeout).await?;
         if payload.len() == SSL_REQUEST_LEN {
             let msg = "Bad handshake: the client asked for TLS, which corelay does not offer on this port";
-            return self
-                .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into())
-                .await;
+            return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into()).await;
         }
         let hr = match HandshakeResponse::parse(&payload) {
             Ok(hr) => hr,
             Err(e) => {
                 let msg = format!("Bad handshake: {e}");
-                return self
-                    .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
-                    .await;
+                return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
             }
         };
         self.caps = hr.capabilities & caps::PROXY_SERVER;
         self.charset = hr.charset;
         let proven = self
-            .authenticate(
-                &hr.user,
-                hr.auth_plugin.as_deref(),
-                hr.auth_response,
-                seq.wrapping_add(1),
-                timeout,
-            )
+            .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), timeout)
             .await?;
         self.check_user_limit(proven.user, proven.next_seq).await?;
         let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
         let database = hr.database.or_else(|| db_user.default_db.clone());
-        let seq = self
-            .open_backend(
-                proven.user,
-                database.as_deref(),
-                self.charset,
-                proven.next_seq,
-            )
-            .await?;
+        let seq = self.start_session(proven.user, database, self.charset, proven.next_seq).await?;
         self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
         self.finish_auth(proven.user, seq).await
@@ -95,26 +76,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             Ok(p) => Ok(p),
             Err(PacketReadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let msg = "Got timeout reading communication packets: login not completed within proxy.auth_timeout_ms";
-                self.send_err(last_seq.wrapping_add(1), code::NET_READ_INTERRUPTED, msg)
-                    .await;
+                self.send_err(last_seq.wrapping_add(1), code::NET_READ_INTERRUPTED, msg).await;
                 Err(SessionError::LoginRefused("login timed out".into()))
             }
             Err(PacketReadError::Io(e)) => Err(SessionError::ClientGone(e)),
             Err(PacketReadError::TooLarge(_)) => {
                 let msg = "Bad handshake: login packet larger than 64 KiB";
-                self.send_err(last_seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
-                    .await;
+                self.send_err(last_seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
                 Err(SessionError::LoginRefused(msg.into()))
             }
         }
     }
 
-    async fn refuse_login<T>(
-        &mut self,
-        seq: u8,
-        code: (u16, &str),
-        message: String,
-    ) -> Result<T, SessionError> {
+    async fn refuse_login<T>(&mut self, seq: u8, code: (u16, &str), message: String) -> Result<T, SessionError> {
         Slot::add(&self.ctx.slot().auth_failures, 1);
         self.send_err(seq, code, &message).await;
         Err(SessionError::LoginRefused(message))
@@ -133,50 +107,36 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let ip = canonical_ip(self.peer.ip());
         let config = self.ctx.config.clone();
         let denied = |using: bool| {
-            format!(
-                "Access denied for user '{name}'@'{ip}' (using password: {})",
-                if using { "YES" } else { "NO" }
-            )
+            format!("Access denied for user '{name}'@'{ip}' (using password: {})", if using { "YES" } else { "NO" })
         };
         let Some((idx, user)) = config.user(name) else {
-            return self
-                .refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty()))
-                .await;
+            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
         };
         if !user.allows(ip) {
-            let msg = format!("Host '{ip}' is not allowed to connect to corelay as '{name}' (see the user's allow list)");
+            let msg =
+                format!("Host '{ip}' is not allowed to connect to corelay as '{name}' (see the user's allow list)");
             return self.refuse_login(seq, code::HOST_NOT_PRIVILEGED, msg).await;
         }
         let plugin = user.auth.name();
         if client_plugin.unwrap_or(auth::NATIVE) != plugin {
             self.out.clear();
-            AuthSwitch {
-                plugin: plugin.to_string(),
-                data: self.scramble.to_vec(),
-            }
-            .write(&mut self.out, seq);
+            AuthSwitch { plugin: plugin.to_string(), data: self.scramble.to_vec() }.write(&mut self.out, seq);
             self.flush().await?;
             let (s, p) = self.read_login_packet(seq, timeout).await?;
             proof = p;
             seq = s.wrapping_add(1);
         }
         if !auth::verify(plugin, user.password.as_bytes(), &self.scramble, &proof) {
-            return self
-                .refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty()))
-                .await;
+            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
         }
-        Ok(Proven {
-            user: idx,
-            next_seq: seq,
-        })
+        Ok(Proven { user: idx, next_seq: seq })
     }
 
     async fn check_user_limit(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
         let u = &self.ctx.config.users[user];
         let (limit, name) = (u.max_connections, u.name.clone());
         if self.ctx.status.user_connections(user) >= u64::from(limit) {
-            let msg =
-                format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
+            let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
             Slot::add(&self.ctx.slot().clients_rejected, 1);
             self.send_err(seq, (1203, "42000"), &msg).await;
             return Err(SessionError::LoginRefused(msg));
@@ -195,101 +155,53 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.flush().await
     }
 
-    /// Connects to the primary of `user`'s cluster as its db user. On failure tells the
-    /// client (with sequence id `seq`) and returns the error; on success returns `seq`.
-    pub(super) async fn open_backend(
+    /// Starts the session of `user` in `database`: borrows a connection (which checks
+    /// that the server is reachable and the schema exists) and gives it back. On failure
+    /// tells the client (with sequence id `seq`) and returns the error; on success `seq`.
+    pub(super) async fn start_session(
         &mut self,
         user: usize,
-        database: Option<&str>,
+        database: Option<String>,
         charset: u8,
         seq: u8,
     ) -> Result<u8, SessionError> {
-        let config = self.ctx.config.clone();
-        let db_user = &config.db_users[config.users[user].db_user];
-        let server = crate::router::target(&config, user);
-        let login = Login {
-            user: &db_user.name,
-            password: &db_user.password,
-            database,
-            charset,
-            client_caps: self.caps,
-        };
-        let timeout = Duration::from_millis(server.connect_timeout_ms);
-        match backend::connect(
-            &self.ctx.connector,
-            server.addr,
-            timeout,
-            &login,
-            &mut self.bbuf,
-        )
-        .await
-        {
-            Ok(b) => {
-                self.set_backend(Some(b));
-                Ok(seq)
-            }
-            Err(e) => {
-                let slot = self.ctx.slot();
-                Slot::add(&slot.backend_connect_errors, 1);
-                match &e {
-                    BackendError::Refused { err, .. } => {
-                        let state = err.sql_state.clone();
-                        self.send_err(seq, (err.code, &state), &err.message).await;
-                    }
-                    other => {
-                        let msg =
-                            format!("corelay {other}; check that the server is up and reachable");
-                        self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
-                    }
-                }
-                Err(e.into())
-            }
+        self.key = Some(self.key_for(user, charset));
+        self.schema = database;
+        self.reset_session_state();
+        if let Err(e) = self.ensure_backend().await {
+            let reason = format!("{e:?}");
+            self.report_acquire_error(seq, e).await;
+            self.drop_backend();
+            return Err(SessionError::LoginRefused(reason));
         }
+        self.release_if_unpinned();
+        Ok(seq)
     }
 
     /// COM_CHANGE_USER: authenticate the new user here, then log the backend connection in
     /// again as that user's db user. A failure ends the session, as it does on a server.
-    pub(super) async fn change_user(
-        &mut self,
-        seq: u8,
-        payload: &[u8],
-    ) -> Result<(), SessionError> {
-        let timeout = Some(Duration::from_millis(
-            self.config().proxy.auth_timeout_ms.max(1),
-        ));
+    pub(super) async fn change_user(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
+        let timeout = Some(Duration::from_millis(self.config().proxy.auth_timeout_ms.max(1)));
         let cu = match ChangeUser::parse(payload.get(1..).unwrap_or_default(), self.caps) {
             Ok(cu) => cu,
             Err(e) => {
                 let msg = format!("Bad COM_CHANGE_USER packet: {e}");
-                return self
-                    .refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg)
-                    .await;
+                return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
             }
         };
         let proven = self
-            .authenticate(
-                &cu.user,
-                cu.auth_plugin.as_deref(),
-                cu.auth_response,
-                seq.wrapping_add(1),
-                timeout,
-            )
+            .authenticate(&cu.user, cu.auth_plugin.as_deref(), cu.auth_response, seq.wrapping_add(1), timeout)
             .await?;
         if Some(proven.user) != self.user {
             self.check_user_limit(proven.user, proven.next_seq).await?;
         }
-        if let Some(mut old) = self.backend.take() {
-            old.quit().await;
-            self.set_backend(None);
-        }
-        self.bbuf = super::io::Buffer::new();
+        // The old user's connection (reset if it holds state) goes back to the pool.
+        self.end_backend().await;
         let charset = cu.charset.map(|c| c as u8).unwrap_or(self.charset);
         self.charset = charset;
         let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
         let database = cu.database.or_else(|| db_user.default_db.clone());
-        let seq = self
-            .open_backend(proven.user, database.as_deref(), charset, proven.next_seq)
-            .await?;
+        let seq = self.start_session(proven.user, database, charset, proven.next_seq).await?;
         self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
         self.finish_auth(proven.user, seq).await
@@ -299,10 +211,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 /// IPv4 clients reaching an IPv6 socket appear as `::ffff:a.b.c.d`; show them as IPv4.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

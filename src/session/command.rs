@@ -1,8 +1,10 @@
-//! The command phase: read a command, forward it, stream the response back.
+//! The command phase: read a command, borrow a connection, forward, stream the response
+//! back, update the session's state, give the connection back.
 //!
-//! Only the 4-byte header and the command byte are decoded; command bytes are forwarded
-//! in the buffer they arrived in, and response bytes are written to the client as soon as
-//! the scanner has accounted for them.
+//! Only the 4-byte header and the command byte are decoded on the way through (plus the
+//! statement text of COM_QUERY, which the router reads for state changes); command bytes
+//! are forwarded in the buffer they arrived in, and response bytes are written to the
+//! client as soon as the scanner has accounted for them.
 
 use std::io::ErrorKind;
 
@@ -11,12 +13,13 @@ use super::{Session, SessionError};
 use crate::protocol::code;
 use crate::protocol::command as cmd;
 use crate::protocol::packet::{Header, HEADER_LEN};
-use crate::protocol::response::{Expect, Progress, Scanner};
+use crate::protocol::response::{write_ok, Expect, Progress, Scanner};
+use crate::protocol::status;
+use crate::router::statement::{self, pin};
 use crate::status::Slot;
 
 /// Message for a client whose idle time ran out (as MySQL 8 words it).
-const IDLE_MESSAGE: &str =
-    "The client was disconnected by corelay because of inactivity (proxy.client_idle_timeout_s)";
+const IDLE_MESSAGE: &str = "The client was disconnected by corelay because of inactivity (proxy.client_idle_timeout_s)";
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn command_loop(&mut self) -> Result<(), SessionError> {
@@ -31,77 +34,194 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     _ => Err(SessionError::ClientGone(e)),
                 };
             }
-            let Some(h) = Header::parse(self.cbuf.filled()) else {
-                continue;
-            };
+            let Some(h) = Header::parse(self.cbuf.filled()) else { continue };
             let reply_seq = h.seq.wrapping_add(1);
             if h.len == 0 {
                 self.cbuf.consume(HEADER_LEN);
-                self.send_err(
-                    reply_seq,
-                    code::NET_READ_ERROR,
-                    "Got an error reading communication packets: empty command packet",
-                )
-                .await;
+                let msg = "Got an error reading communication packets: empty command packet";
+                self.send_err(reply_seq, code::NET_READ_ERROR, msg).await;
                 continue;
             }
             let max = self.config().proxy.max_packet_bytes;
             if h.len as u64 > max {
                 return self.too_large(reply_seq, h.len).await;
             }
-            self.cbuf
-                .fill_to(&mut self.client, HEADER_LEN + 1, idle)
-                .await
-                .map_err(SessionError::ClientGone)?;
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await.map_err(SessionError::ClientGone)?;
             let command = self.cbuf.filled()[HEADER_LEN];
             Slot::add(&self.ctx.slot().commands, 1);
-            let expect = match command {
-                cmd::QUERY | cmd::STMT_EXECUTE => Some(Expect::ResultSets),
-                cmd::STMT_PREPARE => Some(Expect::Prepare),
-                cmd::STMT_FETCH => Some(Expect::Rows),
-                cmd::FIELD_LIST => Some(Expect::FieldList),
-                cmd::PING
-                | cmd::INIT_DB
-                | cmd::STATISTICS
-                | cmd::RESET_CONNECTION
-                | cmd::SET_OPTION
-                | cmd::STMT_RESET => Some(Expect::Single),
-                cmd::STMT_SEND_LONG_DATA | cmd::STMT_CLOSE => None,
-                cmd::QUIT => return Ok(()),
-                cmd::CHANGE_USER => {
-                    let (seq, payload) = self.read_local_packet(reply_seq).await?;
-                    self.change_user(seq, &payload).await?;
-                    continue;
-                }
-                cmd::SHUTDOWN | cmd::PROCESS_KILL => {
-                    self.read_local_packet(reply_seq).await?;
-                    let msg = format!(
-                        "Access denied; {} is not allowed through corelay: connect to the server directly",
-                        cmd::name(command)
-                    );
-                    self.send_err(reply_seq, code::SPECIFIC_ACCESS_DENIED, &msg)
-                        .await;
-                    continue;
-                }
-                other => {
-                    self.read_local_packet(reply_seq).await?;
-                    let msg = format!(
-                        "Unknown command 0x{other:02x} ({}): corelay does not forward it",
-                        cmd::name(other)
-                    );
-                    self.send_err(reply_seq, code::UNKNOWN_COM, &msg).await;
-                    continue;
-                }
-            };
-            let last_seq = self.forward_packet().await?;
-            if let Some(expect) = expect {
-                self.relay_response(expect, last_seq).await?;
+            match self.dispatch(command, h).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                // The statement failed with the backend; the client was told and the
+                // session goes on.
+                Err(SessionError::StatementFailed { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
     }
 
+    /// Runs one command. Returns false when the client quit.
+    async fn dispatch(&mut self, command: u8, h: Header) -> Result<bool, SessionError> {
+        let reply_seq = h.seq.wrapping_add(1);
+        match command {
+            cmd::QUERY => self.query(h).await?,
+            cmd::STMT_PREPARE => self.stmt_prepare(reply_seq).await?,
+            cmd::STMT_EXECUTE => self.stmt_execute(h).await?,
+            cmd::STMT_SEND_LONG_DATA => self.stmt_long_data(h).await?,
+            cmd::STMT_CLOSE => self.stmt_close(reply_seq).await?,
+            cmd::STMT_RESET | cmd::STMT_FETCH => self.stmt_reset_or_fetch(command, reply_seq).await?,
+            cmd::INIT_DB => self.init_db(reply_seq).await?,
+            cmd::PING if self.backend.is_none() => {
+                // Nothing to ask a server: the proxy is alive and so is the session.
+                self.read_local_packet(reply_seq).await?;
+                self.out.clear();
+                write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
+                self.flush().await?;
+            }
+            cmd::RESET_CONNECTION if self.backend.is_none() => {
+                // No connection holds anything of this session: reset what it recorded.
+                self.read_local_packet(reply_seq).await?;
+                self.reset_session_state();
+                self.out.clear();
+                write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
+                self.flush().await?;
+            }
+            cmd::PING | cmd::STATISTICS | cmd::RESET_CONNECTION => self.simple(h, Expect::Single).await?,
+            cmd::FIELD_LIST => self.simple(h, Expect::FieldList).await?,
+            cmd::SET_OPTION => {
+                // Multi-statement mode is connection state the proxy does not replay.
+                self.pins |= pin::UNKNOWN_SET;
+                self.simple(h, Expect::Single).await?
+            }
+            cmd::QUIT => return Ok(false),
+            cmd::CHANGE_USER => {
+                let (seq, payload) = self.read_local_packet(reply_seq).await?;
+                self.change_user(seq, &payload).await?;
+            }
+            cmd::SHUTDOWN | cmd::PROCESS_KILL => {
+                self.read_local_packet(reply_seq).await?;
+                let msg = format!(
+                    "Access denied; {} is not allowed through corelay: connect to the server directly",
+                    cmd::name(command)
+                );
+                self.send_err(reply_seq, code::SPECIFIC_ACCESS_DENIED, &msg).await;
+            }
+            other => {
+                self.read_local_packet(reply_seq).await?;
+                let msg = format!("Unknown command 0x{other:02x} ({}): corelay does not forward it", cmd::name(other));
+                self.send_err(reply_seq, code::UNKNOWN_COM, &msg).await;
+            }
+        }
+        Ok(true)
+    }
+
+    /// COM_QUERY: read the text for state changes, forward, apply what succeeded.
+    async fn query(&mut self, h: Header) -> Result<(), SessionError> {
+        let idle = self.idle_timeout();
+        if !h.continued() {
+            self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
+        }
+        let end = h.total().min(self.cbuf.len());
+        let fx = statement::analyse(&self.cbuf.filled()[HEADER_LEN + 1..end]);
+        if let Err(e) = self.ensure_backend().await {
+            self.read_local_packet(h.seq.wrapping_add(1)).await?;
+            self.report_acquire_error(h.seq.wrapping_add(1), e).await;
+            return Ok(());
+        }
+        self.backend_clean = false;
+        self.forward_packet().await?;
+        let (scanner, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
+        // Pins take effect even if a later statement of a batch failed: being cautious
+        // only costs a connection. State changes count only when everything succeeded.
+        self.pins |= fx.pin;
+        if scanner.error.is_none() {
+            self.pins &= !fx.unpin;
+            if let Some(b) = self.backend.as_mut() {
+                for a in &fx.assignments {
+                    self.vars.set(a);
+                    b.vars.set(a);
+                }
+                if let Some(schema) = fx.use_schema {
+                    b.schema = Some(schema.clone());
+                    self.schema = Some(schema);
+                }
+            }
+        }
+        self.locks = (self.locks + fx.lock_delta).max(0);
+        if self.locks == 0 {
+            self.pins &= !pin::GET_LOCK;
+        }
+        self.after_response(&scanner);
+        Ok(())
+    }
+
+    /// COM_INIT_DB: forward; on success the schema becomes the session's.
+    async fn init_db(&mut self, reply_seq: u8) -> Result<(), SessionError> {
+        let (seq, payload) = self.read_local_packet(reply_seq).await?;
+        let schema = String::from_utf8_lossy(&payload[1..]).into_owned();
+        if let Err(e) = self.ensure_backend().await {
+            self.report_acquire_error(reply_seq, e).await;
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        crate::protocol::packet::write_packet(&mut out, seq, &payload);
+        self.send_to_backend(&out, seq).await?;
+        let (scanner, _) = self.relay_response(Expect::Single, seq, None).await?;
+        if scanner.error.is_none() {
+            if let Some(b) = self.backend.as_mut() {
+                b.schema = Some(schema.clone());
+            }
+            self.schema = Some(schema);
+        }
+        self.after_response(&scanner);
+        Ok(())
+    }
+
+    /// Commands forwarded as they are, with no state of their own to record (except
+    /// RESET_CONNECTION, which clears it).
+    async fn simple(&mut self, h: Header, expect: Expect) -> Result<(), SessionError> {
+        let command = self.cbuf.filled()[HEADER_LEN];
+        if let Err(e) = self.ensure_backend().await {
+            self.read_local_packet(h.seq.wrapping_add(1)).await?;
+            self.report_acquire_error(h.seq.wrapping_add(1), e).await;
+            return Ok(());
+        }
+        self.backend_clean = false;
+        self.forward_packet().await?;
+        let (scanner, _) = self.relay_response(expect, h.seq, None).await?;
+        if command == cmd::RESET_CONNECTION && scanner.error.is_none() {
+            self.reset_session_state();
+            if let Some(b) = self.backend.as_mut() {
+                b.vars.clear();
+                b.stmts.clear();
+            }
+        }
+        self.after_response(&scanner);
+        Ok(())
+    }
+
+    /// What COM_RESET_CONNECTION clears: variables, statements, connection-bound state.
+    pub(super) fn reset_session_state(&mut self) {
+        self.vars.clear();
+        self.stmts.clear();
+        self.pins = 0;
+        self.locks = 0;
+    }
+
+    /// After a complete response: transaction state from the server's status flags, then
+    /// give the connection back if nothing pins it.
+    pub(super) fn after_response(&mut self, scanner: &Scanner) {
+        self.backend_clean = true;
+        if scanner.status_seen() {
+            let st = scanner.status;
+            set_bit(&mut self.pins, pin::TRANSACTION, st & status::IN_TRANS != 0);
+            set_bit(&mut self.pins, pin::AUTOCOMMIT_OFF, st & status::AUTOCOMMIT == 0);
+        }
+        self.release_if_unpinned();
+    }
+
     /// Reads a whole command the proxy handles itself (bounded by max_packet_bytes).
-    async fn read_local_packet(&mut self, reply_seq: u8) -> Result<(u8, Vec<u8>), SessionError> {
+    pub(super) async fn read_local_packet(&mut self, reply_seq: u8) -> Result<(u8, Vec<u8>), SessionError> {
         let max = self.config().proxy.max_packet_bytes as usize;
         let idle = self.idle_timeout();
         match read_packet(&mut self.client, &mut self.cbuf, max, idle).await {
@@ -113,7 +233,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     async fn too_large<T>(&mut self, seq: u8, len: usize) -> Result<T, SessionError> {
         let max = self.config().proxy.max_packet_bytes;
-        let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes: {len} > {max} (proxy.max_packet_bytes)");
+        let msg =
+            format!("Got a packet bigger than 'max_allowed_packet' bytes: {len} > {max} (proxy.max_packet_bytes)");
         self.send_err(seq, code::NET_PACKET_TOO_LARGE, &msg).await;
         self.discard_input().await;
         Err(SessionError::ClientPacketTooLarge(len))
@@ -139,35 +260,38 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
+    /// Writes bytes the proxy built (a rewritten command) to the borrowed connection.
+    pub(super) async fn send_to_backend(&mut self, bytes: &[u8], seq: u8) -> Result<(), SessionError> {
+        self.backend_clean = false;
+        let Some(b) = self.backend.as_mut() else { return Err(no_backend()) };
+        if let Err(e) = b.stream.write_all(bytes).await {
+            let addr = b.addr;
+            return self.backend_lost(seq.wrapping_add(1), addr, e.to_string(), true).await;
+        }
+        Slot::add(&self.ctx.slot().bytes_from_clients, bytes.len() as u64);
+        Ok(())
+    }
+
     /// Forwards one logical packet (all its physical packets) from the client to the
     /// backend as its bytes arrive. Returns the sequence id of its last physical packet.
-    async fn forward_packet(&mut self) -> Result<u8, SessionError> {
+    pub(super) async fn forward_packet(&mut self) -> Result<u8, SessionError> {
         let max = self.config().proxy.max_packet_bytes as usize;
         let idle = self.idle_timeout();
         let mut total = 0usize;
         loop {
-            self.cbuf
-                .fill_to(&mut self.client, HEADER_LEN, idle)
-                .await
-                .map_err(SessionError::ClientGone)?;
-            let Some(h) = Header::parse(self.cbuf.filled()) else {
-                unreachable!("four bytes are buffered")
-            };
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await.map_err(SessionError::ClientGone)?;
+            let Some(h) = Header::parse(self.cbuf.filled()) else { unreachable!("four bytes are buffered") };
             let seq = h.seq;
             total += h.len;
             if total > max {
                 // The backend holds half a packet now; it cannot be used again.
-                self.set_backend(None);
+                self.drop_backend();
                 return self.too_large(h.seq.wrapping_add(1), total).await;
             }
             let mut left = h.total();
             while left > 0 {
                 if self.cbuf.is_empty() {
-                    let n = self
-                        .cbuf
-                        .fill_from(&mut self.client, idle)
-                        .await
-                        .map_err(SessionError::ClientGone)?;
+                    let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
                     if n == 0 {
                         return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
                     }
@@ -176,9 +300,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 let backend = self.backend.as_mut().ok_or_else(no_backend)?;
                 if let Err(e) = backend.stream.write_all(&self.cbuf.filled()[..n]).await {
                     let addr = backend.addr;
-                    return self
-                        .backend_lost(seq.wrapping_add(1), addr, e.to_string())
-                        .await;
+                    // The rest of this command is still on its way: it must not be read
+                    // as the next command.
+                    self.skip_client_bytes(left, h.continued()).await?;
+                    return self.backend_lost(seq.wrapping_add(1), addr, e.to_string(), true).await;
                 }
                 Slot::add(&self.ctx.slot().bytes_from_clients, n as u64);
                 self.cbuf.consume(n);
@@ -190,52 +315,74 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    /// Streams the backend's response to the client until the scanner sees its end.
-    async fn relay_response(
+    /// Reads and drops `left` bytes of the current physical packet and, if it is
+    /// continued, the packets that follow it.
+    async fn skip_client_bytes(&mut self, mut left: usize, mut continued: bool) -> Result<(), SessionError> {
+        let idle = self.idle_timeout();
+        loop {
+            while left > 0 {
+                if self.cbuf.is_empty() {
+                    let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
+                    if n == 0 {
+                        return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                let n = left.min(self.cbuf.len());
+                self.cbuf.consume(n);
+                left -= n;
+            }
+            if !continued {
+                return Ok(());
+            }
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await.map_err(SessionError::ClientGone)?;
+            let Some(h) = Header::parse(self.cbuf.filled()) else { unreachable!("four bytes are buffered") };
+            left = h.total();
+            continued = h.continued();
+        }
+    }
+
+    /// Streams the backend's response to the client until the scanner sees its end. With
+    /// `stmt_id`, the response is a PREPARE_OK whose statement id is replaced by it; the
+    /// server's id and the parameter count are returned.
+    pub(super) async fn relay_response(
         &mut self,
         expect: Expect,
         request_seq: u8,
-    ) -> Result<(), SessionError> {
+        stmt_id: Option<u32>,
+    ) -> Result<(Scanner, Option<(u32, u16)>), SessionError> {
         let backend = self.backend.as_ref().ok_or_else(no_backend)?;
         let mut scanner = Scanner::new(expect, backend.deprecate_eof());
         let mut forwarded = false;
+        let mut prepared = None;
         loop {
             if !self.bbuf.is_empty() {
                 let (n, progress) = match scanner.feed(self.bbuf.filled()) {
                     Ok(r) => r,
                     Err(e) => {
-                        let seq = if forwarded {
-                            scanner.last_seq
-                        } else {
-                            request_seq
-                        };
-                        let addr = self
-                            .backend
-                            .as_ref()
-                            .map(|b| b.addr)
-                            .ok_or_else(no_backend)?;
-                        return self
-                            .backend_lost(
-                                seq.wrapping_add(1),
-                                addr,
-                                format!("malformed response: {e}"),
-                            )
-                            .await;
+                        let seq = if forwarded { scanner.last_seq } else { request_seq };
+                        let addr = self.backend.as_ref().map(|b| b.addr).ok_or_else(no_backend)?;
+                        let reason = format!("malformed response: {e}");
+                        return self.backend_lost(seq.wrapping_add(1), addr, reason, scanner.at_boundary()).await;
                     }
                 };
                 if n > 0 {
-                    self.client
-                        .write_all(&self.bbuf.filled()[..n])
-                        .await
-                        .map_err(|e| {
-                            // The response is half read: the backend connection is unusable.
-                            SessionError::ClientGone(e)
-                        })?;
+                    if let (Some(id), false) = (stmt_id, forwarded) {
+                        let out = self.bbuf.filled_mut();
+                        if n >= HEADER_LEN + 9 && out[HEADER_LEN] == 0 {
+                            let p = &mut out[HEADER_LEN..];
+                            let server_id = u32::from_le_bytes([p[1], p[2], p[3], p[4]]);
+                            let params = u16::from_le_bytes([p[7], p[8]]);
+                            p[1..5].copy_from_slice(&id.to_le_bytes());
+                            prepared = Some((server_id, params));
+                        }
+                    }
+                    // The response is half read if this fails: the connection is unusable.
+                    self.client.write_all(&self.bbuf.filled()[..n]).await.map_err(SessionError::ClientGone)?;
                     self.bbuf.consume(n);
                     forwarded = true;
                 }
                 match progress {
-                    Progress::Done => return Ok(()),
+                    Progress::Done => return Ok((scanner, prepared)),
                     Progress::LocalInfile => {
                         self.forward_local_infile().await?;
                         continue;
@@ -252,18 +399,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         Err(e) => e.to_string(),
                         Ok(_) => "connection closed by the server".into(),
                     };
-                    if !scanner.at_boundary() {
-                        // The client holds part of a packet: an ERR now would be read as
-                        // the rest of it. Closing is the only clear signal left.
-                        self.set_backend(None);
-                        return Err(SessionError::BackendLost { addr, reason });
-                    }
-                    let seq = if forwarded {
-                        scanner.last_seq
-                    } else {
-                        request_seq
-                    };
-                    return self.backend_lost(seq.wrapping_add(1), addr, reason).await;
+                    let seq = if forwarded { scanner.last_seq } else { request_seq };
+                    return self.backend_lost(seq.wrapping_add(1), addr, reason, scanner.at_boundary()).await;
                 }
             }
         }
@@ -274,13 +411,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn forward_local_infile(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.idle_timeout();
-            self.cbuf
-                .fill_to(&mut self.client, HEADER_LEN, idle)
-                .await
-                .map_err(SessionError::ClientGone)?;
-            let Some(h) = Header::parse(self.cbuf.filled()) else {
-                unreachable!("four bytes are buffered")
-            };
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await.map_err(SessionError::ClientGone)?;
+            let Some(h) = Header::parse(self.cbuf.filled()) else { unreachable!("four bytes are buffered") };
             self.forward_packet().await?;
             if h.len == 0 {
                 return Ok(());
@@ -288,24 +420,43 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    /// Tells the client the backend failed mid-command and ends the session: its state on
-    /// the server is gone, so carrying on silently would be wrong.
+    /// The borrowed connection failed mid-command. The client gets an error (unless it is
+    /// in the middle of a packet, where only closing is clear). A session that held
+    /// state on that connection (a transaction, variables, locks) has lost it and is
+    /// closed; any other session carries on with another connection next time.
     async fn backend_lost<T>(
         &mut self,
         seq: u8,
         addr: std::net::SocketAddr,
         reason: String,
+        at_boundary: bool,
     ) -> Result<T, SessionError> {
-        self.set_backend(None);
-        let msg = format!("Lost connection to db server {addr} during query ({reason}); corelay closed this session");
-        self.send_err(seq, code::SERVER_LOST, &msg).await;
+        self.drop_backend();
+        let pinned = self.pins != 0 || self.locks > 0;
+        if at_boundary {
+            let msg = if pinned {
+                format!("Lost connection to db server {addr} during query ({reason}); the session's transaction or state on it is gone, corelay closed this session")
+            } else {
+                format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run, this session can go on")
+            };
+            self.send_err(seq, code::SERVER_LOST, &msg).await;
+        }
+        if at_boundary && !pinned {
+            // Keep the session: report the statement as failed and go on.
+            return Err(SessionError::StatementFailed { addr, reason });
+        }
         Err(SessionError::BackendLost { addr, reason })
     }
 }
 
-fn no_backend() -> SessionError {
-    SessionError::BackendLost {
-        addr: ([0, 0, 0, 0], 0).into(),
-        reason: "no backend connection".into(),
+fn set_bit(bits: &mut u32, bit: u32, on: bool) {
+    if on {
+        *bits |= bit;
+    } else {
+        *bits &= !bit;
     }
+}
+
+fn no_backend() -> SessionError {
+    SessionError::BackendLost { addr: ([0, 0, 0, 0], 0).into(), reason: "no backend connection".into() }
 }

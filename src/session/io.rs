@@ -14,6 +14,9 @@ pub trait Transport {
     async fn read(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> io::Result<usize>;
     /// Writes all of `src`.
     async fn write_all(&mut self, src: &[u8]) -> io::Result<()>;
+    /// Whether the peer closed the connection or sent something unasked (checked without
+    /// waiting). An idle pooled backend connection for which this is true is unusable.
+    fn peer_closed(&self) -> bool;
 }
 
 /// Opens backend connections.
@@ -21,6 +24,8 @@ pub trait Transport {
 pub trait Connector {
     type Conn: Transport;
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Self::Conn>;
+    /// Sleeps for `d` (used for waits with a deadline).
+    async fn sleep(&self, d: Duration);
 }
 
 /// A read buffer: bytes received but not yet consumed sit in `data[start..end]`.
@@ -37,15 +42,15 @@ const SHRINK_ABOVE: usize = 1 << 20;
 
 impl Buffer {
     pub fn new() -> Buffer {
-        Buffer {
-            data: vec![0; INITIAL],
-            start: 0,
-            end: 0,
-        }
+        Buffer { data: vec![0; INITIAL], start: 0, end: 0 }
     }
 
     pub fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    pub fn filled_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
     }
 
     pub fn len(&self) -> usize {
@@ -86,11 +91,7 @@ impl Buffer {
     }
 
     /// Reads once from `t` into the buffer; returns the bytes read (0 = end of stream).
-    pub async fn fill_from<T: Transport>(
-        &mut self,
-        t: &mut T,
-        timeout: Option<Duration>,
-    ) -> io::Result<usize> {
+    pub async fn fill_from<T: Transport>(&mut self, t: &mut T, timeout: Option<Duration>) -> io::Result<usize> {
         let dst = self.spare(4096);
         let n = t.read(dst, timeout).await?;
         self.end += n;
@@ -98,12 +99,7 @@ impl Buffer {
     }
 
     /// Reads until at least `n` bytes are buffered. End of stream is `UnexpectedEof`.
-    pub async fn fill_to<T: Transport>(
-        &mut self,
-        t: &mut T,
-        n: usize,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
+    pub async fn fill_to<T: Transport>(&mut self, t: &mut T, n: usize, timeout: Option<Duration>) -> io::Result<()> {
         while self.len() < n {
             let want = n - self.len();
             let dst = self.spare(want.max(4096));
@@ -152,8 +148,7 @@ pub async fn read_packet<T: Transport>(
     let mut payload = Vec::new();
     loop {
         buf.fill_to(t, HEADER_LEN, timeout).await?;
-        let h = Header::parse(buf.filled())
-            .ok_or(PacketReadError::Io(io::ErrorKind::UnexpectedEof.into()))?;
+        let h = Header::parse(buf.filled()).ok_or(PacketReadError::Io(io::ErrorKind::UnexpectedEof.into()))?;
         if payload.len() + h.len > max {
             return Err(PacketReadError::TooLarge(payload.len() + h.len));
         }

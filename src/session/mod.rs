@@ -1,21 +1,32 @@
 //! A client session: login, then the command loop, on one shard.
 //!
-//! The session owns the client stream and (in this version) one backend connection for its
-//! whole life. It forwards each command's bytes as they arrive and streams the response
-//! back, using [`crate::protocol::response::Scanner`] to find where the response ends.
-//! Commands the proxy must not forward (COM_SHUTDOWN, COM_PROCESS_KILL, unknown bytes) are
-//! answered locally; COM_CHANGE_USER is authenticated by the proxy and re-opens the backend
-//! connection as the new user's db user.
+//! The session borrows a backend connection from its shard's pool for each command and
+//! gives it back afterwards, unless it holds state that lives only on that connection
+//! (a transaction, user variables, locks, ... — see [`crate::router::statement::pin`]);
+//! then it keeps ("pins") the connection until that state is gone. Everything else a
+//! client set up — schema, tracked variables, prepared statements — is recorded here and
+//! replayed onto whichever connection it borrows ([`borrow`], [`stmt`]).
+//!
+//! Command bytes are forwarded as they arrive and the response is streamed back, with
+//! [`crate::protocol::response::Scanner`] finding where it ends. Commands the proxy must not
+//! forward (COM_SHUTDOWN, COM_PROCESS_KILL, unknown bytes) are answered locally;
+//! COM_CHANGE_USER is authenticated by the proxy.
 //!
 //! Invariants:
 //! - Every error a client sees is a MySQL ERR packet with a real code and SQLSTATE whose
-//!   sequence id follows the last packet the client received.
+//!   sequence id follows the last packet the client received; none is ever inserted in
+//!   the middle of a packet.
 //! - A failure of one session never affects another: errors end this session only.
+//! - A connection goes back to the pool only after a complete response and with no pin;
+//!   a pinned connection is reset (COM_RESET_CONNECTION) before another session gets it.
 //! - Counters in the shard's status slot are balanced by [`Counted`] on every exit path.
 
 mod auth;
+mod borrow;
 mod command;
 pub mod io;
+pub mod state;
+mod stmt;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -27,6 +38,7 @@ use tracing::debug;
 
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
+use crate::pool::{Key, Pool};
 use crate::protocol::response::write_err;
 use crate::protocol::{code, ProtocolError};
 use crate::status::{Slot, StatusRegion};
@@ -38,18 +50,19 @@ pub struct Context<N: Connector> {
     pub status: Arc<StatusRegion>,
     pub shard: usize,
     pub connector: N,
+    pub pool: Pool<N::Conn>,
     next_id: Cell<u32>,
 }
 
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
-        Context {
-            config,
-            status,
-            shard,
-            connector,
-            next_id: Cell::new(0),
-        }
+        let pool = Pool::new(&config, status.shards());
+        Context { config, status, shard, connector, pool, next_id: Cell::new(0) }
+    }
+
+    /// Publishes the pool's size in the status slot.
+    pub fn publish_pool(&self) {
+        self.slot().backend_connections.store(self.pool.open_total() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn slot(&self) -> &Slot {
@@ -82,13 +95,18 @@ pub enum SessionError {
     Backend(#[from] BackendError),
     #[error("lost backend {addr} mid-command: {reason}")]
     BackendLost { addr: SocketAddr, reason: String },
+    #[error("no backend connection free within {0:?}")]
+    PoolTimeout(Duration),
+    /// The backend failed one statement of an unpinned session; the client was told and
+    /// the session goes on.
+    #[error("statement failed on backend {addr}: {reason}")]
+    StatementFailed { addr: SocketAddr, reason: String },
 }
 
 /// Keeps the shard's gauges balanced however the session ends.
 struct Counted<'a> {
     slot: &'a Slot,
     user: Option<usize>,
-    backend: bool,
 }
 
 impl Counted<'_> {
@@ -101,23 +119,11 @@ impl Counted<'_> {
         }
         self.user = user;
     }
-
-    fn set_backend(&mut self, open: bool) {
-        if open != self.backend {
-            if open {
-                Slot::add(&self.slot.backend_connections, 1);
-            } else {
-                Slot::sub(&self.slot.backend_connections, 1);
-            }
-            self.backend = open;
-        }
-    }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.set_user(None);
-        self.set_backend(false);
         Slot::sub(&self.slot.client_connections, 1);
     }
 }
@@ -136,7 +142,22 @@ pub struct Session<'a, C: Transport, N: Connector> {
     caps: u32,
     charset: u8,
     user: Option<usize>,
+    /// Pool key of this session's connections (set at login).
+    key: Option<Key>,
+    /// The borrowed connection, if any: during a command, or while pinned.
     backend: Option<Backend<N::Conn>>,
+    /// The borrowed connection saw a complete response to every command sent on it.
+    backend_clean: bool,
+    /// Why the session keeps its connection ([`crate::router::statement::pin`] bits).
+    pins: u32,
+    /// GET_LOCK calls minus releases.
+    locks: i32,
+    /// The schema the client is in.
+    schema: Option<String>,
+    /// Session variables the client set, to replay on other connections.
+    vars: state::Vars,
+    /// Prepared statements by the ids this session handed out.
+    stmts: stmt::Statements,
     counted: Counted<'a>,
 }
 
@@ -171,12 +192,15 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         caps: 0,
         charset: 0,
         user: None,
+        key: None,
         backend: None,
-        counted: Counted {
-            slot,
-            user: None,
-            backend: false,
-        },
+        backend_clean: true,
+        pins: 0,
+        locks: 0,
+        schema: None,
+        vars: state::Vars::default(),
+        stmts: stmt::Statements::default(),
+        counted: Counted { slot, user: None },
     };
     let result = match s.login().await {
         Ok(()) => s.command_loop().await,
@@ -187,7 +211,12 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         Err(e @ (SessionError::ClientGone(_) | SessionError::ClientIdle(_))) => {
             debug!(peer = %s.peer, id = s.conn_id, "session ended: {e}")
         }
-        Err(e @ (SessionError::Backend(_) | SessionError::BackendLost { .. })) => {
+        Err(
+            e @ (SessionError::Backend(_)
+            | SessionError::BackendLost { .. }
+            | SessionError::PoolTimeout(_)
+            | SessionError::StatementFailed { .. }),
+        ) => {
             Slot::add(&slot.backend_errors, 1);
             tracing::warn!(peer = %s.peer, id = s.conn_id, "session ended: {e}")
         }
@@ -196,11 +225,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
             tracing::info!(peer = %s.peer, id = s.conn_id, "session ended: {e}")
         }
     }
-    if let Some(mut b) = s.backend.take() {
-        if result.is_ok() {
-            b.quit().await;
-        }
-    }
+    s.end_backend().await;
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
@@ -228,10 +253,5 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             0 => None,
             s => Some(Duration::from_secs(s)),
         }
-    }
-
-    fn set_backend(&mut self, backend: Option<Backend<N::Conn>>) {
-        self.counted.set_backend(backend.is_some());
-        self.backend = backend;
     }
 }

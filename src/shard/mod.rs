@@ -31,19 +31,14 @@ use net::{Conn, GlommioConnector};
 #[derive(Debug, Error)]
 pub enum ShardError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the glommio executor of shard {shard}: {message}")]
     Executor { shard: usize, message: String },
 }
 
 /// Online CPUs of this host.
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Creates one shard's listening socket: SO_REUSEADDR + SO_REUSEPORT, the configured
@@ -51,18 +46,13 @@ pub fn online_cpus() -> usize {
 /// and keeps a copy, so connections queued on a shard that dies wait for its successor.
 pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, ShardError> {
     let err = |source| ShardError::Listen { addr, source };
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
     let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;
     sock.set_reuse_port(true).map_err(err)?;
     sock.set_nonblocking(true).map_err(err)?;
     sock.bind(&addr.into()).map_err(err)?;
-    sock.listen(backlog.min(i32::MAX as u32) as i32)
-        .map_err(err)?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32).map_err(err)?;
     // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) })
 }
@@ -80,11 +70,7 @@ pub struct ShardSpec {
 pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
     let index = spec.index;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: spec.cpu }) {
-        warn!(
-            shard = index,
-            cpu = spec.cpu,
-            "could not pin shard to its CPU; running unpinned"
-        );
+        warn!(shard = index, cpu = spec.cpu, "could not pin shard to its CPU; running unpinned");
     }
     let p = &spec.config.proxy;
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
@@ -94,35 +80,19 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
         .spin_before_park(Duration::from_micros(p.spin_before_park_us))
         .preempt_timer(Duration::from_millis(p.preempt_timer_ms.max(1)))
         .make()
-        .map_err(|e| ShardError::Executor {
-            shard: index,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| ShardError::Executor { shard: index, message: e.to_string() })?;
     ex.run(serve(spec));
     Ok(())
 }
 
 async fn serve(spec: ShardSpec) {
-    let ShardSpec {
-        index,
-        cpu,
-        listener,
-        config,
-        status,
-    } = spec;
+    let ShardSpec { index, cpu, listener, config, status } = spec;
     status.slot(index).start(std::process::id());
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-    let write_timeout = Some(Duration::from_secs(
-        config.proxy.client_idle_timeout_s.clamp(1, 600),
-    ));
+    let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
     let drain = Duration::from_secs(config.proxy.drain_timeout_s);
-    let ctx = Rc::new(Context::new(
-        config,
-        status.clone(),
-        index,
-        GlommioConnector { write_timeout },
-    ));
+    let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -156,23 +126,12 @@ async fn serve(spec: ShardSpec) {
     drop(listener);
     let started = Instant::now();
     let slot = status.slot(index);
-    while slot
-        .client_connections
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && started.elapsed() < drain
-    {
+    while slot.client_connections.load(std::sync::atomic::Ordering::Relaxed) > 0 && started.elapsed() < drain {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    let left = slot
-        .client_connections
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let left = slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
     if left > 0 {
-        error!(
-            shard = index,
-            sessions = left,
-            "drain time over; closing remaining sessions"
-        );
+        error!(shard = index, sessions = left, "drain time over; closing remaining sessions");
     }
     info!(shard = index, "shard stopped");
 }

@@ -73,10 +73,7 @@ impl Slot {
             self.respawns.fetch_add(1, Relaxed);
         }
         self.pid.store(u64::from(pid), Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.started_unix_s.store(now, Relaxed);
         self.client_connections.store(0, Relaxed);
         self.backend_connections.store(0, Relaxed);
@@ -124,17 +121,13 @@ impl StatusRegion {
     /// Creates a zeroed region for `shards` slots.
     pub fn create(shards: usize) -> Result<Arc<StatusRegion>, StatusError> {
         use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-        let fd = memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC)
-            .map_err(|e| StatusError::Memfd(e.into()))?;
+        let fd =
+            memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
         let len = Self::slot_offset(shards);
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
-        let region = StatusRegion {
-            map,
-            shards,
-            _file: file,
-        };
+        let region = StatusRegion { map, shards, _file: file };
         let h = region.header();
         h.magic.store(MAGIC, Relaxed);
         h.layout_version.store(LAYOUT_VERSION, Relaxed);
@@ -178,20 +171,12 @@ impl StatusRegion {
 
     /// Client sessions open on all shards.
     pub fn total_clients(&self) -> u64 {
-        self.slots()
-            .map(|s| s.client_connections.load(Relaxed))
-            .sum()
+        self.slots().map(|s| s.client_connections.load(Relaxed)).sum()
     }
 
     /// Sessions of product user `user` open on all shards.
     pub fn user_connections(&self, user: usize) -> u64 {
-        self.slots()
-            .map(|s| {
-                s.user_connections
-                    .get(user)
-                    .map_or(0, |c| u64::from(c.load(Relaxed)))
-            })
-            .sum()
+        self.slots().map(|s| s.user_connections.get(user).map_or(0, |c| u64::from(c.load(Relaxed)))).sum()
     }
 }
 
@@ -214,11 +199,7 @@ mod tests {
         assert_eq!(r.user_connections(5), 2);
         assert_eq!(r.header().shard_count.load(Relaxed), 3);
         r.slot(2).start(13);
-        assert_eq!(
-            r.total_clients(),
-            2,
-            "a restarted shard's gauges start at zero"
-        );
+        assert_eq!(r.total_clients(), 2, "a restarted shard's gauges start at zero");
         assert_eq!(r.slot(2).respawns.load(Relaxed), 1);
     }
 

@@ -73,9 +73,7 @@ pub fn free_port() -> u16 {
 }
 
 fn scratch_root() -> PathBuf {
-    let base = std::env::var_os("CORELAY_TEST_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("CORELAY_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("corelay-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -103,21 +101,11 @@ fn template_datadir() -> &'static PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
         let mut cmd = Command::new("mariadb-install-db");
         cmd.args(server_args(&dir))
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ])
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let out = cmd
-            .output()
-            .expect("mariadb-install-db is installed (apt-get install mariadb-server)");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = cmd.output().expect("mariadb-install-db is installed (apt-get install mariadb-server)");
+        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
         register_cleanup(0, Some(scratch_root()));
         dir
     })
@@ -136,18 +124,9 @@ impl MariaDb {
         let port = free_port();
         let dir = scratch_root().join(format!("mdb-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(template)
-            .arg(&dir)
-            .status()
-            .unwrap();
+        let status = Command::new("cp").arg("-a").arg(template).arg(&dir).status().unwrap();
         assert!(status.success());
-        let mut m = MariaDb {
-            port,
-            dir,
-            child: None,
-        };
+        let mut m = MariaDb { port, dir, child: None };
         m.spawn();
         m.setup_users();
         m
@@ -189,11 +168,7 @@ impl MariaDb {
                     );
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd on port {} not ready in 60 s",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "mariadbd on port {} not ready in 60 s", self.port);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -308,14 +283,7 @@ impl Corelay {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-            .args([
-                "--workers",
-                &workers.to_string(),
-                "--worker-mode",
-                mode,
-                "--log-level",
-                "info",
-            ])
+            .args(["--workers", &workers.to_string(), "--worker-mode", mode, "--log-level", "info"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -340,11 +308,7 @@ impl Corelay {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("corelay exited with {st}: {}", self.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "corelay not ready: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "corelay not ready: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -360,11 +324,7 @@ impl Corelay {
     /// Pids of forked shard processes.
     pub fn shard_pids(&self) -> Vec<u32> {
         let path = format!("/proc/{0}/task/{0}/children", self.pid());
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        std::fs::read_to_string(path).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
     }
 
     pub fn opts(&self, user: &str, password: &str, db: Option<&str>) -> OptsBuilder {
@@ -416,14 +376,7 @@ pub fn client_opts(port: u16, user: &str, password: &str, db: Option<&str>) -> O
 /// Runs the `mariadb` command-line client against corelay; returns (status ok, stdout, stderr).
 pub fn mariadb_cli(port: u16, user: &str, password: &str, sql: &str) -> (bool, String, String) {
     let mut cmd = Command::new("mariadb");
-    cmd.args([
-        "--no-defaults",
-        "-h127.0.0.1",
-        &format!("-P{port}"),
-        &format!("-u{user}"),
-        "--batch",
-        "--skip-ssl",
-    ]);
+    cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}"), "--batch", "--skip-ssl"]);
     if !password.is_empty() {
         cmd.arg(format!("-p{password}"));
     }
@@ -433,12 +386,7 @@ pub fn mariadb_cli(port: u16, user: &str, password: &str, sql: &str) -> (bool, S
         .stderr(Stdio::piped())
         .spawn()
         .expect("mariadb client is installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
@@ -449,16 +397,8 @@ pub fn mariadb_cli(port: u16, user: &str, password: &str, sql: &str) -> (bool, S
 
 /// Runs a Python snippet (PyMySQL) and returns its stdout; panics with stderr on failure.
 pub fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3 is installed");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("python3").arg("-c").arg(script).output().expect("python3 is installed");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -482,9 +422,7 @@ pub fn err_code(e: &mysql::Error) -> Option<u16> {
 
 /// A second session that must keep working while another misbehaves.
 pub fn assert_alive(conn: &mut Conn) {
-    let v: Option<i64> = conn
-        .query_first("SELECT 40 + 2")
-        .expect("the other session keeps working");
+    let v: Option<i64> = conn.query_first("SELECT 40 + 2").expect("the other session keeps working");
     assert_eq!(v, Some(42));
 }
 
@@ -532,8 +470,7 @@ pub fn send_command(s: &mut TcpStream, payload: &[u8]) {
 
 /// Decodes an ERR packet payload into (code, message).
 pub fn parse_err(p: &[u8]) -> (u16, String) {
-    let e = corelay::protocol::response::ErrPacket::parse(p)
-        .unwrap_or_else(|_| panic!("not an ERR packet: {p:?}"));
+    let e = corelay::protocol::response::ErrPacket::parse(p).unwrap_or_else(|_| panic!("not an ERR packet: {p:?}"));
     (e.code, e.message)
 }
 

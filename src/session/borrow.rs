@@ -1,0 +1,277 @@
+//! Borrowing a backend connection from the shard's pool, bringing it in line with the
+//! session's state, and giving it back.
+
+use std::time::{Duration, Instant};
+
+use super::io::{Connector, Transport};
+use super::Session;
+use crate::backend::{self, Backend, BackendError, Login};
+use crate::pool::{Key, Take};
+use crate::protocol::packet::write_packet;
+use crate::protocol::response::{ErrPacket, Expect};
+use crate::protocol::{caps, code, command};
+
+/// Why a session could not get a usable connection. The client is told with
+/// [`Session::report_acquire_error`]; the session itself carries on.
+#[derive(Debug)]
+pub(super) enum AcquireError {
+    /// Connecting or logging in failed.
+    Connect(BackendError),
+    /// Every connection stayed busy for `pool_wait_timeout_ms`.
+    Timeout { server: String, waited: Duration, limit: usize },
+    /// The server refused to take the session's state (schema, variables).
+    Replay(ErrPacket),
+}
+
+impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// The pool key for this session's connections.
+    pub(super) fn key_for(&self, user: usize, charset: u8) -> Key {
+        let config = &self.ctx.config;
+        Key {
+            server: crate::router::target(config, user).id,
+            db_user: config.users[user].db_user,
+            caps: self.caps & caps::RESULT_SHAPING,
+            charset,
+        }
+    }
+
+    /// Makes sure the session holds a connection whose state matches the session's.
+    pub(super) async fn ensure_backend(&mut self) -> Result<(), AcquireError> {
+        if self.backend.is_some() {
+            return Ok(());
+        }
+        let b = self.acquire().await?;
+        self.backend = Some(b);
+        self.backend_clean = true;
+        self.sync_state().await
+    }
+
+    async fn acquire(&mut self) -> Result<Backend<N::Conn>, AcquireError> {
+        let Some(key) = self.key else {
+            return Err(AcquireError::Replay(ErrPacket {
+                code: code::ACCESS_DENIED.0,
+                sql_state: code::ACCESS_DENIED.1.into(),
+                message: "not logged in".into(),
+            }));
+        };
+        let ctx = self.ctx;
+        let p = &ctx.config.proxy;
+        let wait = Duration::from_millis(p.pool_wait_timeout_ms);
+        let deadline = Instant::now() + wait;
+        let ping_after = Duration::from_millis(p.ping_after_idle_ms);
+        loop {
+            match ctx.pool.take(&key) {
+                Take::Idle(mut b) => {
+                    if b.stream.peer_closed() {
+                        // Killed or timed out on the server while idle: discard silently.
+                        ctx.pool.forget(key.server);
+                        continue;
+                    }
+                    if b.idle_since.elapsed() > ping_after {
+                        let ping = [1, 0, 0, 0, command::PING];
+                        match b.exchange(&ping, &[Expect::Single], &mut self.bbuf).await {
+                            Ok(r) if r[0].err.is_none() => {}
+                            _ => {
+                                ctx.pool.forget(key.server);
+                                self.bbuf.consume(self.bbuf.len());
+                                continue;
+                            }
+                        }
+                    }
+                    return Ok(b);
+                }
+                Take::Open => return self.open(key).await,
+                Take::Replace(mut other) => {
+                    other.quit().await;
+                    return self.open(key).await;
+                }
+                Take::Full => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let woken = !left.is_zero()
+                        && futures_lite::future::or(
+                            async {
+                                ctx.pool.wait(key.server).await;
+                                true
+                            },
+                            async {
+                                ctx.connector.sleep(left).await;
+                                false
+                            },
+                        )
+                        .await;
+                    if !woken {
+                        let server =
+                            ctx.config.servers().nth(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                        let (limit, _, _) = ctx.pool.stats(key.server);
+                        return Err(AcquireError::Timeout { server, waited: wait, limit });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a connection in a slot the pool reserved.
+    async fn open(&mut self, key: Key) -> Result<Backend<N::Conn>, AcquireError> {
+        let ctx = self.ctx;
+        let config = &ctx.config;
+        let db_user = &config.db_users[key.db_user];
+        let server = match config.servers().nth(key.server) {
+            Some(s) => s,
+            None => {
+                return Err(AcquireError::Connect(BackendError::Plugin {
+                    addr: ([0, 0, 0, 0], 0).into(),
+                    plugin: String::new(),
+                }))
+            }
+        };
+        let login = Login {
+            user: &db_user.name,
+            password: &db_user.password,
+            database: self.schema.as_deref(),
+            charset: key.charset,
+            client_caps: self.caps,
+        };
+        let timeout = Duration::from_millis(server.connect_timeout_ms);
+        self.bbuf.consume(self.bbuf.len());
+        let result = backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await;
+        match result {
+            Ok(b) => {
+                ctx.publish_pool();
+                Ok(b)
+            }
+            Err(e) => {
+                ctx.pool.forget(key.server);
+                crate::status::Slot::add(&ctx.slot().backend_connect_errors, 1);
+                Err(AcquireError::Connect(e))
+            }
+        }
+    }
+
+    /// Replays schema and variables onto the borrowed connection, pipelined, in one round
+    /// trip; the replies never reach the client.
+    async fn sync_state(&mut self) -> Result<(), AcquireError> {
+        let Some(b) = self.backend.as_mut() else { return Ok(()) };
+        let mut req = Vec::new();
+        let mut expects = Vec::new();
+        let want_schema = self.schema.is_some() && b.schema != self.schema;
+        if let (true, Some(schema)) = (want_schema, &self.schema) {
+            let mut p = vec![command::INIT_DB];
+            p.extend_from_slice(schema.as_bytes());
+            write_packet(&mut req, 0, &p);
+            expects.push(Expect::Single);
+        }
+        let set_sql = self.vars.replay_sql(&b.vars, b.charset_name);
+        if let Some(sql) = &set_sql {
+            let mut p = vec![command::QUERY];
+            p.extend_from_slice(sql.as_bytes());
+            write_packet(&mut req, 0, &p);
+            expects.push(Expect::ResultSets);
+        }
+        if expects.is_empty() {
+            return Ok(());
+        }
+        match b.exchange(&req, &expects, &mut self.bbuf).await {
+            Ok(replies) => {
+                let mut replies = replies.into_iter();
+                if want_schema {
+                    let r = replies.next().unwrap_or_default();
+                    if let Some(err) = r.err {
+                        return Err(AcquireError::Replay(err));
+                    }
+                    b.schema = self.schema.clone();
+                }
+                if set_sql.is_some() {
+                    let r = replies.next().unwrap_or_default();
+                    if let Some(err) = r.err {
+                        return Err(AcquireError::Replay(err));
+                    }
+                    b.vars = self.vars.clone();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_backend();
+                Err(AcquireError::Connect(e))
+            }
+        }
+    }
+
+    /// Tells the client why no connection could be had (sequence id `seq`).
+    pub(super) async fn report_acquire_error(&mut self, seq: u8, e: AcquireError) {
+        match e {
+            AcquireError::Connect(BackendError::Refused { err, .. }) | AcquireError::Replay(err) => {
+                let state = err.sql_state.clone();
+                self.send_err(seq, (err.code, &state), &err.message).await;
+            }
+            AcquireError::Connect(other) => {
+                let msg = format!("corelay {other}; check that the server is up and reachable");
+                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+            }
+            AcquireError::Timeout { server, waited, limit } => {
+                let msg = format!(
+                    "corelay: no connection to {server} became free within {} ms (this shard's share of max_connections is {limit}); \
+raise the server's max_connections or proxy.pool_wait_timeout_ms",
+                    waited.as_millis()
+                );
+                crate::status::Slot::add(&self.ctx.slot().clients_rejected, 1);
+                self.send_err(seq, code::CON_COUNT_ERROR, &msg).await;
+            }
+        }
+    }
+
+    /// Gives the connection back if nothing pins it.
+    pub(super) fn release_if_unpinned(&mut self) {
+        if self.pins != 0 || self.locks > 0 || !self.backend_clean {
+            return;
+        }
+        let Some(mut b) = self.backend.take() else { return };
+        b.uses += 1;
+        b.idle_since = Instant::now();
+        if b.uses >= self.ctx.config.proxy.backend_max_uses {
+            // Recycled: dropping the stream closes it.
+            self.ctx.pool.forget(b.key.server);
+            self.ctx.publish_pool();
+            return;
+        }
+        self.ctx.pool.put(b);
+    }
+
+    /// Closes the borrowed connection (its state is unknown) and frees its pool slot.
+    pub(super) fn drop_backend(&mut self) {
+        if let Some(b) = self.backend.take() {
+            self.ctx.pool.forget(b.key.server);
+            self.ctx.publish_pool();
+        }
+        self.backend_clean = true;
+    }
+
+    /// At the end of the session: a connection with a complete last response is reset (if
+    /// the session left state on it) and returned; any other is closed.
+    pub(super) async fn end_backend(&mut self) {
+        let Some(mut b) = self.backend.take() else { return };
+        if !self.backend_clean {
+            self.backend = Some(b);
+            self.drop_backend();
+            return;
+        }
+        if self.pins != 0 || self.locks > 0 {
+            let reset = [1, 0, 0, 0, command::RESET_CONNECTION];
+            match b.exchange(&reset, &[Expect::Single], &mut self.bbuf).await {
+                Ok(r) if r[0].err.is_none() => {
+                    b.vars.clear();
+                    b.stmts.clear();
+                }
+                _ => {
+                    self.backend = Some(b);
+                    self.drop_backend();
+                    return;
+                }
+            }
+        }
+        self.pins = 0;
+        self.locks = 0;
+        b.idle_since = Instant::now();
+        b.uses += 1;
+        self.ctx.pool.put(b);
+    }
+}

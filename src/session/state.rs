@@ -1,0 +1,136 @@
+//! Session state that must follow a client from one backend connection to the next:
+//! the variables it SET, in the order it set them.
+
+use crate::router::statement::Assignment;
+
+/// Variables that NAMES / CHARACTER SET replace as a group.
+const CHARSET_VARS: &[&str] = &[
+    "names",
+    "character set",
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+];
+
+fn is_charset(name: &str) -> bool {
+    CHARSET_VARS.contains(&name)
+}
+
+/// Session variables as (name, literal value), oldest first. Equality is exact: two
+/// connections with equal `Vars` behave the same for the variables the proxy tracks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vars {
+    entries: Vec<(String, String)>,
+}
+
+impl Vars {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Records an assignment that succeeded.
+    pub fn set(&mut self, a: &Assignment) {
+        if a.name == "names" || a.name == "character set" {
+            self.entries.retain(|(n, _)| !is_charset(n));
+        } else {
+            self.entries.retain(|(n, _)| *n != a.name);
+        }
+        self.entries.push((a.name.clone(), a.value.clone()));
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The SET statement that turns a connection whose tracked variables are `from` into
+    /// one whose are `self`, or None when they already agree. `baseline_charset` is the
+    /// character set the connection was opened with (what "never set" means for NAMES).
+    pub fn replay_sql(&self, from: &Vars, baseline_charset: &str) -> Option<String> {
+        if self == from {
+            return None;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        // Plain variables the connection has and the session does not: back to default.
+        for (name, _) in &from.entries {
+            if !is_charset(name) && self.get(name).is_none() {
+                parts.push(format!("{name} = DEFAULT"));
+            }
+        }
+        // The character set group is replayed as a whole, in order.
+        let mine: Vec<&(String, String)> = self.entries.iter().filter(|(n, _)| is_charset(n)).collect();
+        let theirs: Vec<&(String, String)> = from.entries.iter().filter(|(n, _)| is_charset(n)).collect();
+        if mine != theirs {
+            let starts_with_names = mine.first().is_some_and(|(n, _)| n == "names" || n == "character set");
+            if !starts_with_names {
+                parts.push(format!("NAMES {baseline_charset}"));
+            }
+            for (name, value) in mine {
+                parts.push(render(name, value));
+            }
+        }
+        for (name, value) in &self.entries {
+            if !is_charset(name) && from.get(name) != Some(value.as_str()) {
+                parts.push(render(name, value));
+            }
+        }
+        Some(format!("SET {}", parts.join(", ")))
+    }
+}
+
+fn render(name: &str, value: &str) -> String {
+    match name {
+        "names" => format!("NAMES {value}"),
+        "character set" => format!("CHARACTER SET {value}"),
+        _ => format!("{name} = {value}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(name: &str, value: &str) -> Assignment {
+        Assignment { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn replay_brings_a_connection_in_line() {
+        let mut want = Vars::default();
+        want.set(&a("sql_mode", "'ANSI'"));
+        want.set(&a("names", "latin1"));
+        want.set(&a("character_set_results", "NULL"));
+        let fresh = Vars::default();
+        assert_eq!(
+            want.replay_sql(&fresh, "utf8mb4").unwrap(),
+            "SET NAMES latin1, character_set_results = NULL, sql_mode = 'ANSI'"
+        );
+        assert_eq!(want.replay_sql(&want, "utf8mb4"), None);
+
+        let mut other = Vars::default();
+        other.set(&a("time_zone", "'+01:00'"));
+        other.set(&a("sql_mode", "'ANSI'"));
+        other.set(&a("names", "utf8"));
+        let sql = want.replay_sql(&other, "utf8mb4").unwrap();
+        assert_eq!(sql, "SET time_zone = DEFAULT, NAMES latin1, character_set_results = NULL");
+        // Going back to a clean session resets NAMES to the connection's own charset.
+        assert_eq!(
+            fresh.replay_sql(&other, "utf8mb4").unwrap(),
+            "SET time_zone = DEFAULT, sql_mode = DEFAULT, NAMES utf8mb4"
+        );
+    }
+
+    #[test]
+    fn names_replaces_the_charset_group() {
+        let mut v = Vars::default();
+        v.set(&a("character_set_client", "latin1"));
+        v.set(&a("wait_timeout", "10"));
+        v.set(&a("names", "utf8mb4"));
+        v.set(&a("wait_timeout", "20"));
+        assert_eq!(v.entries, vec![("names".into(), "utf8mb4".into()), ("wait_timeout".into(), "20".into())]);
+    }
+}

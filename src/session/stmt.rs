@@ -1,0 +1,334 @@
+//! Prepared statements that follow the session from connection to connection.
+//!
+//! The client sees statement ids the session hands out. Each statement remembers its text,
+//! the schema it was prepared in, its parameter count and the last parameter types the
+//! client bound. When the session executes it on a connection that has not prepared it
+//! (see [`crate::backend::StmtCache`]), the session prepares it there first and rewrites
+//! the statement id — and, if the client relies on types it sent to another connection,
+//! puts the types back into the EXECUTE packet.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use super::borrow::AcquireError;
+use super::io::{Connector, Transport};
+use super::{Session, SessionError};
+use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
+use crate::protocol::response::{ErrPacket, Expect};
+use crate::protocol::{command as cmd, status};
+use crate::router::statement::pin;
+
+/// One prepared statement of a session.
+#[derive(Debug)]
+pub struct Stmt {
+    pub sql: Rc<[u8]>,
+    pub schema: Option<Rc<str>>,
+    pub hash: u64,
+    pub params: u16,
+    /// Parameter types (2 bytes each) from the last EXECUTE that sent them.
+    pub types: Option<Vec<u8>>,
+}
+
+/// A session's statements by the ids it handed out.
+#[derive(Debug, Default)]
+pub struct Statements {
+    map: HashMap<u32, Stmt>,
+    next: u32,
+    /// The statement whose cursor is open, if any.
+    pub cursor: Option<u32>,
+}
+
+impl Statements {
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.cursor = None;
+    }
+}
+
+fn stmt_hash(schema: Option<&str>, sql: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    schema.hash(&mut h);
+    sql.hash(&mut h);
+    h.finish()
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Errors of the statement commands, as the server words them.
+fn unknown_stmt(id: u32, what: &str) -> ((u16, &'static str), String) {
+    ((1243, "HY000"), format!("Unknown prepared statement handler ({id}) given to {what}"))
+}
+
+impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// COM_STMT_PREPARE: prepare on a borrowed connection, hand out our own id.
+    pub(super) async fn stmt_prepare(&mut self, reply_seq: u8) -> Result<(), SessionError> {
+        let (seq, payload) = self.read_local_packet(reply_seq).await?;
+        let sql: Rc<[u8]> = Rc::from(&payload[1..]);
+        if let Err(e) = self.ensure_backend().await {
+            self.report_acquire_error(seq.wrapping_add(1), e).await;
+            return Ok(());
+        }
+        self.stmts.next = self.stmts.next.wrapping_add(1).max(1);
+        let id = self.stmts.next;
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        write_packet(&mut out, seq, &payload);
+        self.send_to_backend(&out, seq).await?;
+        let (scanner, prepared) = self.relay_response(Expect::Prepare, seq, Some(id)).await?;
+        if scanner.error.is_none() {
+            if let (Some((backend_id, params)), Some(b)) = (prepared, self.backend.as_mut()) {
+                let schema: Option<Rc<str>> = self.schema.as_deref().map(Rc::from);
+                let hash = stmt_hash(schema.as_deref(), &sql);
+                if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id) {
+                    close_on_backend(b, old).await;
+                }
+                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None });
+            }
+        }
+        self.release_if_unpinned();
+        Ok(())
+    }
+
+    /// Makes sure statement `id` is prepared on the borrowed connection; returns the
+    /// server's id for it, or the error to give the client.
+    async fn prepared_on_backend(&mut self, id: u32) -> Result<Result<u32, ErrPacket>, SessionError> {
+        let Some(st) = self.stmts.map.get(&id) else { unreachable!("callers check the id") };
+        let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
+        let Some(b) = self.backend.as_mut() else { return Ok(Err(no_conn())) };
+        if let Some(c) = b.stmts.get(hash, &sql, schema.as_deref()) {
+            return Ok(Ok(c.id));
+        }
+        let mut req = Vec::with_capacity(sql.len() + 5);
+        let mut p = Vec::with_capacity(sql.len() + 1);
+        p.push(cmd::STMT_PREPARE);
+        p.extend_from_slice(&sql);
+        write_packet(&mut req, 0, &p);
+        let reply = match b.exchange(&req, &[Expect::Prepare], &mut self.bbuf).await {
+            Ok(mut r) => r.remove(0),
+            Err(e) => {
+                let addr = b.addr;
+                self.drop_backend();
+                return Err(SessionError::BackendLost { addr, reason: e.to_string() });
+            }
+        };
+        if let Some(err) = reply.err {
+            return Ok(Err(err));
+        }
+        if reply.first.len() < 5 {
+            return Ok(Err(no_conn()));
+        }
+        let backend_id = le_u32(&reply.first[1..5]);
+        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id) {
+            close_on_backend(b, old).await;
+        }
+        Ok(Ok(backend_id))
+    }
+
+    /// COM_STMT_EXECUTE.
+    pub(super) async fn stmt_execute(&mut self, h: Header) -> Result<(), SessionError> {
+        let reply_seq = h.seq.wrapping_add(1);
+        let idle = self.idle_timeout();
+        self.cbuf
+            .fill_to(&mut self.client, HEADER_LEN + h.len.min(10), idle)
+            .await
+            .map_err(SessionError::ClientGone)?;
+        if h.len < 10 {
+            self.read_local_packet(reply_seq).await?;
+            self.send_err(reply_seq, (1210, "HY000"), "Incorrect arguments to mysqld_stmt_execute").await;
+            return Ok(());
+        }
+        let id = le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]);
+        let Some(params) = self.stmts.map.get(&id).map(|s| s.params) else {
+            self.read_local_packet(reply_seq).await?;
+            let (code, msg) = unknown_stmt(id, "mysqld_stmt_execute");
+            self.send_err(reply_seq, code, &msg).await;
+            return Ok(());
+        };
+        if let Err(e) = self.ensure_backend().await {
+            self.read_local_packet(reply_seq).await?;
+            self.report_acquire_error(reply_seq, e).await;
+            return Ok(());
+        }
+        let backend_id = match self.prepared_on_backend(id).await? {
+            Ok(bid) => bid,
+            Err(err) => {
+                self.read_local_packet(reply_seq).await?;
+                self.send_err(reply_seq, (err.code, &err.sql_state.clone()), &err.message).await;
+                self.release_if_unpinned();
+                return Ok(());
+            }
+        };
+        // Parameter types: where they are, whether the client sent them this time.
+        let nb = usize::from(params).div_ceil(8);
+        let flag_at = 10 + nb;
+        let types_len = 2 * usize::from(params);
+        let mut bound = false;
+        if params > 0 && h.len > flag_at {
+            let want = (flag_at + 1 + types_len).min(h.len);
+            self.cbuf.fill_to(&mut self.client, HEADER_LEN + want, idle).await.map_err(SessionError::ClientGone)?;
+            let payload = &self.cbuf.filled()[HEADER_LEN..];
+            bound = payload[flag_at] == 1;
+            if bound && payload.len() >= flag_at + 1 + types_len {
+                let types = payload[flag_at + 1..flag_at + 1 + types_len].to_vec();
+                if let Some(st) = self.stmts.map.get_mut(&id) {
+                    st.types = Some(types);
+                }
+            }
+        }
+        let st = &self.stmts.map[&id];
+        let (hash, sql, schema, types) = (st.hash, st.sql.clone(), st.schema.clone(), st.types.clone());
+        let Some(b) = self.backend.as_mut() else { return Ok(()) };
+        let cached = b.stmts.get(hash, &sql, schema.as_deref());
+        let needs_types = params > 0 && !bound && cached.as_ref().is_some_and(|c| !c.types_sent);
+        if let Some(c) = cached {
+            c.types_sent |= bound || needs_types;
+        }
+        self.backend_clean = false;
+        if needs_types && types.is_some() {
+            // This connection never saw the types the client sent elsewhere: add them.
+            let (seq, payload) = self.read_local_packet(reply_seq).await?;
+            let types = types.unwrap_or_default();
+            let mut p = Vec::with_capacity(payload.len() + types.len());
+            p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
+            p.push(1);
+            p.extend_from_slice(&types);
+            p.extend_from_slice(payload.get(flag_at + 1..).unwrap_or_default());
+            p[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            let mut out = Vec::with_capacity(p.len() + 8);
+            write_packet(&mut out, seq, &p);
+            self.send_to_backend(&out, seq).await?;
+        } else {
+            self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
+            self.forward_packet().await?;
+        }
+        let (scanner, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
+        self.pins &= !pin::LONG_DATA;
+        if scanner.status_seen() && scanner.status & status::CURSOR_EXISTS != 0 {
+            self.pins |= pin::CURSOR;
+            self.stmts.cursor = Some(id);
+        }
+        self.after_response(&scanner);
+        Ok(())
+    }
+
+    /// COM_STMT_SEND_LONG_DATA: no reply; the data waits on the connection for the next
+    /// EXECUTE, so the session keeps the connection until then.
+    pub(super) async fn stmt_long_data(&mut self, h: Header) -> Result<(), SessionError> {
+        let reply_seq = h.seq.wrapping_add(1);
+        let idle = self.idle_timeout();
+        self.cbuf.fill_to(&mut self.client, HEADER_LEN + h.len.min(5), idle).await.map_err(SessionError::ClientGone)?;
+        let known = h.len >= 5 && self.stmts.map.contains_key(&le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]));
+        if !known || self.ensure_backend().await.is_err() {
+            // The server reports long-data problems at EXECUTE; so do we.
+            self.read_local_packet(reply_seq).await?;
+            return Ok(());
+        }
+        let id = le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]);
+        match self.prepared_on_backend(id).await? {
+            Ok(backend_id) => {
+                self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
+                self.forward_packet().await?;
+                self.pins |= pin::LONG_DATA;
+            }
+            Err(_) => {
+                self.read_local_packet(reply_seq).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_CLOSE: no reply. The connection keeps its prepared copy for reuse.
+    pub(super) async fn stmt_close(&mut self, reply_seq: u8) -> Result<(), SessionError> {
+        let (_, payload) = self.read_local_packet(reply_seq).await?;
+        if payload.len() >= 5 {
+            let id = le_u32(&payload[1..]);
+            self.stmts.map.remove(&id);
+            if self.stmts.cursor == Some(id) {
+                self.stmts.cursor = None;
+                self.pins &= !pin::CURSOR;
+                self.release_if_unpinned();
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_RESET and COM_STMT_FETCH: they act on a cursor or long data, which only
+    /// exist on a pinned connection; otherwise RESET has nothing to do and FETCH has no
+    /// cursor.
+    pub(super) async fn stmt_reset_or_fetch(&mut self, command: u8, reply_seq: u8) -> Result<(), SessionError> {
+        let (seq, payload) = self.read_local_packet(reply_seq).await?;
+        let what = if command == cmd::STMT_FETCH { "mysqld_stmt_fetch" } else { "mysqld_stmt_reset" };
+        if payload.len() < 5 {
+            self.send_err(reply_seq, (1210, "HY000"), &format!("Incorrect arguments to {what}")).await;
+            return Ok(());
+        }
+        let id = le_u32(&payload[1..]);
+        if !self.stmts.map.contains_key(&id) {
+            let (code, msg) = unknown_stmt(id, what);
+            self.send_err(reply_seq, code, &msg).await;
+            return Ok(());
+        }
+        let on_conn = self.backend.is_some() && self.pins & (pin::CURSOR | pin::LONG_DATA) != 0;
+        if !on_conn {
+            if command == cmd::STMT_FETCH {
+                self.send_err(reply_seq, (1421, "HY000"), &format!("The statement ({id}) has no open cursor.")).await;
+            } else {
+                self.out.clear();
+                crate::protocol::response::write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
+                self.flush().await?;
+            }
+            return Ok(());
+        }
+        let backend_id = match self.prepared_on_backend(id).await? {
+            Ok(bid) => bid,
+            Err(err) => {
+                self.send_err(reply_seq, (err.code, &err.sql_state.clone()), &err.message).await;
+                return Ok(());
+            }
+        };
+        let mut p = payload;
+        p[1..5].copy_from_slice(&backend_id.to_le_bytes());
+        let mut out = Vec::with_capacity(p.len() + 4);
+        write_packet(&mut out, seq, &p);
+        self.send_to_backend(&out, seq).await?;
+        let expect = if command == cmd::STMT_FETCH { Expect::Rows } else { Expect::Single };
+        let (scanner, _) = self.relay_response(expect, seq, None).await?;
+        let finished = command == cmd::STMT_RESET
+            || (scanner.status_seen() && scanner.status & status::LAST_ROW_SENT != 0)
+            || scanner.error.is_some();
+        if finished {
+            self.pins &= !(pin::CURSOR | pin::LONG_DATA);
+            self.stmts.cursor = None;
+        }
+        self.release_if_unpinned();
+        Ok(())
+    }
+}
+
+/// Closes a statement on a connection (COM_STMT_CLOSE has no reply).
+async fn close_on_backend<T: Transport>(b: &mut crate::backend::Backend<T>, id: u32) {
+    let mut p = [5, 0, 0, 0, cmd::STMT_CLOSE, 0, 0, 0, 0];
+    p[5..9].copy_from_slice(&id.to_le_bytes());
+    let _ = b.stream.write_all(&p).await;
+}
+
+fn no_conn() -> ErrPacket {
+    ErrPacket {
+        code: crate::protocol::code::SERVER_LOST.0,
+        sql_state: crate::protocol::code::SERVER_LOST.1.into(),
+        message: "corelay lost the backend connection while preparing the statement".into(),
+    }
+}
+
+impl From<AcquireError> for SessionError {
+    fn from(e: AcquireError) -> Self {
+        match e {
+            AcquireError::Connect(b) => SessionError::Backend(b),
+            AcquireError::Timeout { waited, .. } => SessionError::PoolTimeout(waited),
+            AcquireError::Replay(err) => SessionError::LoginRefused(err.message),
+        }
+    }
+}
