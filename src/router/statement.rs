@@ -265,11 +265,6 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
     if NOT_REPLAYABLE.contains(&name.as_str()) || name.starts_with("session_track") {
         return Parsed::Unknown;
     }
-    let name = match name.as_str() {
-        "tx_isolation" => "transaction_isolation".to_string(),
-        "tx_read_only" => "transaction_read_only".to_string(),
-        _ => name,
-    };
     let value = match value {
         [v] => literal(v),
         [Token::Punct(b'-'), Token::Number(n)] => Some(format!("-{}", String::from_utf8_lossy(n))),
@@ -362,7 +357,7 @@ mod tests {
             ("/*!40101 SET NAMES utf8 */", vec![a("names", "utf8")]),
             ("SET CHARACTER SET latin1", vec![a("character set", "latin1")]),
             ("SET LOCAL max_statement_time = 2.5", vec![a("max_statement_time", "2.5")]),
-            ("SET tx_isolation = 'READ-COMMITTED'", vec![a("transaction_isolation", "'READ-COMMITTED'")]),
+            ("SET tx_isolation = 'READ-COMMITTED'", vec![a("tx_isolation", "'READ-COMMITTED'")]),
             ("SET auto_increment_offset = -1", vec![a("auto_increment_offset", "-1")]),
             (
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY",

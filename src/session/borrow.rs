@@ -160,7 +160,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             write_packet(&mut req, 0, &p);
             expects.push(Expect::Single);
         }
-        let set_sql = self.vars.replay_sql(&b.vars, b.charset_name);
+        let set_sql = self.vars.replay_sql(&b.vars, b.charset_name, b.server_version.contains("MariaDB"));
         if let Some(sql) = &set_sql {
             let mut p = vec![command::QUERY];
             p.extend_from_slice(sql.as_bytes());

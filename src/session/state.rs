@@ -50,7 +50,8 @@ impl Vars {
     /// The SET statement that turns a connection whose tracked variables are `from` into
     /// one whose are `self`, or None when they already agree. `baseline_charset` is the
     /// character set the connection was opened with (what "never set" means for NAMES).
-    pub fn replay_sql(&self, from: &Vars, baseline_charset: &str) -> Option<String> {
+    /// `mariadb` picks MariaDB's names for the transaction characteristics.
+    pub fn replay_sql(&self, from: &Vars, baseline_charset: &str, mariadb: bool) -> Option<String> {
         if self == from {
             return None;
         }
@@ -70,22 +71,33 @@ impl Vars {
                 parts.push(format!("NAMES {baseline_charset}"));
             }
             for (name, value) in mine {
-                parts.push(render(name, value));
+                parts.push(render(name, value, mariadb));
             }
         }
+        // Some variables change others (max_join_size resets sql_big_selects, ...): from the
+        // first one that differs on, replay everything in the order the client set it.
+        let mut replaying = false;
         for (name, value) in &self.entries {
-            if !is_charset(name) && from.get(name) != Some(value.as_str()) {
-                parts.push(render(name, value));
+            if is_charset(name) {
+                continue;
+            }
+            replaying |= from.get(name) != Some(value.as_str());
+            if replaying {
+                parts.push(render(name, value, mariadb));
             }
         }
         Some(format!("SET {}", parts.join(", ")))
     }
 }
 
-fn render(name: &str, value: &str) -> String {
+fn render(name: &str, value: &str, mariadb: bool) -> String {
     match name {
         "names" => format!("NAMES {value}"),
         "character set" => format!("CHARACTER SET {value}"),
+        // SET SESSION TRANSACTION ... is recorded under MySQL 8's names; MariaDB (before
+        // 11.1 only) knows them as tx_isolation and tx_read_only.
+        "transaction_isolation" if mariadb => format!("tx_isolation = {value}"),
+        "transaction_read_only" if mariadb => format!("tx_read_only = {value}"),
         _ => format!("{name} = {value}"),
     }
 }
@@ -106,21 +118,37 @@ mod tests {
         want.set(&a("character_set_results", "NULL"));
         let fresh = Vars::default();
         assert_eq!(
-            want.replay_sql(&fresh, "utf8mb4").unwrap(),
+            want.replay_sql(&fresh, "utf8mb4", false).unwrap(),
             "SET NAMES latin1, character_set_results = NULL, sql_mode = 'ANSI'"
         );
-        assert_eq!(want.replay_sql(&want, "utf8mb4"), None);
+        assert_eq!(want.replay_sql(&want, "utf8mb4", false), None);
 
         let mut other = Vars::default();
         other.set(&a("time_zone", "'+01:00'"));
         other.set(&a("sql_mode", "'ANSI'"));
         other.set(&a("names", "utf8"));
-        let sql = want.replay_sql(&other, "utf8mb4").unwrap();
+        let sql = want.replay_sql(&other, "utf8mb4", false).unwrap();
         assert_eq!(sql, "SET time_zone = DEFAULT, NAMES latin1, character_set_results = NULL");
         // Going back to a clean session resets NAMES to the connection's own charset.
         assert_eq!(
-            fresh.replay_sql(&other, "utf8mb4").unwrap(),
+            fresh.replay_sql(&other, "utf8mb4", false).unwrap(),
             "SET time_zone = DEFAULT, sql_mode = DEFAULT, NAMES utf8mb4"
+        );
+    }
+
+    #[test]
+    fn transaction_characteristics_use_the_server_dialect() {
+        let mut v = Vars::default();
+        v.set(&a("transaction_isolation", "'READ-COMMITTED'"));
+        v.set(&a("transaction_read_only", "1"));
+        let fresh = Vars::default();
+        assert_eq!(
+            v.replay_sql(&fresh, "utf8mb4", true).unwrap(),
+            "SET tx_isolation = 'READ-COMMITTED', tx_read_only = 1"
+        );
+        assert_eq!(
+            v.replay_sql(&fresh, "utf8mb4", false).unwrap(),
+            "SET transaction_isolation = 'READ-COMMITTED', transaction_read_only = 1"
         );
     }
 
