@@ -91,15 +91,15 @@ fn matrix(i: usize) -> Vec<(&'static str, String, String)> {
         ("tx_isolation", format!("'{}'", iso[k]), iso[k].to_string()),
         ("sql_select_limit", format!("{}", 1000 + i), format!("{}", 1000 + i)),
         ("max_statement_time", format!("{}", 10 + i), format!("{:.6}", (10 + i) as f64)),
-        ("foreign_key_checks", on_off(i % 2 == 0).into(), on_off(i % 2 == 0).into()),
-        ("unique_checks", on_off(i % 3 == 0).into(), on_off(i % 3 == 0).into()),
+        ("foreign_key_checks", on_off(i.is_multiple_of(2)).into(), on_off(i.is_multiple_of(2)).into()),
+        ("unique_checks", on_off(i.is_multiple_of(3)).into(), on_off(i.is_multiple_of(3)).into()),
         ("group_concat_max_len", format!("{}", 2048 + i), format!("{}", 2048 + i)),
         ("sql_safe_updates", on_off(i % 2 == 1).into(), on_off(i % 2 == 1).into()),
         ("wait_timeout", format!("{}", 3000 + i), format!("{}", 3000 + i)),
         ("interactive_timeout", format!("{}", 4000 + i), format!("{}", 4000 + i)),
         ("net_read_timeout", format!("{}", 40 + i), format!("{}", 40 + i)),
         ("net_write_timeout", format!("{}", 70 + i), format!("{}", 70 + i)),
-        ("tx_read_only", on_off(i % 5 == 0).into(), on_off(i % 5 == 0).into()),
+        ("tx_read_only", on_off(i.is_multiple_of(5)).into(), on_off(i.is_multiple_of(5)).into()),
         ("div_precision_increment", format!("{}", i % 10), format!("{}", i % 10)),
         ("lock_wait_timeout", format!("{}", 100 + i), format!("{}", 100 + i)),
         ("innodb_lock_wait_timeout", format!("{}", 20 + i), format!("{}", 20 + i)),
@@ -112,7 +112,7 @@ fn matrix(i: usize) -> Vec<(&'static str, String, String)> {
             ["'en_US'", "'de_DE'", "'fr_FR'", "'ja_JP'"][k].into(),
             ["en_US", "de_DE", "fr_FR", "ja_JP"][k].into(),
         ),
-        ("sql_big_selects", on_off(i % 2 == 0).into(), on_off(i % 2 == 0).into()),
+        ("sql_big_selects", on_off(i.is_multiple_of(2)).into(), on_off(i.is_multiple_of(2)).into()),
         ("sql_auto_is_null", on_off(i % 2 == 1).into(), on_off(i % 2 == 1).into()),
         (
             "default_storage_engine",
@@ -142,7 +142,7 @@ fn session_state_follows_every_session() {
                 }
                 let charset = ["latin1", "utf8mb4", "utf8mb3", "ascii"][i % 4];
                 conn.query_drop(format!("SET NAMES {charset}")).unwrap();
-                let schema = if i % 2 == 0 { "mysql" } else { DB_NAME };
+                let schema = if i.is_multiple_of(2) { "mysql" } else { DB_NAME };
                 conn.query_drop(format!("USE {schema}")).unwrap();
                 let select = format!(
                     "SELECT {}, @@character_set_client, DATABASE()",
@@ -174,7 +174,7 @@ fn connection_bound_state_pins_the_session() {
     let c = start("pool_pins", 6, "pool_wait_timeout_ms = 20000");
     let mut a = c.connect("app", "app_pw").unwrap();
     let mut noise: Vec<Conn> = (0..4).map(|_| c.connect("app", "app_pw").unwrap()).collect();
-    let mut churn = |noise: &mut Vec<Conn>| {
+    let churn = |noise: &mut Vec<Conn>| {
         for n in noise.iter_mut() {
             n.query_drop("SELECT 1").unwrap();
         }
