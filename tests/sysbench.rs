@@ -43,4 +43,12 @@ fn oltp_read_write_in_both_modes() {
         assert!(!out.contains("FATAL"), "{mode}: {out}");
         assert!(transactions(&out) > 50, "{mode}: {out}");
     }
+    // Four times more client threads than backend connections.
+    let capped = config_for(db.addr(), &[TestUser::default()], "pool_wait_timeout_ms = 30000")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 4");
+    let c = Corelay::start(&capped, "thread", 2);
+    let (ok, out) = sysbench(c.port, "app", "app_pw", &["--threads=16", "--time=5", "run"]);
+    assert!(ok, "capped: {out}\n{}", c.log());
+    assert!(!out.contains("FATAL"), "capped: {out}");
+    assert!(transactions(&out) > 50, "capped: {out}");
 }

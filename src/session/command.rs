@@ -382,7 +382,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     forwarded = true;
                 }
                 match progress {
-                    Progress::Done => return Ok((scanner, prepared)),
+                    Progress::Done => {
+                        self.backend_clean = true;
+                        return Ok((scanner, prepared));
+                    }
                     Progress::LocalInfile => {
                         self.forward_local_infile().await?;
                         continue;
