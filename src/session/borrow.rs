@@ -40,6 +40,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.backend.is_some() {
             return Ok(());
         }
+        if self.bbuf.capacity() == 0 {
+            self.bbuf = self.ctx.take_buffer();
+        }
         let b = self.acquire().await?;
         self.backend = Some(b);
         self.backend_clean = true;
@@ -234,6 +237,9 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
             return;
         }
         self.ctx.pool.put(b);
+        if self.bbuf.is_empty() {
+            self.ctx.give_buffer(std::mem::take(&mut self.bbuf));
+        }
     }
 
     /// Closes the borrowed connection (its state is unknown) and frees its pool slot.

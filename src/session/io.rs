@@ -29,20 +29,34 @@ pub trait Connector {
 }
 
 /// A read buffer: bytes received but not yet consumed sit in `data[start..end]`.
-#[derive(Debug, Default)]
+///
+/// It allocates nothing until the first read, reads 4 KiB at a time at first and doubles
+/// its read size (up to [`MAX_READ`]) whenever a read fills all the space it offered, so an
+/// idle client costs little and a large result set is read in large pieces.
+#[derive(Debug)]
 pub struct Buffer {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    read_size: usize,
 }
 
-/// Capacity a buffer starts with and shrinks back to after a large transfer.
-const INITIAL: usize = 16 * 1024;
+impl Default for Buffer {
+    fn default() -> Self {
+        Buffer::new()
+    }
+}
+
+/// First read size, and what the read size goes back to when the buffer shrinks.
+const MIN_READ: usize = 4 * 1024;
+/// Largest single read.
+const MAX_READ: usize = 256 * 1024;
+/// A buffer grown past this is given back when it empties.
 const SHRINK_ABOVE: usize = 1 << 20;
 
 impl Buffer {
     pub fn new() -> Buffer {
-        Buffer { data: vec![0; INITIAL], start: 0, end: 0 }
+        Buffer { data: Vec::new(), start: 0, end: 0, read_size: MIN_READ }
     }
 
     pub fn filled(&self) -> &[u8] {
@@ -61,6 +75,11 @@ impl Buffer {
         self.start == self.end
     }
 
+    /// Bytes allocated.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n.min(self.len());
@@ -68,8 +87,8 @@ impl Buffer {
             self.start = 0;
             self.end = 0;
             if self.data.len() > SHRINK_ABOVE {
-                self.data.truncate(INITIAL);
-                self.data.shrink_to_fit();
+                self.data = Vec::new();
+                self.read_size = MIN_READ;
             }
         }
     }
@@ -92,9 +111,14 @@ impl Buffer {
 
     /// Reads once from `t` into the buffer; returns the bytes read (0 = end of stream).
     pub async fn fill_from<T: Transport>(&mut self, t: &mut T, timeout: Option<Duration>) -> io::Result<usize> {
-        let dst = self.spare(4096);
+        let want = self.read_size;
+        let dst = self.spare(want);
+        let offered = dst.len();
         let n = t.read(dst, timeout).await?;
         self.end += n;
+        if n == offered && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        }
         Ok(n)
     }
 
@@ -102,7 +126,7 @@ impl Buffer {
     pub async fn fill_to<T: Transport>(&mut self, t: &mut T, n: usize, timeout: Option<Duration>) -> io::Result<()> {
         while self.len() < n {
             let want = n - self.len();
-            let dst = self.spare(want.max(4096));
+            let dst = self.spare(want.max(MIN_READ));
             let got = t.read(dst, timeout).await?;
             if got == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -120,6 +144,7 @@ mod tests {
     #[test]
     fn buffer_compacts_and_grows() {
         let mut b = Buffer::new();
+        assert_eq!(b.capacity(), 0, "nothing allocated before the first read");
         let s = b.spare(10);
         s[..5].copy_from_slice(b"hello");
         b.end += 5;

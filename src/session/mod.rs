@@ -51,13 +51,29 @@ pub struct Context<N: Connector> {
     pub shard: usize,
     pub connector: N,
     pub pool: Pool<N::Conn>,
+    /// Backend read buffers of sessions that hold no connection, for the next borrower:
+    /// an idle session keeps none, and a busy one allocates none.
+    spare_buffers: std::cell::RefCell<Vec<Buffer>>,
     next_id: Cell<u32>,
 }
 
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
         let pool = Pool::new(&config, status.shards());
-        Context { config, status, shard, connector, pool, next_id: Cell::new(0) }
+        Context { config, status, shard, connector, pool, spare_buffers: Default::default(), next_id: Cell::new(0) }
+    }
+
+    fn take_buffer(&self) -> Buffer {
+        self.spare_buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    fn give_buffer(&self, b: Buffer) {
+        const KEEP: usize = 1024;
+        const LARGEST: usize = 256 * 1024;
+        let mut spare = self.spare_buffers.borrow_mut();
+        if b.is_empty() && b.capacity() > 0 && b.capacity() <= LARGEST && spare.len() < KEEP {
+            spare.push(b);
+        }
     }
 
     /// Publishes the pool's size in the status slot.
@@ -186,7 +202,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         peer,
         cbuf: Buffer::new(),
         bbuf: Buffer::new(),
-        out: Vec::with_capacity(256),
+        out: Vec::new(),
         conn_id: ctx.next_connection_id(),
         scramble: crate::protocol::auth::new_scramble(),
         caps: 0,
