@@ -154,13 +154,18 @@ fn idle_client_is_disconnected() {
 #[test]
 fn backend_down_names_the_backend() {
     let dead = ([127, 0, 0, 1], free_port()).into();
-    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), dead, ""), "thread", 2);
+    // One shard: the back-off is per shard.
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), dead, ""), "thread", 1);
     let mut other = c.connect("app", "app_pw").unwrap();
     let started = Instant::now();
     let e = c.connect("b_app", "app_pw").unwrap_err();
     assert_eq!(err_code(&e), Some(2003), "{e}");
     assert!(e.to_string().contains(&dead.to_string()), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    // After three failed attempts the server is skipped for reconnect_interval_s.
+    let e = c.connect("b_app", "app_pw").unwrap_err();
+    assert_eq!(err_code(&e), Some(2003), "{e}");
+    assert!(e.to_string().contains("skipped for another"), "{e}");
     assert_alive(&mut other);
 }
 

@@ -268,6 +268,25 @@ fn killed_pooled_connection_is_replaced() {
 }
 
 #[test]
+fn idle_backend_connections_are_closed() {
+    let c = start("pool_idle", 4, "server_idle_timeout_s = 1");
+    let mut conns: Vec<Conn> = (0..4).map(|_| c.connect("app", "app_pw").unwrap()).collect();
+    for conn in &mut conns {
+        assert_alive(conn);
+    }
+    assert!(backend_connections("pool_idle") >= 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend_connections("pool_idle") > 0 {
+        assert!(Instant::now() < deadline, "idle backend connections were not closed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The clients are still there and get new connections.
+    for conn in &mut conns {
+        assert_alive(conn);
+    }
+}
+
+#[test]
 fn pool_wait_timeout_gives_a_clear_error() {
     let c = start("pool_wait", 2, "pool_wait_timeout_ms = 300");
     // Sessions pin both connections (one per shard) with open transactions; keep opening

@@ -44,11 +44,15 @@ pub enum Take<T> {
     Replace(Backend<T>),
     /// At the limit with nothing idle: wait.
     Full,
+    /// Connecting failed repeatedly; the server is skipped until then.
+    Down(Instant),
 }
 
 struct ServerPool<T> {
     limit: usize,
     open: usize,
+    /// After repeated connect failures: no new connections before this.
+    down_until: Option<Instant>,
     idle: Vec<Backend<T>>,
     waiters: VecDeque<Rc<WaitSlot>>,
 }
@@ -67,6 +71,7 @@ impl<T> Pool<T> {
             .map(|s| ServerPool {
                 limit: (s.max_connections as usize).div_ceil(shards.max(1)).max(1),
                 open: 0,
+                down_until: None,
                 idle: Vec::new(),
                 waiters: VecDeque::new(),
             })
@@ -80,6 +85,11 @@ impl<T> Pool<T> {
         let Some(sp) = servers.get_mut(key.server) else { return Take::Full };
         if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key) {
             return Take::Idle(sp.idle.remove(i));
+        }
+        match sp.down_until {
+            Some(t) if Instant::now() < t => return Take::Down(t),
+            Some(_) => sp.down_until = None,
+            None => {}
         }
         if sp.open < sp.limit {
             sp.open += 1;
@@ -110,6 +120,14 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Records that connecting to `server` failed `connect attempts` times in a row: no new
+    /// connection is tried before `until`.
+    pub fn mark_down(&self, server: usize, until: Instant) {
+        if let Some(sp) = self.servers.borrow_mut().get_mut(server) {
+            sp.down_until = Some(until);
+        }
+    }
+
     /// Waits until a connection of `server` is returned or freed.
     pub fn wait(&self, server: usize) -> Wait<'_, T> {
         Wait { pool: self, server, slot: None }
@@ -129,6 +147,11 @@ impl<T> Pool<T> {
             }
         }
         out
+    }
+
+    /// Takes out every idle connection (at shutdown).
+    pub fn take_all_idle(&self) -> Vec<Backend<T>> {
+        self.servers.borrow_mut().iter_mut().flat_map(|sp| std::mem::take(&mut sp.idle)).collect()
     }
 
     /// (open, idle, waiting) for `server`.

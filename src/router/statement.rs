@@ -91,67 +91,90 @@ const NOT_REPLAYABLE: &[&str] = &[
     "profiling",
 ];
 
-/// Analyses a COM_QUERY text.
+/// Analyses a COM_QUERY text in one pass over its tokens. It allocates only for SET
+/// statements (whose tokens it collects) and for what it reports.
 pub fn analyse(sql: &[u8]) -> Effects {
     let mut fx = Effects::default();
-    let tokens: Vec<Token<'_>> = Lexer::new(sql).collect();
-    for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
-        analyse_one(stmt, &mut fx);
+    let mut lex = Lexer::new(sql);
+    loop {
+        let mut head: [Option<Token<'_>>; 4] = [None; 4];
+        let mut count = 0;
+        let mut prev: [Option<Token<'_>>; 2] = [None; 2];
+        let mut set_tokens: Option<Vec<Token<'_>>> = None;
+        let mut more = false;
+        for t in lex.by_ref() {
+            if t == Token::Punct(b';') {
+                more = true;
+                break;
+            }
+            if count < head.len() {
+                head[count] = Some(t);
+            }
+            count += 1;
+            match set_tokens.as_mut() {
+                Some(v) => v.push(t),
+                None if count == 1 && t.is_word("SET") => set_tokens = Some(Vec::new()),
+                None => {}
+            }
+            anywhere(prev, t, &mut fx);
+            prev = [prev[1], Some(t)];
+        }
+        if count > 0 {
+            leading(&head, set_tokens.as_deref(), &mut fx);
+        }
+        if !more {
+            return fx;
+        }
     }
-    fx
 }
 
-fn analyse_one(t: &[Token<'_>], fx: &mut Effects) {
-    let Some(first) = t.first() else { return };
-    let word = |i: usize, kw: &str| t.get(i).is_some_and(|x| x.is_word(kw));
-    if first.is_word("SET") {
-        set_statement(&t[1..], fx);
-    } else if first.is_word("USE") {
-        fx.use_schema = t.get(1).and_then(identifier);
-    } else if first.is_word("LOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
+/// What a statement's first keywords say.
+fn leading(head: &[Option<Token<'_>>; 4], set: Option<&[Token<'_>]>, fx: &mut Effects) {
+    let word = |i: usize, kw: &str| head[i].is_some_and(|x| x.is_word(kw));
+    if let Some(rest) = set {
+        set_statement(rest, fx);
+    } else if word(0, "USE") {
+        fx.use_schema = head[1].as_ref().and_then(identifier);
+    } else if word(0, "LOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
         fx.pin |= pin::LOCK_TABLES;
-    } else if first.is_word("UNLOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
+    } else if word(0, "UNLOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
         fx.unpin |= pin::LOCK_TABLES;
-    } else if first.is_word("CREATE") && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY"))) {
+    } else if word(0, "CREATE") && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY"))) {
         fx.pin |= pin::TEMPORARY_TABLE;
-    } else if first.is_word("PREPARE") || first.is_word("EXECUTE") || first.is_word("DEALLOCATE") {
+    } else if word(0, "PREPARE") || word(0, "EXECUTE") || word(0, "DEALLOCATE") {
         fx.pin |= pin::SQL_PREPARE;
-    } else if first.is_word("HANDLER") {
+    } else if word(0, "HANDLER") {
         fx.pin |= pin::HANDLER;
-    } else if first.is_word("XA") {
+    } else if word(0, "XA") {
         if word(1, "COMMIT") || word(1, "ROLLBACK") {
             fx.unpin |= pin::XA;
         } else {
             fx.pin |= pin::XA;
         }
     }
-    // Anywhere in the statement.
-    for (i, tok) in t.iter().enumerate() {
-        let next = t.get(i + 1);
-        match tok {
-            Token::UserVar(_) => {
-                // Assigned with := , SET @x (handled above) or INTO @x.
-                let assigned = next == Some(&Token::Punct(b':')) && t.get(i + 2) == Some(&Token::Punct(b'='));
-                let into = i > 0 && t[i - 1].is_word("INTO");
-                if assigned || into {
-                    fx.pin |= pin::USER_VARIABLES;
-                }
+}
+
+/// What a token says wherever it stands, given the two before it.
+fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
+    match (prev, t) {
+        // @x := ...
+        ([Some(Token::UserVar(_)), Some(Token::Punct(b':'))], Token::Punct(b'=')) => fx.pin |= pin::USER_VARIABLES,
+        // ... INTO @x
+        ([_, Some(into)], Token::UserVar(_)) if into.is_word("INTO") => fx.pin |= pin::USER_VARIABLES,
+        ([_, Some(Token::Word(w))], Token::Punct(b'(')) => {
+            if w.eq_ignore_ascii_case(b"GET_LOCK") {
+                fx.lock_delta += 1;
+                fx.pin |= pin::GET_LOCK;
+            } else if w.eq_ignore_ascii_case(b"RELEASE_LOCK") {
+                fx.lock_delta -= 1;
+            } else if w.eq_ignore_ascii_case(b"RELEASE_ALL_LOCKS") {
+                fx.lock_delta = i32::MIN / 2;
+            } else if w.eq_ignore_ascii_case(b"FOUND_ROWS") {
+                fx.unpin |= pin::FOUND_ROWS;
             }
-            Token::Word(w) if next == Some(&Token::Punct(b'(')) => {
-                if w.eq_ignore_ascii_case(b"GET_LOCK") {
-                    fx.lock_delta += 1;
-                    fx.pin |= pin::GET_LOCK;
-                } else if w.eq_ignore_ascii_case(b"RELEASE_LOCK") {
-                    fx.lock_delta -= 1;
-                } else if w.eq_ignore_ascii_case(b"RELEASE_ALL_LOCKS") {
-                    fx.lock_delta = i32::MIN / 2;
-                } else if w.eq_ignore_ascii_case(b"FOUND_ROWS") {
-                    fx.unpin |= pin::FOUND_ROWS;
-                }
-            }
-            Token::Word(w) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin |= pin::FOUND_ROWS,
-            _ => {}
         }
+        (_, Token::Word(w)) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin |= pin::FOUND_ROWS,
+        _ => {}
     }
 }
 

@@ -11,12 +11,17 @@ use crate::protocol::packet::write_packet;
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{caps, code, command};
 
+/// Connection attempts before a server is skipped for its `reconnect_interval_s`.
+const CONNECT_ATTEMPTS: usize = 3;
+
 /// Why a session could not get a usable connection. The client is told with
 /// [`Session::report_acquire_error`]; the session itself carries on.
 #[derive(Debug)]
 pub(super) enum AcquireError {
     /// Connecting or logging in failed.
     Connect(BackendError),
+    /// Connecting failed repeatedly; the server is skipped until `until`.
+    Down { server: String, seconds: u64 },
     /// Every connection stayed busy for `pool_wait_timeout_ms`.
     Timeout { server: String, waited: Duration, limit: usize },
     /// The server refused to take the session's state (schema, variables).
@@ -83,6 +88,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     }
                     return Ok(b);
                 }
+                Take::Down(until) => {
+                    let server = ctx.config.servers().nth(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                    let seconds = until.saturating_duration_since(Instant::now()).as_secs().max(1);
+                    return Err(AcquireError::Down { server, seconds });
+                }
                 Take::Open => return self.open(key).await,
                 Take::Replace(mut other) => {
                     other.quit().await;
@@ -135,19 +145,32 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             client_caps: self.caps,
         };
         let timeout = Duration::from_millis(server.connect_timeout_ms);
-        self.bbuf.consume(self.bbuf.len());
-        let result = backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await;
-        match result {
-            Ok(b) => {
-                ctx.publish_pool();
-                Ok(b)
-            }
-            Err(e) => {
-                ctx.pool.forget(key.server);
-                crate::status::Slot::add(&ctx.slot().backend_connect_errors, 1);
-                Err(AcquireError::Connect(e))
+        let mut last = None;
+        for _ in 0..CONNECT_ATTEMPTS {
+            self.bbuf.consume(self.bbuf.len());
+            match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await {
+                Ok(b) => {
+                    ctx.publish_pool();
+                    return Ok(b);
+                }
+                Err(e) => {
+                    crate::status::Slot::add(&ctx.slot().backend_connect_errors, 1);
+                    let retry = e.retryable();
+                    last = Some(e);
+                    if !retry {
+                        break;
+                    }
+                }
             }
         }
+        ctx.pool.forget(key.server);
+        let e = last.unwrap_or(BackendError::Connect { addr: server.addr, source: std::io::ErrorKind::Other.into() });
+        if e.retryable() {
+            let until = Instant::now() + Duration::from_secs(server.reconnect_interval_s);
+            ctx.pool.mark_down(key.server, until);
+            tracing::warn!(server = %server.address, "{e}; not connecting again for {} s (reconnect_interval_s)", server.reconnect_interval_s);
+        }
+        Err(AcquireError::Connect(e))
     }
 
     /// Replays schema and variables onto the borrowed connection, pipelined, in one round
@@ -208,6 +231,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             AcquireError::Connect(other) => {
                 let msg = format!("corelay {other}; check that the server is up and reachable");
+                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+            }
+            AcquireError::Down { server, seconds } => {
+                let msg = format!(
+                    "corelay can't connect to db server {server}: it failed {CONNECT_ATTEMPTS} connection attempts and is skipped for another {seconds} s (reconnect_interval_s)"
+                );
                 self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
             }
             AcquireError::Timeout { server, waited, limit } => {

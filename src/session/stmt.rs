@@ -328,6 +328,7 @@ impl From<AcquireError> for SessionError {
         match e {
             AcquireError::Connect(b) => SessionError::Backend(b),
             AcquireError::Timeout { waited, .. } => SessionError::PoolTimeout(waited),
+            AcquireError::Down { server, .. } => SessionError::LoginRefused(format!("{server} is down")),
             AcquireError::Replay(err) => SessionError::LoginRefused(err.message),
         }
     }

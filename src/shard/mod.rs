@@ -94,6 +94,7 @@ async fn serve(spec: ShardSpec) {
     let drain = Duration::from_secs(config.proxy.drain_timeout_s);
     let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
+    glommio::spawn_local(close_idle_backends(ctx.clone())).detach();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !status.shutdown_requested() {
@@ -129,11 +130,32 @@ async fn serve(spec: ShardSpec) {
     while slot.client_connections.load(std::sync::atomic::Ordering::Relaxed) > 0 && started.elapsed() < drain {
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
+    // Pooled connections are closed politely.
+    for mut b in ctx.pool.take_all_idle() {
+        b.quit().await;
+    }
     let left = slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
     if left > 0 {
         error!(shard = index, sessions = left, "drain time over; closing remaining sessions");
     }
     info!(shard = index, "shard stopped");
+}
+
+/// Closes pooled connections idle longer than `server_idle_timeout_s`, once a second.
+async fn close_idle_backends(ctx: Rc<Context<GlommioConnector>>) {
+    let max_idle = Duration::from_secs(ctx.config.proxy.server_idle_timeout_s);
+    while !ctx.status.shutdown_requested() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let expired = ctx.pool.take_expired(Instant::now(), max_idle);
+        if expired.is_empty() {
+            continue;
+        }
+        for mut b in expired {
+            b.quit().await;
+            ctx.pool.forget(b.key.server);
+        }
+        ctx.publish_pool();
+    }
 }
 
 fn ctx_write_timeout(ctx: &Context<GlommioConnector>) -> Option<Duration> {
