@@ -267,6 +267,46 @@ fn killed_pooled_connection_is_replaced() {
     assert_alive(&mut fresh);
 }
 
+/// Kills, from the server side, the connection running `statement_prefix` once it runs.
+fn kill_when_running(db_user: &'static str, statement_prefix: &'static str) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let mut root = shared_mariadb().root().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ids: Vec<u64> = root
+                .query(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{db_user}' AND INFO LIKE '{statement_prefix}%'"
+                ))
+                .unwrap();
+            if let Some(id) = ids.first() {
+                root.query_drop(format!("KILL {id}")).unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    })
+}
+
+#[test]
+fn a_read_is_retried_when_its_connection_dies_before_replying() {
+    let c = start("pool_retry", 4, "");
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    let killer = kill_when_running("pool_retry", "SELECT SLEEP(1.5)");
+    let started = Instant::now();
+    // SLEEP returns 0 when it ran to the end, 1 when interrupted: the retry ran to the end.
+    let v: Option<i64> = conn.query_first("SELECT SLEEP(1.5)").expect("the read is retried on another connection");
+    assert!(killer.join().unwrap(), "the statement was never seen running");
+    assert_eq!(v, Some(0));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // A write is not sent twice: the client gets 2013 and the session carries on.
+    let killer = kill_when_running("pool_retry", "DO SLEEP(1.5)");
+    let e = conn.query_drop("DO SLEEP(1.5)").unwrap_err();
+    assert!(killer.join().unwrap());
+    assert_eq!(err_code(&e), Some(2013), "{e}");
+    assert_alive(&mut conn);
+}
+
 #[test]
 fn idle_backend_connections_are_closed() {
     let c = start("pool_idle", 4, "server_idle_timeout_s = 1");

@@ -149,6 +149,11 @@ impl<T> Pool<T> {
         out
     }
 
+    /// Takes out the idle connections of `server` (to close them when it is full).
+    pub fn take_idle_of(&self, server: usize) -> Vec<Backend<T>> {
+        self.servers.borrow_mut().get_mut(server).map(|sp| std::mem::take(&mut sp.idle)).unwrap_or_default()
+    }
+
     /// Takes out every idle connection (at shutdown).
     pub fn take_all_idle(&self) -> Vec<Backend<T>> {
         self.servers.borrow_mut().iter_mut().flat_map(|sp| std::mem::take(&mut sp.idle)).collect()

@@ -66,6 +66,9 @@ pub struct Effects {
     pub assignments: Vec<Assignment>,
     /// `USE db`: the new schema.
     pub use_schema: Option<String>,
+    /// Every statement starts with SELECT, SHOW, DESC(RIBE), EXPLAIN or HELP: sending the
+    /// text twice does no harm (pins aside, which the caller checks).
+    pub reads_only: bool,
 }
 
 /// Variables that cannot be replayed on another connection: they change the protocol,
@@ -94,7 +97,8 @@ const NOT_REPLAYABLE: &[&str] = &[
 /// Analyses a COM_QUERY text in one pass over its tokens. It allocates only for SET
 /// statements (whose tokens it collects) and for what it reports.
 pub fn analyse(sql: &[u8]) -> Effects {
-    let mut fx = Effects::default();
+    let mut fx = Effects { reads_only: true, ..Effects::default() };
+    let mut seen = 0;
     let mut lex = Lexer::new(sql);
     loop {
         let mut head: [Option<Token<'_>>; 4] = [None; 4];
@@ -120,9 +124,15 @@ pub fn analyse(sql: &[u8]) -> Effects {
             prev = [prev[1], Some(t)];
         }
         if count > 0 {
+            seen += 1;
             leading(&head, set_tokens.as_deref(), &mut fx);
+            let read = ["SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN", "HELP"]
+                .iter()
+                .any(|kw| head[0].is_some_and(|t| t.is_word(kw)));
+            fx.reads_only &= read;
         }
         if !more {
+            fx.reads_only &= seen > 0;
             return fx;
         }
     }
@@ -442,6 +452,15 @@ mod tests {
         }
         let fx = analyse(b"SELECT RELEASE_LOCK('x'), GET_LOCK('y', 0), GET_LOCK('z', 0)");
         assert_eq!(fx.lock_delta, 1);
+    }
+
+    #[test]
+    fn reads_only() {
+        assert!(analyse(b"SELECT 1").reads_only);
+        assert!(analyse(b"/* x */ show tables; select 2").reads_only);
+        assert!(!analyse(b"SELECT 1; DELETE FROM t").reads_only);
+        assert!(!analyse(b"INSERT INTO t VALUES (1)").reads_only);
+        assert!(!analyse(b"").reads_only);
     }
 
     #[test]

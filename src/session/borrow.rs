@@ -146,12 +146,24 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         let timeout = Duration::from_millis(server.connect_timeout_ms);
         let mut last = None;
+        let mut reclaimed = false;
         for _ in 0..CONNECT_ATTEMPTS {
             self.bbuf.consume(self.bbuf.len());
             match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await {
                 Ok(b) => {
                     ctx.publish_pool();
                     return Ok(b);
+                }
+                Err(BackendError::Refused { err, .. }) if err.code == code::CON_COUNT_ERROR.0 && !reclaimed => {
+                    // The server is full: give back what this shard holds idle there, and
+                    // try once more.
+                    reclaimed = true;
+                    for mut idle in ctx.pool.take_idle_of(key.server) {
+                        idle.quit().await;
+                        ctx.pool.forget(key.server);
+                    }
+                    tracing::warn!(server = %server.address, "server has too many connections; closed this shard's idle ones and retrying");
+                    last = Some(BackendError::Refused { addr: server.addr, err });
                 }
                 Err(e) => {
                     crate::status::Slot::add(&ctx.slot().backend_connect_errors, 1);

@@ -128,9 +128,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());
         }
-        self.backend_clean = false;
-        self.forward_packet().await?;
-        let (scanner, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
+        // A read on a connection that holds nothing of the session may be sent again on
+        // another connection if the first one dies before any byte of the reply came back.
+        let retryable = fx.reads_only && fx.pin == 0 && self.pins == 0 && self.locks == 0 && !h.continued();
+        let scanner = if retryable {
+            self.query_with_retry(h).await?
+        } else {
+            self.backend_clean = false;
+            self.forward_packet().await?;
+            self.relay_response(Expect::ResultSets, h.seq, None).await?.0
+        };
         // Pins take effect even if a later statement of a batch failed: being cautious
         // only costs a connection. State changes count only when everything succeeded.
         self.pins |= fx.pin;
@@ -153,6 +160,54 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.after_response(&scanner);
         Ok(())
+    }
+
+    /// Sends a read held whole in the client buffer; if the connection dies before any
+    /// byte of the reply reached the client, sends it once more on another connection.
+    async fn query_with_retry(&mut self, h: Header) -> Result<Scanner, SessionError> {
+        for attempt in 0..2 {
+            self.retry_armed = attempt == 0;
+            self.backend_clean = false;
+            let sent = match self.backend.as_mut() {
+                Some(b) => b.stream.write_all(&self.cbuf.filled()[..h.total()]).await.is_ok(),
+                None => false,
+            };
+            let result = if sent {
+                self.relay_response(Expect::ResultSets, h.seq, None).await
+            } else {
+                self.drop_backend();
+                Err(SessionError::Retry)
+            };
+            self.retry_armed = false;
+            match result {
+                Ok((scanner, _)) => {
+                    self.cbuf.consume(h.total());
+                    return Ok(scanner);
+                }
+                Err(SessionError::Retry) if attempt == 0 => {
+                    Slot::add(&self.ctx.slot().retries, 1);
+                    if let Err(e) = self.ensure_backend().await {
+                        self.cbuf.consume(h.total());
+                        self.report_acquire_error(h.seq.wrapping_add(1), e).await;
+                        return Err(SessionError::StatementFailed {
+                            addr: ([0, 0, 0, 0], 0).into(),
+                            reason: "no connection for the retry".into(),
+                        });
+                    }
+                }
+                Err(SessionError::Retry) => {
+                    self.cbuf.consume(h.total());
+                    let msg = "Lost connection to db server during query, twice; the statement did not complete";
+                    self.send_err(h.seq.wrapping_add(1), code::SERVER_LOST, msg).await;
+                    return Err(SessionError::StatementFailed { addr: ([0, 0, 0, 0], 0).into(), reason: msg.into() });
+                }
+                Err(e) => {
+                    self.cbuf.consume(h.total());
+                    return Err(e);
+                }
+            }
+        }
+        unreachable!("the second attempt always returns")
     }
 
     /// COM_INIT_DB: forward; on success the schema becomes the session's.
@@ -402,6 +457,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         Err(e) => e.to_string(),
                         Ok(_) => "connection closed by the server".into(),
                     };
+                    if self.retry_armed && !forwarded {
+                        self.drop_backend();
+                        return Err(SessionError::Retry);
+                    }
                     let seq = if forwarded { scanner.last_seq } else { request_seq };
                     return self.backend_lost(seq.wrapping_add(1), addr, reason, scanner.at_boundary()).await;
                 }

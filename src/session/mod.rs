@@ -113,6 +113,9 @@ pub enum SessionError {
     BackendLost { addr: SocketAddr, reason: String },
     #[error("no backend connection free within {0:?}")]
     PoolTimeout(Duration),
+    /// The connection died before replying to a statement that may be sent again.
+    #[error("backend connection lost before the reply; retrying")]
+    Retry,
     /// The backend failed one statement of an unpinned session; the client was told and
     /// the session goes on.
     #[error("statement failed on backend {addr}: {reason}")]
@@ -164,6 +167,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     backend: Option<Backend<N::Conn>>,
     /// The borrowed connection saw a complete response to every command sent on it.
     backend_clean: bool,
+    /// The statement in flight may be sent again if the connection dies before replying.
+    retry_armed: bool,
     /// Why the session keeps its connection ([`crate::router::statement::pin`] bits).
     pins: u32,
     /// GET_LOCK calls minus releases.
@@ -211,6 +216,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         key: None,
         backend: None,
         backend_clean: true,
+        retry_armed: false,
         pins: 0,
         locks: 0,
         schema: None,

@@ -62,6 +62,8 @@ pub struct Slot {
     pub backend_errors: AtomicU64,
     pub client_errors: AtomicU64,
     pub respawns: AtomicU64,
+    /// Statements sent again after their connection died before replying.
+    pub retries: AtomicU64,
     /// Gauge: open client sessions per product user index.
     pub user_connections: [AtomicU32; MAX_USERS],
 }
