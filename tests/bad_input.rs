@@ -226,7 +226,8 @@ fn backend_dying_mid_query_gets_2013() {
     let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
     let mut other = c.connect("app", "app_pw").unwrap();
     let mut s = raw_login(c.port, "b_app", "app_pw");
-    send_command(&mut s, b"\x03SELECT SLEEP(30)");
+    // A write: never sent twice, so the client learns the connection died.
+    send_command(&mut s, b"\x03DO SLEEP(30)");
     std::thread::sleep(Duration::from_millis(500));
     doomed.kill();
     let (seq, p) = read_raw_packet(&mut s).unwrap();
