@@ -148,7 +148,7 @@ fn session_state_follows_every_session() {
                     "SELECT {}, @@character_set_client, DATABASE()",
                     vars.iter().map(|(n, _, _)| format!("@@{n}")).collect::<Vec<_>>().join(", ")
                 );
-                for round in 0..40 {
+                for round in 0..200 {
                     let row: mysql::Row = conn.query_first(&select).unwrap().unwrap();
                     for (k, (name, _, want)) in vars.iter().enumerate() {
                         let got: Option<String> = row.get(k);

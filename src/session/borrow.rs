@@ -305,7 +305,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
             let reset = [1, 0, 0, 0, command::RESET_CONNECTION];
             match b.exchange(&reset, &[Expect::Single], &mut self.bbuf).await {
                 Ok(r) if r[0].err.is_none() => {
-                    b.vars.clear();
+                    b.vars = super::state::Vars::after_reset();
                     b.stmts.clear();
                 }
                 _ => {

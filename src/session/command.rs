@@ -141,6 +141,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         // Pins take effect even if a later statement of a batch failed: being cautious
         // only costs a connection. State changes count only when everything succeeded.
         self.pins |= fx.pin;
+        if scanner.error.is_some() && !fx.assignments.is_empty() {
+            // Part of a batch may have run: what the connection holds is not known.
+            self.pins |= pin::UNKNOWN_SET;
+        }
         if scanner.error.is_none() {
             self.pins &= !fx.unpin;
             if let Some(b) = self.backend.as_mut() {
@@ -247,7 +251,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if command == cmd::RESET_CONNECTION && scanner.error.is_none() {
             self.reset_session_state();
             if let Some(b) = self.backend.as_mut() {
-                b.vars.clear();
+                b.vars = super::state::Vars::after_reset();
                 b.stmts.clear();
             }
         }

@@ -47,6 +47,12 @@ impl Vars {
         self.entries.clear();
     }
 
+    /// The state of a connection after COM_RESET_CONNECTION: variables at their defaults,
+    /// but the character set not known for sure, so that the next borrower sets it.
+    pub fn after_reset() -> Vars {
+        Vars { entries: vec![("names".into(), "\0unknown".into())] }
+    }
+
     /// The SET statement that turns a connection whose tracked variables are `from` into
     /// one whose are `self`, or None when they already agree. `baseline_charset` is the
     /// character set the connection was opened with (what "never set" means for NAMES).
@@ -150,6 +156,15 @@ mod tests {
             v.replay_sql(&fresh, "utf8mb4", false).unwrap(),
             "SET transaction_isolation = 'READ-COMMITTED', transaction_read_only = 1"
         );
+    }
+
+    #[test]
+    fn after_reset_the_charset_is_always_set_again() {
+        let reset = Vars::after_reset();
+        assert_eq!(Vars::default().replay_sql(&reset, "latin1", true).unwrap(), "SET NAMES latin1");
+        let mut v = Vars::default();
+        v.set(&a("names", "utf8mb4"));
+        assert_eq!(v.replay_sql(&reset, "latin1", true).unwrap(), "SET NAMES utf8mb4");
     }
 
     #[test]

@@ -172,14 +172,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let payload = &self.cbuf.filled()[HEADER_LEN..];
             bound = payload[flag_at] == 1;
             if bound && payload.len() >= flag_at + 1 + types_len {
-                let types = payload[flag_at + 1..flag_at + 1 + types_len].to_vec();
+                let types = &payload[flag_at + 1..flag_at + 1 + types_len];
                 if let Some(st) = self.stmts.map.get_mut(&id) {
-                    st.types = Some(types);
+                    // Reuse the vector: no allocation once a statement has run.
+                    let v = st.types.get_or_insert_with(Vec::new);
+                    v.clear();
+                    v.extend_from_slice(types);
                 }
             }
         }
         let st = &self.stmts.map[&id];
-        let (hash, sql, schema, types) = (st.hash, st.sql.clone(), st.schema.clone(), st.types.clone());
+        let (hash, sql, schema, have_types) = (st.hash, st.sql.clone(), st.schema.clone(), st.types.is_some());
         let Some(b) = self.backend.as_mut() else { return Ok(()) };
         let cached = b.stmts.get(hash, &sql, schema.as_deref());
         let needs_types = params > 0 && !bound && cached.as_ref().is_some_and(|c| !c.types_sent);
@@ -187,10 +190,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             c.types_sent |= bound || needs_types;
         }
         self.backend_clean = false;
-        if needs_types && types.is_some() {
+        if needs_types && have_types {
             // This connection never saw the types the client sent elsewhere: add them.
             let (seq, payload) = self.read_local_packet(reply_seq).await?;
-            let types = types.unwrap_or_default();
+            let types = self.stmts.map.get(&id).and_then(|s| s.types.clone()).unwrap_or_default();
             let mut p = Vec::with_capacity(payload.len() + types.len());
             p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
             p.push(1);
