@@ -353,3 +353,32 @@ fn pool_wait_timeout_gives_a_clear_error() {
     let mut again = c.connect("app", "app_pw").unwrap();
     assert_alive(&mut again);
 }
+
+#[test]
+fn min_connections_are_kept_open() {
+    let db = shared_mariadb();
+    db.root()
+        .unwrap()
+        .query_drop(format!(
+            "CREATE USER IF NOT EXISTS pool_min@'%' IDENTIFIED BY '{DB_PASSWORD}'; GRANT ALL ON *.* TO pool_min@'%'"
+        ))
+        .unwrap();
+    let cfg = config_for(db.addr(), &[TestUser::default()], "server_idle_timeout_s = 1")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 10\nmin_connections = 3")
+        .replace(&format!("name = \"{DB_USER}\""), "name = \"pool_min\"")
+        .replace(&format!("db_user = \"{DB_USER}\""), "db_user = \"pool_min\"");
+    // One shard: its share is all three.
+    let c = Corelay::start(&cfg, "thread", 1);
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    assert_alive(&mut conn);
+    // The first session showed the shard which connections to open; it warms up to three
+    // and keeps them although they sit idle past server_idle_timeout_s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend_connections("pool_min") < 3 {
+        assert!(Instant::now() < deadline, "pool not warmed: {}", backend_connections("pool_min"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(backend_connections("pool_min"), 3);
+    assert_alive(&mut conn);
+}

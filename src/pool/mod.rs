@@ -50,6 +50,11 @@ pub enum Take<T> {
 
 struct ServerPool<T> {
     limit: usize,
+    /// This shard's share of the server's `min_connections`, kept open once a session has
+    /// shown which key to open them with.
+    min: usize,
+    /// The key of the last connection asked for, used to pre-warm.
+    warm_key: Option<Key>,
     open: usize,
     /// After repeated connect failures: no new connections before this.
     down_until: Option<Instant>,
@@ -70,6 +75,8 @@ impl<T> Pool<T> {
             .servers()
             .map(|s| ServerPool {
                 limit: (s.max_connections as usize).div_ceil(shards.max(1)).max(1),
+                min: (s.min_connections as usize).div_ceil(shards.max(1)),
+                warm_key: None,
                 open: 0,
                 down_until: None,
                 idle: Vec::new(),
@@ -83,6 +90,7 @@ impl<T> Pool<T> {
     pub fn take(&self, key: &Key) -> Take<T> {
         let mut servers = self.servers.borrow_mut();
         let Some(sp) = servers.get_mut(key.server) else { return Take::Full };
+        sp.warm_key = Some(*key);
         if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key) {
             return Take::Idle(sp.idle.remove(i));
         }
@@ -138,11 +146,33 @@ impl<T> Pool<T> {
         let mut out = Vec::new();
         for sp in self.servers.borrow_mut().iter_mut() {
             let mut i = 0;
+            let mut open = sp.open;
             while i < sp.idle.len() {
-                if now.saturating_duration_since(sp.idle[i].idle_since) > max_idle {
+                // Never below the pre-warmed minimum.
+                if open > sp.min && now.saturating_duration_since(sp.idle[i].idle_since) > max_idle {
+                    open -= 1;
                     out.push(sp.idle.remove(i));
                 } else {
                     i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// For every server below its minimum whose key is known and that is not down: reserves
+    /// a slot and returns the key to open a connection with (at most one per server per
+    /// call, so warming is gradual). The caller opens it and calls [`Pool::put`], or
+    /// [`Pool::forget`] if that fails.
+    pub fn reserve_warm(&self) -> Vec<Key> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for sp in self.servers.borrow_mut().iter_mut() {
+            let down = sp.down_until.is_some_and(|t| now < t);
+            if let (Some(key), false) = (sp.warm_key, down) {
+                if sp.open < sp.min && sp.open < sp.limit {
+                    sp.open += 1;
+                    out.push(key);
                 }
             }
         }

@@ -11,6 +11,33 @@ use crate::protocol::packet::write_packet;
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{caps, code, command};
 
+/// Opens one connection for `key` in a slot [`crate::pool::Pool::reserve_warm`] reserved,
+/// logged in to the db user's default schema, and puts it in the pool.
+pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
+    let config = &ctx.config;
+    let (Some(server), Some(db_user)) = (config.servers().nth(key.server), config.db_users.get(key.db_user)) else {
+        ctx.pool.forget(key.server);
+        return;
+    };
+    let login = Login {
+        user: &db_user.name,
+        password: &db_user.password,
+        database: db_user.default_db.as_deref(),
+        charset: key.charset,
+        client_caps: key.caps,
+    };
+    let mut buf = super::io::Buffer::new();
+    let timeout = Duration::from_millis(server.connect_timeout_ms);
+    match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut buf).await {
+        Ok(b) => ctx.pool.put(b),
+        Err(e) => {
+            tracing::debug!(server = %server.address, "pre-warming a connection failed: {e}");
+            ctx.pool.forget(key.server);
+        }
+    }
+    ctx.publish_pool();
+}
+
 /// Connection attempts before a server is skipped for its `reconnect_interval_s`.
 const CONNECT_ATTEMPTS: usize = 3;
 

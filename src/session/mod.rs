@@ -23,6 +23,7 @@
 
 mod auth;
 mod borrow;
+pub use borrow::prewarm;
 mod command;
 pub mod io;
 pub mod state;

@@ -94,7 +94,7 @@ async fn serve(spec: ShardSpec) {
     let drain = Duration::from_secs(config.proxy.drain_timeout_s);
     let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
-    glommio::spawn_local(close_idle_backends(ctx.clone())).detach();
+    glommio::spawn_local(maintain_pool(ctx.clone())).detach();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !status.shutdown_requested() {
@@ -141,18 +141,19 @@ async fn serve(spec: ShardSpec) {
     info!(shard = index, "shard stopped");
 }
 
-/// Closes pooled connections idle longer than `server_idle_timeout_s`, once a second.
-async fn close_idle_backends(ctx: Rc<Context<GlommioConnector>>) {
+/// Once a second: closes pooled connections idle longer than `server_idle_timeout_s`, and
+/// opens connections up to each server's `min_connections` share.
+async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
     let max_idle = Duration::from_secs(ctx.config.proxy.server_idle_timeout_s);
     while !ctx.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         let expired = ctx.pool.take_expired(Instant::now(), max_idle);
-        if expired.is_empty() {
-            continue;
-        }
         for mut b in expired {
             b.quit().await;
             ctx.pool.forget(b.key.server);
+        }
+        for key in ctx.pool.reserve_warm() {
+            session::prewarm(&ctx, key).await;
         }
         ctx.publish_pool();
     }
