@@ -96,6 +96,44 @@ impl OkPacket {
     }
 }
 
+/// What the server's session-state tracking (CLIENT_SESSION_TRACK) reported in an OK
+/// packet, as far as the proxy uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionChanges {
+    /// SESSION_TRACK_SCHEMA: the session's new schema.
+    pub schema: Option<String>,
+    /// SESSION_TRACK_STATE_CHANGE: the session has state a replay cannot rebuild.
+    pub state_changed: bool,
+}
+
+/// Reads the session-state block of an OK packet (payload including the marker), present
+/// when the connection negotiated CLIENT_SESSION_TRACK and the status has
+/// SERVER_SESSION_STATE_CHANGED.
+pub fn session_changes(payload: &[u8]) -> Result<SessionChanges, ProtocolError> {
+    let mut r = Reader::new(payload);
+    r.u8("ok marker")?;
+    r.lenenc_int("affected rows")?;
+    r.lenenc_int("last insert id")?;
+    let status_flags = r.u16("status flags")?;
+    r.u16("warnings")?;
+    let mut out = SessionChanges::default();
+    if status_flags & status::SESSION_STATE_CHANGED == 0 || r.is_empty() {
+        return Ok(out);
+    }
+    r.lenenc_bytes("info")?;
+    let mut block = Reader::new(r.lenenc_bytes("session state")?);
+    while !block.is_empty() {
+        let kind = block.u8("session state type")?;
+        let mut data = Reader::new(block.lenenc_bytes("session state data")?);
+        match kind {
+            1 => out.schema = Some(String::from_utf8_lossy(data.lenenc_bytes("schema")?).into_owned()),
+            2 => out.state_changed |= data.lenenc_bytes("state change")? == b"1",
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The shape of the response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -154,6 +192,10 @@ pub struct Scanner {
     pub ok: Option<OkPacket>,
     /// Error code, if the response ended with an ERR packet.
     pub error: Option<u16>,
+    /// Read session-state changes from OK packets (the connection has CLIENT_SESSION_TRACK).
+    session_track: bool,
+    /// What the server's session tracking reported, merged over the response.
+    pub changes: SessionChanges,
 }
 
 impl Scanner {
@@ -174,6 +216,29 @@ impl Scanner {
             status_seen: false,
             ok: None,
             error: None,
+            session_track: false,
+            changes: SessionChanges::default(),
+        }
+    }
+
+    /// Also reads session-state changes from OK packets (the connection negotiated
+    /// CLIENT_SESSION_TRACK).
+    pub fn tracking_session(mut self, on: bool) -> Scanner {
+        self.session_track = on;
+        self
+    }
+
+    /// Records an OK packet.
+    fn saw_ok(&mut self, payload: &[u8], ok: OkPacket) {
+        self.ok = Some(ok);
+        if self.session_track && ok.status & status::SESSION_STATE_CHANGED != 0 {
+            // A malformed block is ignored: the OK itself was fine.
+            if let Ok(c) = session_changes(payload) {
+                if c.schema.is_some() {
+                    self.changes.schema = c.schema;
+                }
+                self.changes.state_changed |= c.state_changed;
+            }
         }
     }
 
@@ -265,7 +330,7 @@ impl Scanner {
     fn terminator_status(&mut self, payload: &[u8]) -> Result<u16, ProtocolError> {
         if self.deprecate_eof && payload.len() > 5 {
             let ok = OkPacket::parse(payload)?;
-            self.ok = Some(ok);
+            self.saw_ok(payload, ok);
             Ok(ok.status)
         } else {
             let mut r = Reader::new(payload);
@@ -288,7 +353,7 @@ impl Scanner {
                     self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
                 } else if first == 0x00 && len >= 7 && len == payload.len() {
                     if let Ok(ok) = OkPacket::parse(payload) {
-                        self.ok = Some(ok);
+                        self.saw_ok(payload, ok);
                         self.status = ok.status;
                         self.status_seen = true;
                     }
@@ -298,7 +363,7 @@ impl Scanner {
             State::First => match first {
                 0x00 => {
                     let ok = OkPacket::parse(payload)?;
-                    self.ok = Some(ok);
+                    self.saw_ok(payload, ok);
                     self.end_of_result(ok.status);
                 }
                 0xFF => {
@@ -561,6 +626,31 @@ mod tests {
             last = p;
         }
         assert_eq!((total, last), (b.len(), Progress::Done));
+    }
+
+    #[test]
+    fn session_state_changes_are_read() {
+        // OK with SESSION_STATE_CHANGED: schema "shop" and a state change.
+        let mut p = vec![0x00, 0, 0];
+        p.extend_from_slice(&(status::AUTOCOMMIT | status::SESSION_STATE_CHANGED).to_le_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.push(0); // empty info
+        let block: Vec<u8> = [&[1u8, 5, 4][..], b"shop", &[2, 2, 1], b"1", &[0, 4, 1], b"a", &[1], b"b"].concat();
+        p.push(block.len() as u8);
+        p.extend_from_slice(&block);
+        let c = session_changes(&p).unwrap();
+        assert_eq!(c.schema.as_deref(), Some("shop"));
+        assert!(c.state_changed);
+        let b = pkts(&[&p]);
+        let mut s = Scanner::new(Expect::ResultSets, true).tracking_session(true);
+        assert_eq!(s.feed(&b).unwrap().1, Progress::Done);
+        assert_eq!(s.changes.schema.as_deref(), Some("shop"));
+        // Without tracking negotiated, the block is not read.
+        let mut s = Scanner::new(Expect::ResultSets, true);
+        s.feed(&b).unwrap();
+        assert_eq!(s.changes, SessionChanges::default());
+        // Truncated blocks are errors, not panics.
+        assert!(session_changes(&p[..p.len() - 2]).is_err());
     }
 
     #[test]

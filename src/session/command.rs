@@ -271,6 +271,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// give the connection back if nothing pins it.
     pub(super) fn after_response(&mut self, scanner: &Scanner) {
         self.backend_clean = true;
+        // What the server itself reports (CLIENT_SESSION_TRACK) overrides what the proxy
+        // read from SQL: a schema changed inside a procedure, state no replay rebuilds.
+        if let Some(schema) = &scanner.changes.schema {
+            if let Some(b) = self.backend.as_mut() {
+                b.schema = Some(schema.clone());
+            }
+            self.schema = Some(schema.clone());
+        }
+        if scanner.changes.state_changed {
+            self.pins |= pin::UNKNOWN_SET;
+        }
         if scanner.status_seen() {
             let st = scanner.status;
             set_bit(&mut self.pins, pin::TRANSACTION, st & status::IN_TRANS != 0);
@@ -410,7 +421,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         stmt_id: Option<u32>,
     ) -> Result<(Scanner, Option<(u32, u16)>), SessionError> {
         let backend = self.backend.as_ref().ok_or_else(no_backend)?;
-        let mut scanner = Scanner::new(expect, backend.deprecate_eof());
+        let tracking = backend.caps & crate::protocol::caps::SESSION_TRACK != 0;
+        let mut scanner = Scanner::new(expect, backend.deprecate_eof()).tracking_session(tracking);
         let mut forwarded = false;
         let mut prepared = None;
         loop {
