@@ -360,12 +360,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             let mut left = h.total();
             while left > 0 {
-                if self.cbuf.is_empty() {
-                    let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
-                    if n == 0 {
-                        return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
-                    }
-                }
+                self.need_client_bytes(idle).await?;
                 let n = left.min(self.cbuf.len());
                 let backend = self.backend.as_mut().ok_or_else(no_backend)?;
                 if let Err(e) = backend.stream.write_all(&self.cbuf.filled()[..n]).await {
@@ -385,18 +380,24 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
+    /// Makes sure at least one byte from the client is buffered.
+    async fn need_client_bytes(&mut self, idle: Option<std::time::Duration>) -> Result<(), SessionError> {
+        if self.cbuf.is_empty() {
+            let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
+            if n == 0 {
+                return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and drops `left` bytes of the current physical packet and, if it is
     /// continued, the packets that follow it.
     async fn skip_client_bytes(&mut self, mut left: usize, mut continued: bool) -> Result<(), SessionError> {
         let idle = self.idle_timeout();
         loop {
             while left > 0 {
-                if self.cbuf.is_empty() {
-                    let n = self.cbuf.fill_from(&mut self.client, idle).await.map_err(SessionError::ClientGone)?;
-                    if n == 0 {
-                        return Err(SessionError::ClientGone(ErrorKind::UnexpectedEof.into()));
-                    }
-                }
+                self.need_client_bytes(idle).await?;
                 let n = left.min(self.cbuf.len());
                 self.cbuf.consume(n);
                 left -= n;
