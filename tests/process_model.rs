@@ -37,6 +37,7 @@ fn fork_mode_respawns_a_killed_shard_within_a_second() {
     }
     // The survivor session may have been on the killed shard; if not, it still works.
     let _ = mysql::prelude::Queryable::query_drop(&mut survivor, "SELECT 1");
+    drop(survivor);
     assert!(c.log().contains("shard died; restarting"));
     assert_eq!(c.stop(), Some(0));
 }
