@@ -4,6 +4,7 @@
 //! This version routes every session to its cluster's primary; read/write splitting
 //! builds on [`target`] and the lexer.
 
+pub mod classify;
 pub mod lexer;
 pub mod statement;
 

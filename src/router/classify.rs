@@ -1,0 +1,422 @@
+//! Statement classification for read/write splitting: is this text safe to run on a
+//! replica, and did the client ask for a particular side?
+//!
+//! A statement is a read only if it cannot change data or take locks: SELECT (but not
+//! `FOR UPDATE`, `LOCK IN SHARE MODE`, `FOR SHARE`, `INTO OUTFILE/DUMPFILE/@var`, nor calling
+//! lock or sequence functions), SHOW, EXPLAIN (not `EXPLAIN ANALYZE`), DESC/DESCRIBE,
+//! `WITH ... SELECT`, HELP. Everything else — including anything the classifier does not
+//! recognise — is a write, because sending a write to a replica is the one mistake a
+//! router must never make. A batch is a read only if every statement in it is.
+
+use super::lexer::{Lexer, Token};
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Read,
+    Write,
+}
+
+/// A per-statement routing hint in a leading comment: `/* corelay:primary */` or
+/// `/* corelay:replica */`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    Primary,
+    Replica,
+}
+
+/// The original's session commands, answered by the proxy: `dbconnect master`,
+/// `dbconnect <ip>:<port>`, and `dbconnect release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbConnect {
+    Primary,
+    Server(String),
+    Release,
+}
+
+/// Functions whose call makes a SELECT a write.
+const WRITE_FUNCTIONS: &[&str] = &[
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_USED_LOCK",
+    "IS_FREE_LOCK",
+    "NEXTVAL",
+    "SETVAL",
+    "LASTVAL",
+    "LAST_INSERT_ID",
+    "SLEEP",
+    "MASTER_POS_WAIT",
+    "MASTER_GTID_WAIT",
+];
+
+/// Classifies a COM_QUERY text.
+pub fn classify(sql: &[u8]) -> Class {
+    let mut lex = Lexer::new(sql);
+    let mut any = false;
+    loop {
+        let (class, more) = statement(&mut lex);
+        match class {
+            Some(Class::Write) => return Class::Write,
+            Some(Class::Read) => any = true,
+            None => {}
+        }
+        if !more {
+            return if any { Class::Read } else { Class::Write };
+        }
+    }
+}
+
+/// Classifies the next statement; returns its class (None if empty) and whether another
+/// statement follows.
+fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
+    let mut first: Option<Token<'_>> = None;
+    let mut second: Option<Token<'_>> = None;
+    let mut read = true;
+    let mut prev: [Option<Token<'_>>; 2] = [None; 2];
+    let mut depth = 0i32;
+    // For WITH: the keyword of the main statement, after the CTEs, at depth 0.
+    let mut with_main: Option<bool> = None;
+    let mut more = false;
+    for t in lex.by_ref() {
+        if t == Token::Punct(b';') {
+            more = true;
+            break;
+        }
+        match t {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth -= 1,
+            _ => {}
+        }
+        if first.is_none() {
+            // Leading parentheses: (SELECT ...) UNION (SELECT ...).
+            if t == Token::Punct(b'(') {
+                continue;
+            }
+            first = Some(t);
+        } else if second.is_none() {
+            second = Some(t);
+        }
+        let is_with = first.is_some_and(|f| f.is_word("WITH"));
+        if is_with && depth == 0 && with_main.is_none() {
+            for kw in ["SELECT", "UPDATE", "DELETE", "INSERT", "REPLACE"] {
+                if t.is_word(kw) {
+                    with_main = Some(kw == "SELECT");
+                }
+            }
+        }
+        // Locking and side effects anywhere in the statement.
+        match (prev, t) {
+            ([_, Some(w)], Token::Word(_)) if w.is_word("FOR") && (t.is_word("UPDATE") || t.is_word("SHARE")) => {
+                read = false
+            }
+            ([Some(a), Some(b)], _) if a.is_word("LOCK") && b.is_word("IN") && t.is_word("SHARE") => read = false,
+            ([_, Some(into)], _) if into.is_word("INTO") => read = false,
+            ([_, Some(Token::Word(w))], Token::Punct(b'(')) => {
+                if WRITE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f.as_bytes())) {
+                    read = false;
+                }
+            }
+            ([Some(a), Some(b)], _) if (a.is_word("NEXT") || a.is_word("PREVIOUS")) && b.is_word("VALUE") => {
+                read = false
+            }
+            _ => {}
+        }
+        prev = [prev[1], Some(t)];
+    }
+    let Some(first) = first else { return (None, more) };
+    let class = if first.is_word("SELECT") || first.is_word("HELP") {
+        if read {
+            Class::Read
+        } else {
+            Class::Write
+        }
+    } else if first.is_word("SHOW") || first.is_word("DESC") || first.is_word("DESCRIBE") {
+        Class::Read
+    } else if first.is_word("EXPLAIN") {
+        if second.is_some_and(|s| s.is_word("ANALYZE")) {
+            Class::Write
+        } else {
+            Class::Read
+        }
+    } else if first.is_word("WITH") && with_main == Some(true) && read {
+        Class::Read
+    } else {
+        Class::Write
+    };
+    (Some(class), more)
+}
+
+/// A routing hint in the comments before the first keyword.
+pub fn hint(sql: &[u8]) -> Option<Hint> {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.iter().position(|c| !c.is_ascii_whitespace()).map_or(&rest[rest.len()..], |i| &rest[i..]);
+        let body_start = trimmed.strip_prefix(b"/*")?;
+        if body_start.starts_with(b"!") {
+            return None;
+        }
+        let end = body_start.windows(2).position(|w| w == b"*/")?;
+        let body = body_start[..end].trim_ascii();
+        let body = body.strip_prefix(b"+").unwrap_or(body).trim_ascii();
+        if body.eq_ignore_ascii_case(b"corelay:primary") {
+            return Some(Hint::Primary);
+        }
+        if body.eq_ignore_ascii_case(b"corelay:replica") {
+            return Some(Hint::Replica);
+        }
+        rest = &body_start[end + 2..];
+    }
+}
+
+/// A `dbconnect ...` session command, if the text is one.
+pub fn dbconnect(sql: &[u8]) -> Option<DbConnect> {
+    let mut lex = Lexer::new(sql);
+    if !lex.next()?.is_word("DBCONNECT") {
+        return None;
+    }
+    let arg = lex.next()?;
+    let rest_start = lex.offset();
+    let text = match arg {
+        Token::Word(w) if w.eq_ignore_ascii_case(b"master") || w.eq_ignore_ascii_case(b"primary") => {
+            return Some(DbConnect::Primary)
+        }
+        Token::Word(w) if w.eq_ignore_ascii_case(b"release") => return Some(DbConnect::Release),
+        Token::Number(_) | Token::Word(_) | Token::Str(_) => {
+            // ip:port (or 'ip:port'): take the rest of the text up to ';'.
+            let start = rest_start - token_len(&arg);
+            let tail = &sql[start..];
+            let end = tail.iter().position(|&c| c == b';' || c.is_ascii_whitespace()).unwrap_or(tail.len());
+            String::from_utf8_lossy(&tail[..end]).trim_matches(|c| c == '\'' || c == '"').to_string()
+        }
+        _ => return None,
+    };
+    Some(DbConnect::Server(text))
+}
+
+fn token_len(t: &Token<'_>) -> usize {
+    match t {
+        Token::Word(w) | Token::Number(w) | Token::Str(w) => w.len(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Class::{Read as R, Write as W};
+    use super::*;
+
+    /// (statement, expected class). Tricky ones on purpose.
+    const CASES: &[(&str, Class)] = &[
+        // Plain reads.
+        ("SELECT 1", R),
+        ("select * from t", R),
+        ("  SELECT id FROM t WHERE id = 1", R),
+        ("\n\tSELECT\n1", R),
+        ("SELECT * FROM t LIMIT 10", R),
+        ("SELECT COUNT(*) FROM t", R),
+        ("SELECT a, b FROM t1 JOIN t2 USING (id)", R),
+        ("SELECT * FROM t WHERE name = 'FOR UPDATE'", R),
+        ("SELECT * FROM t WHERE note = 'INTO OUTFILE'", R),
+        ("SELECT 'GET_LOCK(1)'", R),
+        ("SELECT `for`, `update` FROM t", R),
+        ("SELECT * FROM t ORDER BY id DESC", R),
+        ("SELECT * FROM t GROUP BY a HAVING COUNT(*) > 1", R),
+        ("SELECT * FROM t WHERE id IN (SELECT id FROM u)", R),
+        ("SELECT SQL_NO_CACHE * FROM t", R),
+        ("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", R),
+        ("SELECT FOUND_ROWS()", R),
+        ("SELECT NOW(), UUID(), RAND()", R),
+        ("SELECT @@version", R),
+        ("SELECT @a", R),
+        ("SELECT DATABASE(), USER()", R),
+        ("SELECT * FROM information_schema.tables", R),
+        ("SELECT 1 UNION SELECT 2", R),
+        ("SELECT 1 UNION ALL SELECT 2 ORDER BY 1", R),
+        ("(SELECT 1) UNION (SELECT 2)", R),
+        ("((SELECT 1))", R),
+        ("SELECT * FROM t WHERE a LIKE '%;%'", R),
+        ("SELECT JSON_EXTRACT(doc, '$.a') FROM t", R),
+        ("SELECT CAST(x AS CHAR) FROM t", R),
+        ("SELECT * FROM t FORCE INDEX (PRIMARY)", R),
+        ("SELECT STRAIGHT_JOIN * FROM a, b", R),
+        ("SELECT HIGH_PRIORITY * FROM t", R),
+        ("SELECT * FROM t WINDOW w AS (ORDER BY id)", R),
+        ("SELECT ROW_NUMBER() OVER (PARTITION BY a) FROM t", R),
+        ("SELECT * FROM t FOR SYSTEM_TIME AS OF '2020-01-01'", R),
+        ("SELECT * FROM t AS forx", R),
+        ("SELECT updated FROM t", R),
+        ("SELECT * FROM `select`", R),
+        ("SELECT 'a' 'b'", R),
+        ("SELECT x FROM t WHERE y = \"FOR SHARE\"", R),
+        // Comments of every kind.
+        ("/* comment */ SELECT 1", R),
+        ("-- line comment\nSELECT 1", R),
+        ("# hash comment\nSELECT 1", R),
+        ("/* multi\nline */ SELECT 1", R),
+        ("SELECT /* inline */ 1", R),
+        ("SELECT 1 -- trailing", R),
+        ("SELECT 1 # trailing", R),
+        ("/*+ MAX_EXECUTION_TIME(1000) */ SELECT 1", R),
+        ("SELECT /*+ BKA(t) */ * FROM t", R),
+        ("/* UPDATE t SET a=1 */ SELECT 1", R),
+        ("-- DELETE FROM t\nSELECT 1", R),
+        ("/*!40001 SQL_NO_CACHE */ SELECT 1", W),
+        ("/*!50100 SELECT 1 */", R),
+        ("/*!50100 DELETE FROM t */", W),
+        ("/*M!100100 SELECT 1 */", R),
+        // Locking reads and side effects.
+        ("SELECT * FROM t FOR UPDATE", W),
+        ("select * from t for update", W),
+        ("SELECT * FROM t WHERE id = 1 FOR UPDATE NOWAIT", W),
+        ("SELECT * FROM t FOR UPDATE SKIP LOCKED", W),
+        ("SELECT * FROM t LOCK IN SHARE MODE", W),
+        ("SELECT * FROM t FOR SHARE", W),
+        ("SELECT * FROM t /* x */ FOR /* y */ UPDATE", W),
+        ("SELECT * FROM t\nFOR\nUPDATE", W),
+        ("SELECT * INTO OUTFILE '/tmp/x' FROM t", W),
+        ("SELECT * FROM t INTO OUTFILE '/tmp/x'", W),
+        ("SELECT a INTO DUMPFILE '/tmp/x' FROM t", W),
+        ("SELECT a INTO @x FROM t", W),
+        ("SELECT a FROM t INTO @x", W),
+        ("SELECT GET_LOCK('a', 1)", W),
+        ("select get_lock('a', 1)", W),
+        ("SELECT RELEASE_LOCK('a')", W),
+        ("SELECT RELEASE_ALL_LOCKS()", W),
+        ("SELECT IS_USED_LOCK('a')", W),
+        ("SELECT IS_FREE_LOCK('a')", W),
+        ("SELECT NEXTVAL(s)", W),
+        ("SELECT NEXT VALUE FOR s", W),
+        ("SELECT PREVIOUS VALUE FOR s", W),
+        ("SELECT SETVAL(s, 10)", W),
+        ("SELECT LASTVAL(s)", W),
+        ("SELECT LAST_INSERT_ID()", W),
+        ("SELECT SLEEP(1)", W),
+        ("SELECT MASTER_POS_WAIT('f', 4)", W),
+        ("SELECT MASTER_GTID_WAIT('0-1-1')", W),
+        ("SELECT * FROM (SELECT * FROM t FOR UPDATE) x", W),
+        ("(SELECT * FROM t FOR UPDATE)", W),
+        // SHOW, DESCRIBE, EXPLAIN, HELP.
+        ("SHOW TABLES", R),
+        ("show databases", R),
+        ("SHOW CREATE TABLE t", R),
+        ("SHOW VARIABLES LIKE 'x'", R),
+        ("SHOW SLAVE STATUS", R),
+        ("SHOW PROCESSLIST", R),
+        ("SHOW WARNINGS", R),
+        ("SHOW FULL COLUMNS FROM t", R),
+        ("DESC t", R),
+        ("DESCRIBE t", R),
+        ("describe t id", R),
+        ("EXPLAIN SELECT 1", R),
+        ("EXPLAIN UPDATE t SET a = 1", R),
+        ("EXPLAIN FORMAT=JSON SELECT * FROM t", R),
+        ("EXPLAIN ANALYZE SELECT * FROM t", W),
+        ("ANALYZE SELECT * FROM t", W),
+        ("ANALYZE TABLE t", W),
+        ("HELP 'contents'", R),
+        // WITH.
+        ("WITH x AS (SELECT 1) SELECT * FROM x", R),
+        ("WITH RECURSIVE r AS (SELECT 1 UNION SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r", R),
+        ("WITH a AS (SELECT 1), b AS (SELECT 2) SELECT * FROM a, b", R),
+        ("WITH x AS (SELECT id FROM t) UPDATE t SET a = 1 WHERE id IN (SELECT id FROM x)", W),
+        ("WITH x AS (SELECT id FROM t) DELETE FROM t WHERE id IN (SELECT id FROM x)", W),
+        ("WITH x AS (SELECT 1) SELECT * FROM x FOR UPDATE", W),
+        // Writes.
+        ("INSERT INTO t VALUES (1)", W),
+        ("insert into t select * from u", W),
+        ("INSERT INTO t (a) SELECT a FROM u", W),
+        ("REPLACE INTO t VALUES (1)", W),
+        ("UPDATE t SET a = 1", W),
+        ("DELETE FROM t", W),
+        ("TRUNCATE TABLE t", W),
+        ("CREATE TABLE t (id INT)", W),
+        ("CREATE TABLE t AS SELECT 1", W),
+        ("CREATE TEMPORARY TABLE t (id INT)", W),
+        ("DROP TABLE t", W),
+        ("ALTER TABLE t ADD c INT", W),
+        ("RENAME TABLE a TO b", W),
+        ("CREATE INDEX i ON t (a)", W),
+        ("CREATE VIEW v AS SELECT 1", W),
+        ("LOAD DATA LOCAL INFILE 'x' INTO TABLE t", W),
+        ("CALL proc()", W),
+        ("DO SLEEP(1)", W),
+        ("DO 1", W),
+        ("BEGIN", W),
+        ("START TRANSACTION", W),
+        ("START TRANSACTION READ ONLY", W),
+        ("COMMIT", W),
+        ("ROLLBACK", W),
+        ("SAVEPOINT a", W),
+        ("SET autocommit = 0", W),
+        ("SET NAMES utf8mb4", W),
+        ("USE db", W),
+        ("LOCK TABLES t READ", W),
+        ("UNLOCK TABLES", W),
+        ("FLUSH TABLES", W),
+        ("GRANT SELECT ON *.* TO u", W),
+        ("KILL 5", W),
+        ("OPTIMIZE TABLE t", W),
+        ("CHECK TABLE t", W),
+        ("PREPARE s FROM 'SELECT 1'", W),
+        ("EXECUTE s", W),
+        ("DEALLOCATE PREPARE s", W),
+        ("HANDLER t OPEN", W),
+        ("XA START 'x'", W),
+        ("VALUES (1), (2)", W),
+        ("TABLE t", W),
+        ("selection", W),
+        ("SELECTX 1", W),
+        ("showx", W),
+        ("", W),
+        ("   ", W),
+        ("-- only a comment", W),
+        ("/* only a comment */", W),
+        (";", W),
+        ("garbage \u{1}\u{2}", W),
+        // Batches.
+        ("SELECT 1; SELECT 2", R),
+        ("SELECT 1; UPDATE t SET a = 1", W),
+        ("UPDATE t SET a = 1; SELECT 1", W),
+        ("SELECT 1;", R),
+        ("SELECT 1;;SELECT 2", R),
+        ("SELECT ';' ; DELETE FROM t", W),
+        ("SELECT 1; SELECT * FROM t FOR UPDATE", W),
+        ("SHOW TABLES; DESC t", R),
+    ];
+
+    #[test]
+    fn classification_table() {
+        assert!(CASES.len() >= 150, "{} cases", CASES.len());
+        let mut wrong = Vec::new();
+        for (sql, want) in CASES {
+            let got = classify(sql.as_bytes());
+            if got != *want {
+                wrong.push(format!("{sql:?}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn hints() {
+        assert_eq!(hint(b"/* corelay:primary */ SELECT 1"), Some(Hint::Primary));
+        assert_eq!(hint(b"  /*corelay:replica*/SELECT 1"), Some(Hint::Replica));
+        assert_eq!(hint(b"/* other */ /* CORELAY:PRIMARY */ SELECT 1"), Some(Hint::Primary));
+        assert_eq!(hint(b"/*+ corelay:replica */ SELECT 1"), Some(Hint::Replica));
+        assert_eq!(hint(b"SELECT /* corelay:primary */ 1"), None);
+        assert_eq!(hint(b"/* corelay:primaryx */ SELECT 1"), None);
+        assert_eq!(hint(b"/* unterminated"), None);
+    }
+
+    #[test]
+    fn dbconnect_commands() {
+        assert_eq!(dbconnect(b"dbconnect master"), Some(DbConnect::Primary));
+        assert_eq!(dbconnect(b"DBCONNECT primary;"), Some(DbConnect::Primary));
+        assert_eq!(dbconnect(b"dbconnect release"), Some(DbConnect::Release));
+        assert_eq!(dbconnect(b"dbconnect 10.0.0.5:3306"), Some(DbConnect::Server("10.0.0.5:3306".into())));
+        assert_eq!(dbconnect(b"dbconnect '10.0.0.5:3306'"), Some(DbConnect::Server("10.0.0.5:3306".into())));
+        assert_eq!(dbconnect(b"SELECT 1"), None);
+        assert_eq!(dbconnect(b"dbconnect"), None);
+    }
+}
