@@ -112,10 +112,10 @@ fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
             }
             ([Some(a), Some(b)], _) if a.is_word("LOCK") && b.is_word("IN") && t.is_word("SHARE") => read = false,
             ([_, Some(into)], _) if into.is_word("INTO") => read = false,
-            ([_, Some(Token::Word(w))], Token::Punct(b'(')) => {
-                if WRITE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f.as_bytes())) {
-                    read = false;
-                }
+            ([_, Some(Token::Word(w))], Token::Punct(b'('))
+                if WRITE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f.as_bytes())) =>
+            {
+                read = false
             }
             ([Some(a), Some(b)], _) if (a.is_word("NEXT") || a.is_word("PREVIOUS")) && b.is_word("VALUE") => {
                 read = false
