@@ -1,17 +1,98 @@
-//! Routing: which server of a user's cluster a statement goes to, and what a statement
-//! does to session state (see [`statement`]).
-//!
-//! This version routes every session to its cluster's primary; read/write splitting
-//! builds on [`target`] and the lexer.
+//! Routing: which server of a user's cluster a statement goes to ([`pick`], from the
+//! [`classify`] result), and what a statement does to session state ([`statement`]).
 
 pub mod classify;
 pub mod lexer;
 pub mod statement;
 
-use crate::config::{Config, Server};
+use crate::config::{Cluster, Config, Role, Server};
+use classify::{Class, Hint};
 
 /// The server a session of product user `user` is served by.
 pub fn target(config: &Config, user: usize) -> &Server {
     let db_user = &config.db_users[config.users[user].db_user];
     config.clusters[db_user.cluster].primary()
+}
+
+/// Chooses the server for one statement of a session that holds no connection.
+///
+/// Order: a hint wins; then writes, and reads within the cluster's read-your-writes window
+/// after this session's last write (`recent_write`), go to the primary; other reads go to
+/// the replica with the lowest connections/weight (`load` gives a server's connections on
+/// this shard; weight 0 only when every replica has weight 0), or to the primary when the
+/// cluster has no replica.
+pub fn pick(
+    cluster: &Cluster,
+    class: Class,
+    hint: Option<Hint>,
+    recent_write: bool,
+    load: impl Fn(usize) -> usize,
+) -> usize {
+    let primary = cluster.primary().id;
+    let replica_wanted = match hint {
+        Some(Hint::Primary) => false,
+        Some(Hint::Replica) => true,
+        None => class == Class::Read && !recent_write,
+    };
+    if !replica_wanted {
+        return primary;
+    }
+    let replicas = || cluster.servers.iter().filter(|s| s.role == Role::Replica);
+    let all_zero = replicas().all(|s| s.weight == 0);
+    let weight = |s: &Server| if all_zero { 1 } else { u64::from(s.weight) };
+    replicas()
+        .filter(|s| weight(s) > 0)
+        .min_by(|a, b| (load(a.id) as u64 * weight(b)).cmp(&(load(b.id) as u64 * weight(a))))
+        .map_or(primary, |s| s.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+
+    fn cluster() -> Cluster {
+        let text = r#"
+[[cluster]]
+name = "c"
+[[cluster.server]]
+address = "127.0.0.1:3306"
+role = "primary"
+[[cluster.server]]
+address = "127.0.0.1:3307"
+role = "replica"
+weight = 1
+[[cluster.server]]
+address = "127.0.0.1:3308"
+role = "replica"
+weight = 3
+[[db_user]]
+name = "d"
+cluster = "c"
+[[user]]
+name = "u"
+db_user = "d"
+"#;
+        Config::new(FileConfig::parse(text, "t").unwrap(), "t".into()).unwrap().clusters.remove(0)
+    }
+
+    #[test]
+    fn routing_order() {
+        let c = cluster();
+        let idle = |_| 0;
+        assert_eq!(pick(&c, Class::Write, None, false, idle), 0);
+        assert_eq!(pick(&c, Class::Read, None, true, idle), 0, "read-your-writes");
+        assert_ne!(pick(&c, Class::Read, None, false, idle), 0);
+        assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle), 0);
+        assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle), 0);
+    }
+
+    #[test]
+    fn least_connections_per_weight() {
+        let c = cluster();
+        // 2 connections on weight 1 vs 3 on weight 3: the heavier one is less loaded.
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 2, 3][id]), 2);
+        // 1 vs 6: 1/1 < 6/3.
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 1, 6][id]), 1);
+    }
 }

@@ -166,6 +166,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         seq: u8,
     ) -> Result<u8, SessionError> {
         self.key = Some(self.key_for(user, charset));
+        self.route = None;
+        self.side = None;
         self.schema = database;
         self.reset_session_state();
         if let Err(e) = self.ensure_backend().await {

@@ -10,6 +10,7 @@ use crate::pool::{Key, Take};
 use crate::protocol::packet::write_packet;
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{caps, code, command};
+use crate::router::classify::{Class, Hint};
 
 /// Opens one connection for `key` in a slot [`crate::pool::Pool::reserve_warm`] reserved,
 /// logged in to the db user's default schema, and puts it in the pool.
@@ -76,19 +77,59 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.bbuf = self.ctx.take_buffer();
         }
         let b = self.acquire().await?;
+        self.side = Some(b.key.server);
         self.backend = Some(b);
         self.backend_clean = true;
         self.sync_state().await
     }
 
+    /// Chooses the server for a statement of `class` (see [`crate::router::pick`]); a
+    /// session holding a connection stays on it.
+    pub(super) fn route_statement(&mut self, class: Class, hint: Option<Hint>) {
+        if self.backend.is_some() {
+            return;
+        }
+        let (Some(key), Some(user)) = (self.key, self.user) else { return };
+        let config = &self.ctx.config;
+        let cluster = &config.clusters[config.db_users[config.users[user].db_user].cluster];
+        let window = Duration::from_millis(cluster.write_time_interval_ms);
+        let recent_write = self.last_write.is_some_and(|t| t.elapsed() < window);
+        let pool = &self.ctx.pool;
+        let server = crate::router::pick(cluster, class, hint, recent_write, |id| pool.stats(id).0);
+        self.route = (server != key.server).then_some(server);
+    }
+
+    /// Commands that are not statements stay on the session's current side.
+    pub(super) fn route_to_side(&mut self) {
+        if self.backend.is_none() {
+            self.route = self.side.filter(|s| Some(*s) != self.key.map(|k| k.server));
+        }
+    }
+
+    /// [`Session::ensure_backend`] on the routed server, falling back to the primary when a
+    /// replica cannot be had.
+    pub(super) async fn ensure_routed(&mut self) -> Result<(), AcquireError> {
+        match self.ensure_backend().await {
+            Err(e) if self.route.is_some() => {
+                tracing::debug!("replica unavailable ({e:?}); using the primary");
+                self.route = None;
+                self.ensure_backend().await
+            }
+            r => r,
+        }
+    }
+
     async fn acquire(&mut self) -> Result<Backend<N::Conn>, AcquireError> {
-        let Some(key) = self.key else {
+        let Some(mut key) = self.key else {
             return Err(AcquireError::Replay(ErrPacket {
                 code: code::ACCESS_DENIED.0,
                 sql_state: code::ACCESS_DENIED.1.into(),
                 message: "not logged in".into(),
             }));
         };
+        if let Some(server) = self.route {
+            key.server = server;
+        }
         let ctx = self.ctx;
         let p = &ctx.config.proxy;
         let wait = Duration::from_millis(p.pool_wait_timeout_ms);

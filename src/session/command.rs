@@ -15,6 +15,7 @@ use crate::protocol::command as cmd;
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::response::{write_ok, Expect, Progress, Scanner};
 use crate::protocol::status;
+use crate::router::classify;
 use crate::router::statement::{self, pin};
 use crate::status::Slot;
 
@@ -122,8 +123,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
         }
         let end = h.total().min(self.cbuf.len());
-        let fx = statement::analyse(&self.cbuf.filled()[HEADER_LEN + 1..end]);
-        if let Err(e) = self.ensure_backend().await {
+        let text = &self.cbuf.filled()[HEADER_LEN + 1..end];
+        let fx = statement::analyse(text);
+        let class = classify::classify(text);
+        let hint = classify::hint(text);
+        self.route_statement(class, hint);
+        if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(h.seq.wrapping_add(1)).await?;
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());
@@ -157,6 +162,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     self.schema = Some(schema);
                 }
             }
+        }
+        if class == classify::Class::Write {
+            self.last_write = Some(std::time::Instant::now());
         }
         self.locks = (self.locks + fx.lock_delta).max(0);
         if self.locks == 0 {
@@ -218,7 +226,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn init_db(&mut self, reply_seq: u8) -> Result<(), SessionError> {
         let (seq, payload) = self.read_local_packet(reply_seq).await?;
         let schema = String::from_utf8_lossy(&payload[1..]).into_owned();
-        if let Err(e) = self.ensure_backend().await {
+        self.route_to_side();
+        if let Err(e) = self.ensure_routed().await {
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
         }
@@ -240,7 +249,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// RESET_CONNECTION, which clears it).
     async fn simple(&mut self, h: Header, expect: Expect) -> Result<(), SessionError> {
         let command = self.cbuf.filled()[HEADER_LEN];
-        if let Err(e) = self.ensure_backend().await {
+        self.route_to_side();
+        if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(h.seq.wrapping_add(1)).await?;
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());

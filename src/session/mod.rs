@@ -162,8 +162,14 @@ pub struct Session<'a, C: Transport, N: Connector> {
     caps: u32,
     charset: u8,
     user: Option<usize>,
-    /// Pool key of this session's connections (set at login).
+    /// Pool key of this session's connections (set at login; its server is the primary).
     key: Option<Key>,
+    /// Server the next connection is borrowed from (None: the primary).
+    route: Option<usize>,
+    /// Server of the last connection the session used ("its current side").
+    side: Option<usize>,
+    /// When this session's last write finished (read-your-writes).
+    last_write: Option<std::time::Instant>,
     /// The borrowed connection, if any: during a command, or while pinned.
     backend: Option<Backend<N::Conn>>,
     /// The borrowed connection saw a complete response to every command sent on it.
@@ -215,6 +221,9 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         charset: 0,
         user: None,
         key: None,
+        route: None,
+        side: None,
+        last_write: None,
         backend: None,
         backend_clean: true,
         retry_armed: false,

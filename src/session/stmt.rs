@@ -18,6 +18,7 @@ use super::{Session, SessionError};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{command as cmd, status};
+use crate::router::classify::{classify, hint, Class};
 use crate::router::statement::pin;
 
 /// One prepared statement of a session.
@@ -29,6 +30,8 @@ pub struct Stmt {
     pub params: u16,
     /// Parameter types (2 bytes each) from the last EXECUTE that sent them.
     pub types: Option<Vec<u8>>,
+    /// Read or write: where its executions are routed.
+    pub class: Class,
 }
 
 /// A session's statements by the ids it handed out.
@@ -68,7 +71,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn stmt_prepare(&mut self, reply_seq: u8) -> Result<(), SessionError> {
         let (seq, payload) = self.read_local_packet(reply_seq).await?;
         let sql: Rc<[u8]> = Rc::from(&payload[1..]);
-        if let Err(e) = self.ensure_backend().await {
+        let class = classify(&sql);
+        self.route_statement(class, hint(&sql));
+        if let Err(e) = self.ensure_routed().await {
             self.report_acquire_error(seq.wrapping_add(1), e).await;
             return Ok(());
         }
@@ -85,7 +90,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id) {
                     close_on_backend(b, old).await;
                 }
-                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None });
+                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class });
             }
         }
         self.release_if_unpinned();
@@ -141,13 +146,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(());
         }
         let id = le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]);
-        let Some(params) = self.stmts.map.get(&id).map(|s| s.params) else {
+        let Some((params, class)) = self.stmts.map.get(&id).map(|s| (s.params, s.class)) else {
             self.read_local_packet(reply_seq).await?;
             let (code, msg) = unknown_stmt(id, "mysqld_stmt_execute");
             self.send_err(reply_seq, code, &msg).await;
             return Ok(());
         };
-        if let Err(e) = self.ensure_backend().await {
+        self.route_statement(class, None);
+        if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(reply_seq).await?;
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
@@ -209,6 +215,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let (scanner, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
         self.pins &= !pin::LONG_DATA;
+        if class == Class::Write {
+            self.last_write = Some(std::time::Instant::now());
+        }
         if scanner.status_seen() && scanner.status & status::CURSOR_EXISTS != 0 {
             self.pins |= pin::CURSOR;
             self.stmts.cursor = Some(id);
@@ -224,7 +233,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let idle = self.idle_timeout();
         self.cbuf.fill_to(&mut self.client, HEADER_LEN + h.len.min(5), idle).await.map_err(SessionError::ClientGone)?;
         let known = h.len >= 5 && self.stmts.map.contains_key(&le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]));
-        if !known || self.ensure_backend().await.is_err() {
+        self.route_to_side();
+        if !known || self.ensure_routed().await.is_err() {
             // The server reports long-data problems at EXECUTE; so do we.
             self.read_local_packet(reply_seq).await?;
             return Ok(());

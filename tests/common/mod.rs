@@ -116,17 +116,23 @@ pub struct MariaDb {
     pub port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl MariaDb {
     pub fn start() -> MariaDb {
+        Self::start_with(&["--skip-log-bin"])
+    }
+
+    /// A server with extra `mariadbd` flags (for replication: binlog, server id).
+    pub fn start_with(extra: &[&str]) -> MariaDb {
         let template = template_datadir();
         let port = free_port();
         let dir = scratch_root().join(format!("mdb-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         let status = Command::new("cp").arg("-a").arg(template).arg(&dir).status().unwrap();
         assert!(status.success());
-        let mut m = MariaDb { port, dir, child: None };
+        let mut m = MariaDb { port, dir, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
         m.spawn();
         m.setup_users();
         m
@@ -142,13 +148,13 @@ impl MariaDb {
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
-                "--skip-log-bin",
                 "--performance-schema=OFF",
                 "--max-allowed-packet=256M",
                 "--max-connections=2000",
                 "--innodb-flush-log-at-trx-commit=2",
                 "--local-infile=1",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -214,6 +220,36 @@ impl Drop for MariaDb {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary and a replica with real (binlog) replication between them.
+pub fn replicated_pair() -> (MariaDb, MariaDb) {
+    let primary = MariaDb::start_with(&["--log-bin=mysql-bin", "--server-id=1", "--binlog-format=ROW"]);
+    let replica = MariaDb::start_with(&["--skip-log-bin", "--server-id=2", "--relay-log=relay-bin"]);
+    let mut p = primary.root().unwrap();
+    let first: Option<String> = p.query_first("SELECT 1").ok().and_then(|_: Option<i32>| {
+        let logs: Vec<mysql::Row> = p.query("SHOW BINARY LOGS").ok()?;
+        logs.first().and_then(|r| r.get::<String, _>(0))
+    });
+    let first = first.expect("the primary writes a binlog");
+    let mut r = replica.root().unwrap();
+    r.query_drop(format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', MASTER_PASSWORD='',          MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE",
+        primary.port
+    ))
+    .unwrap();
+    // Replication works once a marker written on the primary shows up on the replica.
+    p.query_drop("CREATE DATABASE IF NOT EXISTS repl_check").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n: Option<i64> =
+            r.query_first("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'repl_check'").unwrap();
+        if n == Some(1) {
+            return (primary, replica);
+        }
+        assert!(Instant::now() < deadline, "replication did not start");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
