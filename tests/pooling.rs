@@ -382,3 +382,35 @@ fn min_connections_are_kept_open() {
     assert_eq!(backend_connections("pool_min"), 3);
     assert_alive(&mut conn);
 }
+
+#[test]
+fn last_insert_id_is_right_whichever_connection_ran_the_insert() {
+    let c = start("pool_lid", 4, "pool_wait_timeout_ms = 20000");
+    let mut setup = c.connect("app", "app_pw").unwrap();
+    setup.query_drop("CREATE TABLE IF NOT EXISTS lid (id BIGINT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20))").unwrap();
+    let port = c.port;
+    let handles: Vec<_> = (0..20)
+        .map(|t| {
+            std::thread::spawn(move || {
+                // 50 sessions per thread, 1,000 in all, over 4 backend connections.
+                for s in 0..50 {
+                    let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
+                    let who = format!("{t}-{s}");
+                    conn.exec_drop("INSERT INTO lid (who) VALUES (?)", (&who,)).unwrap();
+                    let from_ok = conn.last_insert_id();
+                    let text: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID()").unwrap();
+                    let prepared: Option<u64> = conn.exec_first("SELECT LAST_INSERT_ID()", ()).unwrap();
+                    assert_eq!(text, Some(from_ok), "session {who}");
+                    assert_eq!(prepared, Some(from_ok), "session {who}");
+                    let owner: Option<String> =
+                        conn.exec_first("SELECT who FROM lid WHERE id = ?", (from_ok,)).unwrap();
+                    assert_eq!(owner.as_deref(), Some(who.as_str()));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(backend_connections("pool_lid") <= 4);
+}

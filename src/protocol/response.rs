@@ -43,6 +43,81 @@ pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
     finish_packet(out, at, seq);
 }
 
+/// Appends a text result set of one BIGINT UNSIGNED column named `name` and one row
+/// holding `value`, as the server would send it. Returns the next sequence id.
+pub fn write_single_u64(
+    out: &mut Vec<u8>,
+    seq: u8,
+    name: &str,
+    value: u64,
+    deprecate_eof: bool,
+    status_flags: u16,
+) -> u8 {
+    write_single_u64_as(out, seq, name, value, deprecate_eof, status_flags, false)
+}
+
+/// [`write_single_u64`] for the binary protocol (the reply to COM_STMT_EXECUTE) when
+/// `binary`, the text protocol otherwise.
+pub fn write_single_u64_as(
+    out: &mut Vec<u8>,
+    seq: u8,
+    name: &str,
+    value: u64,
+    deprecate_eof: bool,
+    status_flags: u16,
+    binary: bool,
+) -> u8 {
+    let mut seq = seq;
+    let mut packet = |out: &mut Vec<u8>, body: &dyn Fn(&mut Vec<u8>)| {
+        let at = begin_packet(out);
+        body(out);
+        finish_packet(out, at, seq);
+        seq = seq.wrapping_add(1);
+    };
+    packet(out, &|o| o.push(1));
+    packet(out, &|o| {
+        for s in ["def", "", "", "", name, ""] {
+            super::packet::put_lenenc_str(o, s.as_bytes());
+        }
+        o.push(0x0c);
+        o.extend_from_slice(&63u16.to_le_bytes()); // binary collation
+        o.extend_from_slice(&20u32.to_le_bytes()); // display length
+        o.push(0x08); // MYSQL_TYPE_LONGLONG
+        o.extend_from_slice(&0xA1u16.to_le_bytes()); // NOT_NULL | UNSIGNED | BINARY
+        o.push(0);
+        o.extend_from_slice(&[0, 0]);
+    });
+    if !deprecate_eof {
+        packet(out, &|o| {
+            o.push(0xFE);
+            o.extend_from_slice(&0u16.to_le_bytes());
+            o.extend_from_slice(&status_flags.to_le_bytes());
+        });
+    }
+    packet(out, &|o| {
+        if binary {
+            // Row header, NULL bitmap (offset 2, one column), the value.
+            o.extend_from_slice(&[0x00, 0x00]);
+            o.extend_from_slice(&value.to_le_bytes());
+        } else {
+            super::packet::put_lenenc_str(o, value.to_string().as_bytes());
+        }
+    });
+    packet(out, &|o| {
+        o.push(0xFE);
+        if deprecate_eof {
+            o.extend_from_slice(&[0, 0]);
+        } else {
+            o.extend_from_slice(&0u16.to_le_bytes());
+        }
+        o.extend_from_slice(&status_flags.to_le_bytes());
+        if deprecate_eof {
+            o.extend_from_slice(&0u16.to_le_bytes());
+        }
+    });
+    seq
+}
+
 /// A decoded ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrPacket {
@@ -651,6 +726,24 @@ mod tests {
         assert_eq!(s.changes, SessionChanges::default());
         // Truncated blocks are errors, not panics.
         assert!(session_changes(&p[..p.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn proxy_made_result_sets_are_well_formed() {
+        for deprecate in [false, true] {
+            let mut out = Vec::new();
+            let next = write_single_u64(&mut out, 1, "LAST_INSERT_ID()", 42, deprecate, status::AUTOCOMMIT);
+            assert_eq!(next, if deprecate { 5 } else { 6 });
+            let mut s = Scanner::new(Expect::ResultSets, deprecate);
+            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done), "deprecate_eof = {deprecate}");
+            assert_eq!(s.status, status::AUTOCOMMIT);
+            assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
+            let mut out = Vec::new();
+            write_single_u64_as(&mut out, 1, "id", 42, deprecate, 0, true);
+            let mut s = Scanner::new(Expect::ResultSets, deprecate);
+            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
+            assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");
+        }
     }
 
     #[test]

@@ -147,6 +147,48 @@ fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
     (Some(class), more)
 }
 
+/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]`, the column name the
+/// server would give it. The proxy answers it from the session's own last insert id,
+/// which is right whichever connection ran the INSERT.
+pub fn last_insert_id_query(sql: &[u8]) -> Option<String> {
+    // Cheap exits first: this runs for every COM_QUERY.
+    if sql.len() > 200 || !sql.windows(14).any(|w| w.eq_ignore_ascii_case(b"LAST_INSERT_ID")) {
+        return None;
+    }
+    let mut buf = [Token::Punct(0); 8];
+    let mut n = 0;
+    for t in Lexer::new(sql) {
+        if n == buf.len() {
+            return None;
+        }
+        buf[n] = t;
+        n += 1;
+    }
+    let toks = match &buf[..n] {
+        [rest @ .., Token::Punct(b';')] => rest,
+        all => all,
+    };
+    let name = |t: &Token<'_>| match t {
+        Token::Word(w) | Token::QuotedIdent(w) => Some(String::from_utf8_lossy(w).into_owned()),
+        Token::Str(s) if s.len() >= 2 => Some(String::from_utf8_lossy(&s[1..s.len() - 1]).into_owned()),
+        _ => None,
+    };
+    match toks {
+        [s, Token::Word(f), Token::Punct(b'('), Token::Punct(b')'), alias @ ..]
+            if s.is_word("SELECT") && f.eq_ignore_ascii_case(b"LAST_INSERT_ID") =>
+        {
+            let default = format!("{}()", String::from_utf8_lossy(f));
+            match alias {
+                [] => Some(default),
+                [a] if !a.is_word("FROM") => name(a),
+                [kw, a] if kw.is_word("AS") => name(a),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// A routing hint in the comments before the first keyword.
 pub fn hint(sql: &[u8]) -> Option<Hint> {
     let mut rest = sql;
@@ -396,6 +438,17 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn last_insert_id_queries() {
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID()").as_deref(), Some("LAST_INSERT_ID()"));
+        assert_eq!(last_insert_id_query(b"select last_insert_id();").as_deref(), Some("last_insert_id()"));
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() AS id").as_deref(), Some("id"));
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() `x y`").as_deref(), Some("x y"));
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(5)"), None);
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(), 1"), None);
+        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() FROM t"), None);
     }
 
     #[test]

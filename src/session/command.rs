@@ -124,6 +124,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let end = h.total().min(self.cbuf.len());
         let text = &self.cbuf.filled()[HEADER_LEN + 1..end];
+        if let (false, Some(name)) = (h.continued(), classify::last_insert_id_query(text)) {
+            self.cbuf.consume(h.total());
+            return self.answer_last_insert_id(h.seq.wrapping_add(1), &name, false).await;
+        }
         let fx = statement::analyse(text);
         let class = classify::classify(text);
         let hint = classify::hint(text);
@@ -172,6 +176,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.after_response(&scanner);
         Ok(())
+    }
+
+    /// Answers `SELECT LAST_INSERT_ID()` from the session's own record: right whichever
+    /// connection ran the INSERT.
+    pub(super) async fn answer_last_insert_id(
+        &mut self,
+        seq: u8,
+        name: &str,
+        binary: bool,
+    ) -> Result<(), SessionError> {
+        let mut flags = 0;
+        if self.pins & pin::AUTOCOMMIT_OFF == 0 {
+            flags |= status::AUTOCOMMIT;
+        }
+        if self.pins & pin::TRANSACTION != 0 {
+            flags |= status::IN_TRANS;
+        }
+        let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        self.out.clear();
+        let id = self.last_insert_id;
+        crate::protocol::response::write_single_u64_as(&mut self.out, seq, name, id, deprecate, flags, binary);
+        self.flush().await
     }
 
     /// Sends a read held whole in the client buffer; if the connection dies before any
@@ -281,6 +307,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// give the connection back if nothing pins it.
     pub(super) fn after_response(&mut self, scanner: &Scanner) {
         self.backend_clean = true;
+        if let Some(ok) = scanner.ok {
+            if ok.last_insert_id != 0 {
+                self.last_insert_id = ok.last_insert_id;
+            }
+        }
         // What the server itself reports (CLIENT_SESSION_TRACK) overrides what the proxy
         // read from SQL: a schema changed inside a procedure, state no replay rebuilds.
         if let Some(schema) = &scanner.changes.schema {

@@ -168,6 +168,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     route: Option<usize>,
     /// Server of the last connection the session used ("its current side").
     side: Option<usize>,
+    /// The last non-zero insert id the server reported to this session.
+    last_insert_id: u64,
     /// When this session's last write finished (read-your-writes).
     last_write: Option<std::time::Instant>,
     /// The borrowed connection, if any: during a command, or while pinned.
@@ -224,6 +226,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         route: None,
         side: None,
         last_write: None,
+        last_insert_id: 0,
         backend: None,
         backend_clean: true,
         retry_armed: false,

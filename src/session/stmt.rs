@@ -18,7 +18,7 @@ use super::{Session, SessionError};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{command as cmd, status};
-use crate::router::classify::{classify, hint, Class};
+use crate::router::classify::{classify, hint, last_insert_id_query, Class};
 use crate::router::statement::pin;
 
 /// One prepared statement of a session.
@@ -32,6 +32,8 @@ pub struct Stmt {
     pub types: Option<Vec<u8>>,
     /// Read or write: where its executions are routed.
     pub class: Class,
+    /// `SELECT LAST_INSERT_ID()`: answered by the proxy, with this column name.
+    pub last_insert_id: Option<String>,
 }
 
 /// A session's statements by the ids it handed out.
@@ -90,7 +92,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id) {
                     close_on_backend(b, old).await;
                 }
-                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class });
+                let last_insert_id = last_insert_id_query(&sql);
+                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class, last_insert_id });
             }
         }
         self.release_if_unpinned();
@@ -152,6 +155,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.send_err(reply_seq, code, &msg).await;
             return Ok(());
         };
+        if let Some(name) = self.stmts.map.get(&id).and_then(|s| s.last_insert_id.clone()) {
+            self.read_local_packet(reply_seq).await?;
+            return self.answer_last_insert_id(reply_seq, &name, true).await;
+        }
         self.route_statement(class, None);
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(reply_seq).await?;
