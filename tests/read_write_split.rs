@@ -51,6 +51,18 @@ fn reads_and_writes_are_split() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(server_id(&mut conn, sid), 2);
 
+    // dbconnect pins the session to a server until released.
+    conn.query_drop("dbconnect master").unwrap();
+    for _ in 0..3 {
+        assert_eq!(server_id(&mut conn, sid), 1, "pinned to the primary");
+    }
+    conn.query_drop("dbconnect release").unwrap();
+    assert_eq!(server_id(&mut conn, sid), 2);
+    conn.query_drop(format!("dbconnect {}", replica.addr())).unwrap();
+    let e = conn.query_drop("dbconnect 127.0.0.1:1").unwrap_err();
+    assert!(e.to_string().contains("no server 127.0.0.1:1"), "{e}");
+    conn.query_drop("dbconnect release").unwrap();
+
     // Prepared statements are routed by what they do.
     let read: Option<i64> = conn.exec_first("SELECT @@server_id + ?", (0,)).unwrap();
     assert_eq!(read, Some(2));
@@ -77,4 +89,36 @@ fn reads_and_writes_are_split() {
     }
     let mut fresh = c.connect("app", "app_pw").unwrap();
     assert_eq!(server_id(&mut fresh, sid), 1);
+}
+
+#[test]
+fn reads_split_by_weight_across_replicas() {
+    let (primary, replicas) = replication(2);
+    let mut cfg = config_for(primary.addr(), &[TestUser::default()], "");
+    for (r, weight) in replicas.iter().zip([1, 3]) {
+        cfg = cfg.replace(
+            "[[db_user]]",
+            &format!(
+                "[[cluster.server]]\naddress = \"{}\"\nrole = \"replica\"\nweight = {weight}\n\n[[db_user]]",
+                r.addr()
+            ),
+        );
+    }
+    // One shard, so the 1,000 statements below share one balancer.
+    let c = Corelay::start(&cfg, "thread", 1);
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..1000 {
+        *seen.entry(server_id(&mut conn, "SELECT @@server_id")).or_insert(0) += 1;
+    }
+    assert_eq!(seen.get(&1), None, "no read went to the primary: {seen:?}");
+    // Replica 2 has weight 1 and replica 3 weight 3: 250 and 750, within 20 %.
+    let (two, three) = (seen[&2] as f64, seen[&3] as f64);
+    assert!((two - 250.0).abs() <= 50.0 && (three - 750.0).abs() <= 150.0, "{seen:?}");
+    // Writes go to the primary.
+    conn.query_drop("CREATE TABLE IF NOT EXISTS wsplit (id INT)").unwrap();
+    conn.query_drop("INSERT INTO wsplit VALUES (1)").unwrap();
+    let mut root = primary.root().unwrap();
+    let n: Option<i64> = root.query_first("SELECT COUNT(*) FROM app.wsplit").unwrap();
+    assert_eq!(n, Some(1));
 }

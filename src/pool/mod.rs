@@ -55,6 +55,8 @@ struct ServerPool<T> {
     min: usize,
     /// The key of the last connection asked for, used to pre-warm.
     warm_key: Option<Key>,
+    /// Statements routed here by this shard (for weighted balancing).
+    picks: u64,
     open: usize,
     /// After repeated connect failures: no new connections before this.
     down_until: Option<Instant>,
@@ -77,6 +79,7 @@ impl<T> Pool<T> {
                 limit: (s.max_connections as usize).div_ceil(shards.max(1)).max(1),
                 min: (s.min_connections as usize).div_ceil(shards.max(1)),
                 warm_key: None,
+                picks: 0,
                 open: 0,
                 down_until: None,
                 idle: Vec::new(),
@@ -187,6 +190,18 @@ impl<T> Pool<T> {
     /// Takes out every idle connection (at shutdown).
     pub fn take_all_idle(&self) -> Vec<Backend<T>> {
         self.servers.borrow_mut().iter_mut().flat_map(|sp| std::mem::take(&mut sp.idle)).collect()
+    }
+
+    /// Statements routed to `server` by this shard so far.
+    pub fn picks(&self, server: usize) -> u64 {
+        self.servers.borrow().get(server).map_or(0, |s| s.picks)
+    }
+
+    /// Counts one statement routed to `server`.
+    pub fn picked(&self, server: usize) {
+        if let Some(s) = self.servers.borrow_mut().get_mut(server) {
+            s.picks += 1;
+        }
     }
 
     /// (open, idle, waiting) for `server`.

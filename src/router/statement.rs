@@ -23,10 +23,12 @@ pub mod pin {
     pub const AUTOCOMMIT_OFF: u32 = 1 << 10;
     pub const CURSOR: u32 = 1 << 11;
     pub const LONG_DATA: u32 = 1 << 12;
+    /// `dbconnect master` / `dbconnect <ip>:<port>` until `dbconnect release`.
+    pub const DBCONNECT: u32 = 1 << 13;
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 13] = [
+        const ALL: [(u32, &str); 14] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -40,6 +42,7 @@ pub mod pin {
             (AUTOCOMMIT_OFF, "autocommit=0"),
             (CURSOR, "open cursor"),
             (LONG_DATA, "long data"),
+            (DBCONNECT, "dbconnect"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }

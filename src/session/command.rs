@@ -128,6 +128,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.consume(h.total());
             return self.answer_last_insert_id(h.seq.wrapping_add(1), &name, false).await;
         }
+        if let (false, Some(cmd)) = (h.continued(), classify::dbconnect(text)) {
+            self.cbuf.consume(h.total());
+            return self.dbconnect(h.seq.wrapping_add(1), cmd).await;
+        }
         let fx = statement::analyse(text);
         let class = classify::classify(text);
         let hint = classify::hint(text);
@@ -176,6 +180,54 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.after_response(&scanner);
         Ok(())
+    }
+
+    /// `dbconnect master|<ip>:<port>|release`: pins the session to a server of its cluster
+    /// (or ends the pin), answered by the proxy.
+    async fn dbconnect(&mut self, seq: u8, cmd: classify::DbConnect) -> Result<(), SessionError> {
+        let (Some(key), Some(user)) = (self.key, self.user) else { return Ok(()) };
+        let config = self.ctx.config.clone();
+        let cluster = &config.clusters[config.db_users[config.users[user].db_user].cluster];
+        let target = match &cmd {
+            classify::DbConnect::Release => {
+                self.pins &= !pin::DBCONNECT;
+                self.release_if_unpinned();
+                return self.ok_reply(seq).await;
+            }
+            classify::DbConnect::Primary => cluster.primary().id,
+            classify::DbConnect::Server(addr) => {
+                let wanted: Option<std::net::SocketAddr> = addr.parse().ok();
+                match cluster.servers.iter().find(|s| s.address == *addr || Some(s.addr) == wanted) {
+                    Some(s) => s.id,
+                    None => {
+                        let msg = format!("dbconnect: no server {addr} in cluster '{}'", cluster.name);
+                        self.send_err(seq, (1105, "HY000"), &msg).await;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        if let Some(b) = &self.backend {
+            if b.key.server != target {
+                let msg = "dbconnect: this session holds a connection to another server (a transaction or session state); finish it first";
+                self.send_err(seq, (1105, "HY000"), msg).await;
+                return Ok(());
+            }
+        }
+        self.route = (target != key.server).then_some(target);
+        if let Err(e) = self.ensure_backend().await {
+            self.report_acquire_error(seq, e).await;
+            return Ok(());
+        }
+        self.pins |= pin::DBCONNECT;
+        self.ok_reply(seq).await
+    }
+
+    async fn ok_reply(&mut self, seq: u8) -> Result<(), SessionError> {
+        let flags = if self.pins & pin::AUTOCOMMIT_OFF == 0 { status::AUTOCOMMIT } else { 0 };
+        self.out.clear();
+        write_ok(&mut self.out, seq, 0, 0, flags);
+        self.flush().await
     }
 
     /// Answers `SELECT LAST_INSERT_ID()` from the session's own record: right whichever

@@ -225,32 +225,49 @@ impl Drop for MariaDb {
 
 /// A primary and a replica with real (binlog) replication between them.
 pub fn replicated_pair() -> (MariaDb, MariaDb) {
+    let (primary, mut replicas) = replication(1);
+    (primary, replicas.remove(0))
+}
+
+/// A primary and `n` replicas (server ids 1, 2, 3, ...) with real binlog replication.
+pub fn replication(n: usize) -> (MariaDb, Vec<MariaDb>) {
     let primary = MariaDb::start_with(&["--log-bin=mysql-bin", "--server-id=1", "--binlog-format=ROW"]);
-    let replica = MariaDb::start_with(&["--skip-log-bin", "--server-id=2", "--relay-log=relay-bin"]);
     let mut p = primary.root().unwrap();
-    let first: Option<String> = p.query_first("SELECT 1").ok().and_then(|_: Option<i32>| {
-        let logs: Vec<mysql::Row> = p.query("SHOW BINARY LOGS").ok()?;
-        logs.first().and_then(|r| r.get::<String, _>(0))
-    });
-    let first = first.expect("the primary writes a binlog");
-    let mut r = replica.root().unwrap();
-    r.query_drop(format!(
-        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', MASTER_PASSWORD='',          MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE",
-        primary.port
-    ))
-    .unwrap();
-    // Replication works once a marker written on the primary shows up on the replica.
+    let logs: Vec<mysql::Row> = p.query("SHOW BINARY LOGS").unwrap();
+    let first: String = logs.first().and_then(|r| r.get(0)).expect("the primary writes a binlog");
+    let replicas: Vec<MariaDb> = (0..n)
+        .map(|k| {
+            let id = format!("--server-id={}", k + 2);
+            let replica = MariaDb::start_with(&["--skip-log-bin", &id, "--relay-log=relay-bin"]);
+            replica
+                .root()
+                .unwrap()
+                .query_drop(format!(
+                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', MASTER_PASSWORD='', \
+                     MASTER_LOG_FILE='{first}', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE",
+                    primary.port
+                ))
+                .unwrap();
+            replica
+        })
+        .collect();
+    // Replication works once a marker written on the primary shows up on every replica.
     p.query_drop("CREATE DATABASE IF NOT EXISTS repl_check").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n: Option<i64> =
-            r.query_first("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'repl_check'").unwrap();
-        if n == Some(1) {
-            return (primary, replica);
+    for r in &replicas {
+        let mut conn = r.root().unwrap();
+        loop {
+            let n: Option<i64> = conn
+                .query_first("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'repl_check'")
+                .unwrap();
+            if n == Some(1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replication did not start");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(Instant::now() < deadline, "replication did not start");
-        std::thread::sleep(Duration::from_millis(100));
     }
+    (primary, replicas)
 }
 
 /// One MariaDB shared by all tests of a binary (tests must not depend on each other's data:
