@@ -122,3 +122,35 @@ fn reads_split_by_weight_across_replicas() {
     let n: Option<i64> = root.query_first("SELECT COUNT(*) FROM app.wsplit").unwrap();
     assert_eq!(n, Some(1));
 }
+
+#[test]
+fn lagging_replica_gets_no_reads_until_it_catches_up() {
+    let (primary, replica) = replicated_pair();
+    let cfg = config_for(primary.addr(), &[TestUser::default()], "")
+        .replace(
+            "[[db_user]]",
+            &format!("[[cluster.server]]\naddress = \"{}\"\nrole = \"replica\"\n\n[[db_user]]", replica.addr()),
+        )
+        .replace("name = \"main\"", "name = \"main\"\nhealth_interval_ms = 200\nmax_replication_lag_s = 1");
+    let c = Corelay::start(&cfg, "thread", 2);
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    let sid = "SELECT @@server_id";
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server_id(&mut conn, sid), 2);
+    // Replication stops applying: the replica's lag is unknown, then grows.
+    replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
+    let mut p = primary.root().unwrap();
+    p.query_drop("CREATE TABLE IF NOT EXISTS app.lagging (id INT)").unwrap();
+    p.query_drop("INSERT INTO app.lagging VALUES (1)").unwrap();
+    // Within two health intervals (and some slack for the check itself) no read goes there.
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..20 {
+        assert_eq!(server_id(&mut conn, sid), 1, "a lagging replica gets no reads");
+    }
+    replica.root().unwrap().query_drop("START SLAVE SQL_THREAD").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server_id(&mut conn, sid) != 2 {
+        assert!(std::time::Instant::now() < deadline, "the replica never got reads again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -70,6 +70,8 @@ pub struct Server {
 pub struct Cluster {
     pub name: String,
     pub write_time_interval_ms: u64,
+    pub max_replication_lag_s: u64,
+    pub health_interval_ms: u64,
     pub servers: Vec<Server>,
 }
 
@@ -208,6 +210,10 @@ impl Config {
         let mut clusters = Vec::new();
         let mut cluster_idx = HashMap::new();
         let mut next_server_id = 0;
+        let total_servers: usize = file.cluster.iter().map(|c| c.server.len()).sum();
+        if total_servers > crate::status::MAX_SERVERS {
+            return Err(bad("cluster".into(), format!("at most {} servers in all", crate::status::MAX_SERVERS)));
+        }
         for (ci, c) in file.cluster.iter().enumerate() {
             let key = format!("cluster[{ci}]");
             if c.name.is_empty() {
@@ -253,7 +259,13 @@ impl Config {
                 });
                 next_server_id += 1;
             }
-            clusters.push(Cluster { name: c.name.clone(), write_time_interval_ms: c.write_time_interval_ms, servers });
+            clusters.push(Cluster {
+                name: c.name.clone(),
+                write_time_interval_ms: c.write_time_interval_ms,
+                max_replication_lag_s: c.max_replication_lag_s,
+                health_interval_ms: c.health_interval_ms.max(100),
+                servers,
+            });
         }
 
         let mut db_users = Vec::new();

@@ -133,12 +133,24 @@ pub struct ClusterFile {
     pub name: String,
     #[serde(default = "default_write_time_interval_ms")]
     pub write_time_interval_ms: u64,
+    /// A replica lagging more than this (or whose lag is unknown) gets no reads.
+    #[serde(default = "default_max_replication_lag_s")]
+    pub max_replication_lag_s: u64,
+    /// How often the master checks every server of the cluster.
+    #[serde(default = "default_health_interval_ms")]
+    pub health_interval_ms: u64,
     #[serde(default)]
     pub server: Vec<ServerFile>,
 }
 
 fn default_write_time_interval_ms() -> u64 {
     200
+}
+fn default_max_replication_lag_s() -> u64 {
+    30
+}
+fn default_health_interval_ms() -> u64 {
+    1000
 }
 
 /// `[[cluster.server]]`

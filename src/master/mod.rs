@@ -7,6 +7,7 @@
 //! same slot (so it keeps its status slot and its listener) with back-off — unless it exited
 //! with the configuration-error code, which no restart can fix.
 
+mod health;
 mod spawn;
 
 use std::os::fd::OwnedFd;
@@ -137,7 +138,11 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     );
 
     let mut stopping: Option<Instant> = None;
+    let mut checker = health::Checker::default();
     loop {
+        if stopping.is_none() {
+            checker.run_due(&config, &status);
+        }
         // Start (or restart) shards that are due.
         if stopping.is_none() {
             let fds = slots_fds(&slots);

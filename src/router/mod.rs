@@ -27,6 +27,7 @@ pub fn pick(
     hint: Option<Hint>,
     recent_write: bool,
     load: impl Fn(usize) -> u64,
+    usable: impl Fn(usize) -> bool,
 ) -> usize {
     let primary = cluster.primary().id;
     let replica_wanted = match hint {
@@ -37,7 +38,7 @@ pub fn pick(
     if !replica_wanted {
         return primary;
     }
-    let replicas = || cluster.servers.iter().filter(|s| s.role == Role::Replica);
+    let replicas = || cluster.servers.iter().filter(|s| s.role == Role::Replica && usable(s.id));
     let all_zero = replicas().all(|s| s.weight == 0);
     let weight = |s: &Server| if all_zero { 1 } else { u64::from(s.weight) };
     replicas()
@@ -80,26 +81,29 @@ db_user = "d"
     fn routing_order() {
         let c = cluster();
         let idle = |_| 0u64;
-        assert_eq!(pick(&c, Class::Write, None, false, idle), 0);
-        assert_eq!(pick(&c, Class::Read, None, true, idle), 0, "read-your-writes");
-        assert_ne!(pick(&c, Class::Read, None, false, idle), 0);
-        assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle), 0);
-        assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle), 0);
+        assert_eq!(pick(&c, Class::Write, None, false, idle, |_| true), 0);
+        assert_eq!(pick(&c, Class::Read, None, true, idle, |_| true), 0, "read-your-writes");
+        assert_ne!(pick(&c, Class::Read, None, false, idle, |_| true), 0);
+        assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle, |_| true), 0);
+        assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle, |_| true), 0);
     }
 
     #[test]
     fn least_connections_per_weight() {
         let c = cluster();
         // 2 connections on weight 1 vs 3 on weight 3: the heavier one is less loaded.
-        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 2, 3][id]), 2);
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 2, 3][id], |_| true), 2);
         // 1 vs 6: 1/1 < 6/3.
-        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 1, 6][id]), 1);
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 1, 6][id], |_| true), 1);
         // Counting picks splits reads 1:3.
         let mut picks = [0u64; 3];
         for _ in 0..400 {
-            let s = pick(&c, Class::Read, None, false, |id| picks[id]);
+            let s = pick(&c, Class::Read, None, false, |id| picks[id], |_| true);
             picks[s] += 1;
         }
         assert_eq!(picks, [0, 100, 300]);
+        // An unusable replica gets nothing; with none usable, the primary.
+        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |id| id != 2), 1);
+        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |_| false), 0);
     }
 }

@@ -95,7 +95,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let window = Duration::from_millis(cluster.write_time_interval_ms);
         let recent_write = self.last_write.is_some_and(|t| t.elapsed() < window);
         let pool = &self.ctx.pool;
-        let server = crate::router::pick(cluster, class, hint, recent_write, |id| pool.picks(id));
+        let status = &self.ctx.status;
+        let server =
+            crate::router::pick(cluster, class, hint, recent_write, |id| pool.picks(id), |id| status.usable(id));
         pool.picked(server);
         self.route = (server != key.server).then_some(server);
     }

@@ -20,6 +20,8 @@ use thiserror::Error;
 
 /// Users whose connections are counted per shard (indexes into the config's user list).
 pub const MAX_USERS: usize = 1024;
+/// Servers whose health the master publishes (indexes are server ids).
+pub const MAX_SERVERS: usize = 256;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
 const LAYOUT_VERSION: u32 = 1;
@@ -108,6 +110,25 @@ impl Slot {
     }
 }
 
+/// One server's health as the master last saw it. Written by the master only.
+#[repr(C, align(64))]
+pub struct ServerHealth {
+    /// [`health::UNKNOWN`], [`health::UP`], [`health::DOWN`] or [`health::LAGGING`].
+    pub state: AtomicU32,
+    /// Replication lag in seconds (u64::MAX when the server does not know it).
+    pub lag_s: AtomicU64,
+    pub checked_unix_ms: AtomicU64,
+}
+
+/// Health states.
+pub mod health {
+    /// Not checked yet: treated as usable.
+    pub const UNKNOWN: u32 = 0;
+    pub const UP: u32 = 1;
+    pub const DOWN: u32 = 2;
+    pub const LAGGING: u32 = 3;
+}
+
 /// The mapped region. Cheap to share: an `Arc` in thread mode, inherited across fork.
 pub struct StatusRegion {
     map: MmapRaw,
@@ -126,7 +147,7 @@ impl StatusRegion {
         let fd =
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
-        let len = Self::slot_offset(shards);
+        let len = Self::slot_offset(shards) + MAX_SERVERS * std::mem::size_of::<ServerHealth>();
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
         let region = StatusRegion { map, shards, _file: file };
@@ -157,6 +178,22 @@ impl StatusRegion {
         // SAFETY: in bounds (checked above), 64-byte aligned (Header and Slot sizes are
         // multiples of 64 and the mapping is page aligned), atomics only.
         unsafe { &*(self.map.as_ptr().add(Self::slot_offset(k)) as *const Slot) }
+    }
+
+    /// Server `id`'s health entry (None beyond [`MAX_SERVERS`]).
+    pub fn server_health(&self, id: usize) -> Option<&ServerHealth> {
+        if id >= MAX_SERVERS {
+            return None;
+        }
+        let off = Self::slot_offset(self.shards) + id * std::mem::size_of::<ServerHealth>();
+        // SAFETY: within the mapping (sized for MAX_SERVERS entries after the slots),
+        // 64-byte aligned, atomics only.
+        Some(unsafe { &*(self.map.as_ptr().add(off) as *const ServerHealth) })
+    }
+
+    /// Whether reads may go to server `id` (not known to be down or lagging).
+    pub fn usable(&self, id: usize) -> bool {
+        self.server_health(id).is_none_or(|h| matches!(h.state.load(Relaxed), health::UNKNOWN | health::UP))
     }
 
     pub fn slots(&self) -> impl Iterator<Item = &Slot> {
