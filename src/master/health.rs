@@ -2,8 +2,8 @@
 //! shard routes by the same view without each one polling every server.
 //!
 //! The master stays single-threaded (fork mode needs that), so checks are plain blocking
-//! socket calls with short timeouts, run between signal polls: per server, a kept-open
-//! login as the cluster's first db user, `SHOW SLAVE STATUS` on replicas for the lag.
+//! socket calls with short timeouts, run between signal polls: per replica, a kept-open
+//! login as the cluster's first db user and `SHOW SLAVE STATUS` for the lag.
 //! A replica that cannot be reached, or lags more than `max_replication_lag_s` (or does
 //! not know its lag because replication is stopped), gets no reads until it is healthy.
 
@@ -39,7 +39,8 @@ impl Checker {
             }
             self.due.insert(ci, now + Duration::from_millis(cluster.health_interval_ms));
             let Some(db_user) = config.db_users.iter().find(|d| d.cluster == ci) else { continue };
-            for server in &cluster.servers {
+            // Only replicas' health changes routing in this version.
+            for server in cluster.servers.iter().filter(|s| s.role == Role::Replica) {
                 let result = self.check(server, &db_user.name, &db_user.password);
                 let Some(h) = status.server_health(server.id) else { continue };
                 let (state, lag) = match result {
@@ -74,11 +75,10 @@ impl Checker {
     /// One server: its replication lag in seconds (Some(0) for a primary or a server that
     /// does not replicate; None when replication is stopped or the lag is unknown).
     fn check(&mut self, server: &Server, user: &str, password: &str) -> Result<Option<u64>, String> {
-        if !self.conns.contains_key(&server.id) {
-            let s = login(server, user, password)?;
-            self.conns.insert(server.id, s);
-        }
-        let Some(s) = self.conns.get_mut(&server.id) else { return Err("no connection".into()) };
+        let s = match self.conns.entry(server.id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(login(server, user, password)?),
+        };
         if server.role == Role::Primary {
             query(s, "SELECT 1")?;
             return Ok(Some(0));
