@@ -43,6 +43,12 @@ fn reads_and_writes_are_split() {
     assert_eq!(server_id(&mut conn, "/* corelay:replica */ SELECT @@server_id"), 2);
     std::thread::sleep(Duration::from_millis(600));
 
+    // CONNECTION_ID() is corelay's id for the session, the same whichever server answers.
+    let id: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").unwrap();
+    let again: Option<u64> = conn.exec_first("SELECT CONNECTION_ID()", ()).unwrap();
+    assert_eq!(id, again);
+    assert_eq!(id, Some(u64::from(conn.connection_id())), "the id in the greeting");
+
     // Locking reads and transactions stay on the primary.
     assert_eq!(server_id(&mut conn, "SELECT @@server_id FROM rw WHERE id = 1 FOR UPDATE"), 1);
     conn.query_drop("START TRANSACTION").unwrap();
@@ -131,12 +137,20 @@ fn lagging_replica_gets_no_reads_until_it_catches_up() {
             "[[db_user]]",
             &format!("[[cluster.server]]\naddress = \"{}\"\nrole = \"replica\"\n\n[[db_user]]", replica.addr()),
         )
-        .replace("name = \"main\"", "name = \"main\"\nhealth_interval_ms = 200\nmax_replication_lag_s = 1");
+        .replace(
+            "name = \"main\"",
+            "name = \"main\"\nhealth_interval_ms = 200\nmax_replication_lag_s = 1\nread_only_transactions_on_replicas = true",
+        );
     let c = Corelay::start(&cfg, "thread", 2);
     let mut conn = c.connect("app", "app_pw").unwrap();
     let sid = "SELECT @@server_id";
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server_id(&mut conn, sid), 2);
+    // With read_only_transactions_on_replicas, a read-only transaction runs on a replica.
+    conn.query_drop("START TRANSACTION READ ONLY").unwrap();
+    assert_eq!(server_id(&mut conn, sid), 2);
+    assert_eq!(server_id(&mut conn, sid), 2);
+    conn.query_drop("COMMIT").unwrap();
     // Replication stops applying: the replica's lag is unknown, then grows.
     replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
     let mut p = primary.root().unwrap();

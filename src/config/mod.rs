@@ -72,6 +72,7 @@ pub struct Cluster {
     pub write_time_interval_ms: u64,
     pub max_replication_lag_s: u64,
     pub health_interval_ms: u64,
+    pub read_only_transactions_on_replicas: bool,
     pub servers: Vec<Server>,
 }
 
@@ -264,6 +265,7 @@ impl Config {
                 write_time_interval_ms: c.write_time_interval_ms,
                 max_replication_lag_s: c.max_replication_lag_s,
                 health_interval_ms: c.health_interval_ms.max(100),
+                read_only_transactions_on_replicas: c.read_only_transactions_on_replicas,
                 servers,
             });
         }

@@ -139,6 +139,9 @@ pub struct ClusterFile {
     /// How often the master checks every server of the cluster.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,
+    /// `START TRANSACTION READ ONLY` may run on a replica.
+    #[serde(default)]
+    pub read_only_transactions_on_replicas: bool,
     #[serde(default)]
     pub server: Vec<ServerFile>,
 }

@@ -147,12 +147,34 @@ fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
     (Some(class), more)
 }
 
+/// Session functions the proxy answers itself, because the backend connection that would
+/// run them is not the session's: `LAST_INSERT_ID()` (the session's own last insert id)
+/// and `CONNECTION_ID()` (the id corelay gave the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFunction {
+    LastInsertId,
+    ConnectionId,
+}
+
+/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID()),
+/// which function and the column name the server would give it.
+pub fn session_function_query(sql: &[u8]) -> Option<(SessionFunction, String)> {
+    if let Some(name) = last_insert_id_query(sql) {
+        return Some((SessionFunction::LastInsertId, name));
+    }
+    function_query(sql, b"CONNECTION_ID").map(|n| (SessionFunction::ConnectionId, n))
+}
+
 /// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]`, the column name the
-/// server would give it. The proxy answers it from the session's own last insert id,
-/// which is right whichever connection ran the INSERT.
+/// server would give it.
 pub fn last_insert_id_query(sql: &[u8]) -> Option<String> {
+    function_query(sql, b"LAST_INSERT_ID")
+}
+
+/// `SELECT <function>() [[AS] alias]`, alone: the column name.
+fn function_query(sql: &[u8], function: &[u8]) -> Option<String> {
     // Cheap exits first: this runs for every COM_QUERY.
-    if sql.len() > 200 || !sql.windows(14).any(|w| w.eq_ignore_ascii_case(b"LAST_INSERT_ID")) {
+    if sql.len() > 200 || !sql.windows(function.len()).any(|w| w.eq_ignore_ascii_case(function)) {
         return None;
     }
     let mut buf = [Token::Punct(0); 8];
@@ -175,7 +197,7 @@ pub fn last_insert_id_query(sql: &[u8]) -> Option<String> {
     };
     match toks {
         [s, Token::Word(f), Token::Punct(b'('), Token::Punct(b')'), alias @ ..]
-            if s.is_word("SELECT") && f.eq_ignore_ascii_case(b"LAST_INSERT_ID") =>
+            if s.is_word("SELECT") && f.eq_ignore_ascii_case(function) =>
         {
             let default = format!("{}()", String::from_utf8_lossy(f));
             match alias {
@@ -187,6 +209,17 @@ pub fn last_insert_id_query(sql: &[u8]) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// `START TRANSACTION READ ONLY` (alone): a transaction that may run on a replica.
+pub fn is_read_only_transaction(sql: &[u8]) -> bool {
+    let mut lex = Lexer::new(sql);
+    let words = [lex.next(), lex.next(), lex.next(), lex.next(), lex.next()];
+    matches!(
+        words,
+        [Some(a), Some(b), Some(c), Some(d), None | Some(Token::Punct(b';'))]
+            if a.is_word("START") && b.is_word("TRANSACTION") && c.is_word("READ") && d.is_word("ONLY")
+    )
 }
 
 /// A routing hint in the comments before the first keyword.
@@ -449,6 +482,20 @@ mod tests {
         assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(5)"), None);
         assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(), 1"), None);
         assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() FROM t"), None);
+        assert_eq!(
+            session_function_query(b"select connection_id()"),
+            Some((SessionFunction::ConnectionId, "connection_id()".into()))
+        );
+        assert_eq!(session_function_query(b"SELECT CONNECTION_ID(), 1"), None);
+    }
+
+    #[test]
+    fn read_only_transactions() {
+        assert!(is_read_only_transaction(b"START TRANSACTION READ ONLY"));
+        assert!(is_read_only_transaction(b"start transaction read only;"));
+        assert!(!is_read_only_transaction(b"START TRANSACTION"));
+        assert!(!is_read_only_transaction(b"START TRANSACTION READ WRITE"));
+        assert!(!is_read_only_transaction(b"START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"));
     }
 
     #[test]

@@ -124,16 +124,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let end = h.total().min(self.cbuf.len());
         let text = &self.cbuf.filled()[HEADER_LEN + 1..end];
-        if let (false, Some(name)) = (h.continued(), classify::last_insert_id_query(text)) {
+        if let (false, Some((function, name))) = (h.continued(), classify::session_function_query(text)) {
             self.cbuf.consume(h.total());
-            return self.answer_last_insert_id(h.seq.wrapping_add(1), &name, false).await;
+            return self.answer_session_function(h.seq.wrapping_add(1), function, &name, false).await;
         }
         if let (false, Some(cmd)) = (h.continued(), classify::dbconnect(text)) {
             self.cbuf.consume(h.total());
             return self.dbconnect(h.seq.wrapping_add(1), cmd).await;
         }
         let fx = statement::analyse(text);
-        let class = classify::classify(text);
+        let mut class = classify::classify(text);
+        if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
+            class = classify::Class::Read;
+        }
         let hint = classify::hint(text);
         self.route_statement(class, hint);
         if let Err(e) = self.ensure_routed().await {
@@ -230,11 +233,20 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.flush().await
     }
 
-    /// Answers `SELECT LAST_INSERT_ID()` from the session's own record: right whichever
-    /// connection ran the INSERT.
-    pub(super) async fn answer_last_insert_id(
+    /// Whether the session's cluster lets read-only transactions run on replicas.
+    fn read_only_transactions_allowed(&self) -> bool {
+        let config = &self.ctx.config;
+        self.user.is_some_and(|u| {
+            config.clusters[config.db_users[config.users[u].db_user].cluster].read_only_transactions_on_replicas
+        })
+    }
+
+    /// Answers `SELECT LAST_INSERT_ID()` from the session's own record (right whichever
+    /// connection ran the INSERT) and `SELECT CONNECTION_ID()` with corelay's id.
+    pub(super) async fn answer_session_function(
         &mut self,
         seq: u8,
+        function: classify::SessionFunction,
         name: &str,
         binary: bool,
     ) -> Result<(), SessionError> {
@@ -247,8 +259,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
         self.out.clear();
-        let id = self.last_insert_id;
-        crate::protocol::response::write_single_u64_as(&mut self.out, seq, name, id, deprecate, flags, binary);
+        let value = match function {
+            classify::SessionFunction::LastInsertId => self.last_insert_id,
+            classify::SessionFunction::ConnectionId => u64::from(self.conn_id),
+        };
+        crate::protocol::response::write_single_u64_as(&mut self.out, seq, name, value, deprecate, flags, binary);
         self.flush().await
     }
 

@@ -18,7 +18,7 @@ use super::{Session, SessionError};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect};
 use crate::protocol::{command as cmd, status};
-use crate::router::classify::{classify, hint, last_insert_id_query, Class};
+use crate::router::classify::{classify, hint, session_function_query, Class, SessionFunction};
 use crate::router::statement::pin;
 
 /// One prepared statement of a session.
@@ -32,8 +32,8 @@ pub struct Stmt {
     pub types: Option<Vec<u8>>,
     /// Read or write: where its executions are routed.
     pub class: Class,
-    /// `SELECT LAST_INSERT_ID()`: answered by the proxy, with this column name.
-    pub last_insert_id: Option<String>,
+    /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
+    pub session_function: Option<(SessionFunction, String)>,
 }
 
 /// A session's statements by the ids it handed out.
@@ -92,8 +92,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id) {
                     close_on_backend(b, old).await;
                 }
-                let last_insert_id = last_insert_id_query(&sql);
-                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class, last_insert_id });
+                let session_function = session_function_query(&sql);
+                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class, session_function });
             }
         }
         self.release_if_unpinned();
@@ -155,9 +155,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.send_err(reply_seq, code, &msg).await;
             return Ok(());
         };
-        if let Some(name) = self.stmts.map.get(&id).and_then(|s| s.last_insert_id.clone()) {
+        if let Some((function, name)) = self.stmts.map.get(&id).and_then(|s| s.session_function.clone()) {
             self.read_local_packet(reply_seq).await?;
-            return self.answer_last_insert_id(reply_seq, &name, true).await;
+            return self.answer_session_function(reply_seq, function, &name, true).await;
         }
         self.route_statement(class, None);
         if let Err(e) = self.ensure_routed().await {
