@@ -414,3 +414,36 @@ fn last_insert_id_is_right_whichever_connection_ran_the_insert() {
     }
     assert!(backend_connections("pool_lid") <= 4);
 }
+
+#[test]
+fn kill_acts_on_the_session_corelay_named() {
+    let db = shared_mariadb();
+    // One shard: KILL reaches sessions of the same shard.
+    let c = Corelay::start(&config_for(db.addr(), &[TestUser::default()], ""), "thread", 1);
+    let mut a = c.connect("app", "app_pw").unwrap();
+    let mut b = c.connect("app", "app_pw").unwrap();
+    let a_id: u64 = a.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+    let sleeper = std::thread::spawn(move || {
+        let started = Instant::now();
+        let v = a.query_first::<i64, _>("SELECT SLEEP(5)");
+        (a, v, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    b.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+    let (mut a, v, took) = sleeper.join().unwrap();
+    // MariaDB reports the interrupted statement with 1317 (MySQL returns 1 from SLEEP).
+    match v {
+        Ok(v) => assert_eq!(v, Some(1), "SLEEP was interrupted"),
+        Err(e) => assert_eq!(err_code(&e), Some(1317), "{e}"),
+    }
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_alive(&mut a);
+    // KILL CONNECTION ends the session at its next command.
+    b.query_drop(format!("KILL {a_id}")).unwrap();
+    let e = a.query_drop("SELECT 1").unwrap_err();
+    assert_eq!(err_code(&e), Some(1927), "{e}");
+    // An id nobody has.
+    let e = b.query_drop("KILL 4242").unwrap_err();
+    assert_eq!(err_code(&e), Some(1094), "{e}");
+    assert_alive(&mut b);
+}

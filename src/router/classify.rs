@@ -211,6 +211,28 @@ fn function_query(sql: &[u8], function: &[u8]) -> Option<String> {
     }
 }
 
+/// `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>`: (query only, id). Other forms (KILL USER,
+/// KILL QUERY ID) are not recognised and go to the server as they are.
+pub fn kill_statement(sql: &[u8]) -> Option<(bool, u64)> {
+    let mut lex = Lexer::new(sql).peekable();
+    if !lex.next()?.is_word("KILL") {
+        return None;
+    }
+    if lex.peek().is_some_and(|t| t.is_word("HARD") || t.is_word("SOFT")) {
+        lex.next();
+    }
+    let mut query = false;
+    if lex.peek().is_some_and(|t| t.is_word("CONNECTION") || t.is_word("QUERY")) {
+        query = lex.next()?.is_word("QUERY");
+    }
+    let Token::Number(n) = lex.next()? else { return None };
+    let id = std::str::from_utf8(n).ok()?.parse().ok()?;
+    match lex.next() {
+        None | Some(Token::Punct(b';')) => Some((query, id)),
+        _ => None,
+    }
+}
+
 /// `START TRANSACTION READ ONLY` (alone): a transaction that may run on a replica.
 pub fn is_read_only_transaction(sql: &[u8]) -> bool {
     let mut lex = Lexer::new(sql);
@@ -487,6 +509,17 @@ mod tests {
             Some((SessionFunction::ConnectionId, "connection_id()".into()))
         );
         assert_eq!(session_function_query(b"SELECT CONNECTION_ID(), 1"), None);
+    }
+
+    #[test]
+    fn kill_statements() {
+        assert_eq!(kill_statement(b"KILL 5"), Some((false, 5)));
+        assert_eq!(kill_statement(b"kill connection 16777217;"), Some((false, 16777217)));
+        assert_eq!(kill_statement(b"KILL QUERY 7"), Some((true, 7)));
+        assert_eq!(kill_statement(b"KILL HARD QUERY 7"), Some((true, 7)));
+        assert_eq!(kill_statement(b"KILL USER bob"), None);
+        assert_eq!(kill_statement(b"KILL QUERY ID 7"), None);
+        assert_eq!(kill_statement(b"SELECT 1"), None);
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let b = self.acquire().await?;
         self.side = Some(b.key.server);
+        self.presence.backend.set(Some((b.key.server, b.thread_id)));
         self.backend = Some(b);
         self.backend_clean = true;
         self.sync_state().await
@@ -340,6 +341,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
             return;
         }
         let Some(mut b) = self.backend.take() else { return };
+        self.presence.backend.set(None);
         b.uses += 1;
         b.idle_since = Instant::now();
         if b.uses >= self.ctx.config.proxy.backend_max_uses {
@@ -356,6 +358,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
 
     /// Closes the borrowed connection (its state is unknown) and frees its pool slot.
     pub(super) fn drop_backend(&mut self) {
+        self.presence.backend.set(None);
         if let Some(b) = self.backend.take() {
             self.ctx.pool.forget(b.key.server);
             self.ctx.publish_pool();
@@ -367,6 +370,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
     /// the session left state on it) and returned; any other is closed.
     pub(super) async fn end_backend(&mut self) {
         let Some(mut b) = self.backend.take() else { return };
+        self.presence.backend.set(None);
         if !self.backend_clean {
             self.backend = Some(b);
             self.drop_backend();

@@ -50,6 +50,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await.map_err(SessionError::ClientGone)?;
             let command = self.cbuf.filled()[HEADER_LEN];
             Slot::add(&self.ctx.slot().commands, 1);
+            if self.presence.killed.get() {
+                self.send_err(reply_seq, (1927, "70100"), "Connection was killed").await;
+                return Err(SessionError::LoginRefused("killed".into()));
+            }
             match self.dispatch(command, h).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
@@ -131,6 +135,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let (false, Some(cmd)) = (h.continued(), classify::dbconnect(text)) {
             self.cbuf.consume(h.total());
             return self.dbconnect(h.seq.wrapping_add(1), cmd).await;
+        }
+        if let (false, Some((query_only, id))) = (h.continued(), classify::kill_statement(text)) {
+            self.cbuf.consume(h.total());
+            return self.kill(h.seq.wrapping_add(1), query_only, id).await;
         }
         let fx = statement::analyse(text);
         let mut class = classify::classify(text);
@@ -231,6 +239,69 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.out.clear();
         write_ok(&mut self.out, seq, 0, 0, flags);
         self.flush().await
+    }
+
+    /// `KILL [QUERY] <id>` with an id corelay handed out: acts on the backend connection
+    /// serving that session now (and, for KILL CONNECTION, ends the session before its next
+    /// command). Sessions of other shards cannot be reached: shards share nothing.
+    async fn kill(&mut self, seq: u8, query_only: bool, id: u64) -> Result<(), SessionError> {
+        let target = u32::try_from(id).ok().and_then(|i| self.ctx.session(i));
+        let Some(target) = target else {
+            let shard = id >> 24;
+            let msg = if shard as usize != self.ctx.shard {
+                format!("Unknown thread id: {id} (KILL reaches sessions of the same corelay shard only; this is shard {}, that id belongs to shard {shard})", self.ctx.shard)
+            } else {
+                format!("Unknown thread id: {id}")
+            };
+            self.send_err(seq, (1094, "HY000"), &msg).await;
+            return Ok(());
+        };
+        if !query_only {
+            target.killed.set(true);
+        }
+        let Some((server, thread)) = target.backend.get() else {
+            return self.ok_reply(seq).await;
+        };
+        if self.backend.as_ref().is_some_and(|b| b.key.server != server) {
+            let msg = "KILL: this session holds a connection to another server; finish its transaction first";
+            self.send_err(seq, (1105, "HY000"), msg).await;
+            return Ok(());
+        }
+        let primary = self.key.map(|k| k.server);
+        self.route = (Some(server) != primary).then_some(server);
+        if let Err(e) = self.ensure_backend().await {
+            self.report_acquire_error(seq, e).await;
+            return Ok(());
+        }
+        let sql = format!("KILL {}{thread}", if query_only { "QUERY " } else { "" });
+        let mut req = Vec::new();
+        let mut p = vec![cmd::QUERY];
+        p.extend_from_slice(sql.as_bytes());
+        crate::protocol::packet::write_packet(&mut req, 0, &p);
+        let result = match self.backend.as_mut() {
+            Some(b) => b.exchange(&req, &[Expect::ResultSets], &mut self.bbuf).await,
+            None => return Ok(()),
+        };
+        match result {
+            Ok(replies) => {
+                self.release_if_unpinned();
+                match replies.into_iter().next().and_then(|r| r.err) {
+                    // The connection was already gone: the session is killed all the same.
+                    Some(err) if err.code != 1094 => {
+                        let state = err.sql_state.clone();
+                        self.send_err(seq, (err.code, &state), &err.message).await;
+                        Ok(())
+                    }
+                    _ => self.ok_reply(seq).await,
+                }
+            }
+            Err(e) => {
+                self.drop_backend();
+                let msg = format!("KILL failed: {e}");
+                self.send_err(seq, code::SERVER_LOST, &msg).await;
+                Ok(())
+            }
+        }
     }
 
     /// Whether the session's cluster lets read-only transactions run on replicas.

@@ -55,13 +55,32 @@ pub struct Context<N: Connector> {
     /// Backend read buffers of sessions that hold no connection, for the next borrower:
     /// an idle session keeps none, and a busy one allocates none.
     spare_buffers: std::cell::RefCell<Vec<Buffer>>,
+    /// The shard's live sessions by connection id, for KILL.
+    sessions: std::cell::RefCell<std::collections::HashMap<u32, std::rc::Rc<Presence>>>,
     next_id: Cell<u32>,
+}
+
+/// What other sessions of the shard may see of a session: the backend connection serving
+/// it (server id, server thread id), and whether it was KILLed.
+#[derive(Debug, Default)]
+pub struct Presence {
+    pub backend: Cell<Option<(usize, u32)>>,
+    pub killed: Cell<bool>,
 }
 
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
         let pool = Pool::new(&config, status.shards());
-        Context { config, status, shard, connector, pool, spare_buffers: Default::default(), next_id: Cell::new(0) }
+        Context {
+            config,
+            status,
+            shard,
+            connector,
+            pool,
+            spare_buffers: Default::default(),
+            sessions: Default::default(),
+            next_id: Cell::new(0),
+        }
     }
 
     fn take_buffer(&self) -> Buffer {
@@ -123,10 +142,12 @@ pub enum SessionError {
     StatementFailed { addr: SocketAddr, reason: String },
 }
 
-/// Keeps the shard's gauges balanced however the session ends.
+/// Keeps the shard's gauges and session registry balanced however the session ends.
 struct Counted<'a> {
     slot: &'a Slot,
     user: Option<usize>,
+    sessions: &'a std::cell::RefCell<std::collections::HashMap<u32, std::rc::Rc<Presence>>>,
+    conn_id: u32,
 }
 
 impl Counted<'_> {
@@ -144,6 +165,7 @@ impl Counted<'_> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.set_user(None);
+        self.sessions.borrow_mut().remove(&self.conn_id);
         Slot::sub(&self.slot.client_connections, 1);
     }
 }
@@ -188,6 +210,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     vars: state::Vars,
     /// Prepared statements by the ids this session handed out.
     stmts: stmt::Statements,
+    /// This session as the shard's other sessions see it.
+    presence: std::rc::Rc<Presence>,
     counted: Counted<'a>,
 }
 
@@ -210,6 +234,9 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         return;
     }
     Slot::add(&slot.client_connections, 1);
+    let conn_id = ctx.next_connection_id();
+    let presence = std::rc::Rc::new(Presence::default());
+    ctx.sessions.borrow_mut().insert(conn_id, presence.clone());
     let mut s = Session {
         ctx,
         client,
@@ -217,7 +244,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         cbuf: Buffer::new(),
         bbuf: Buffer::new(),
         out: Vec::new(),
-        conn_id: ctx.next_connection_id(),
+        conn_id,
         scramble: crate::protocol::auth::new_scramble(),
         caps: 0,
         charset: 0,
@@ -235,7 +262,8 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         schema: None,
         vars: state::Vars::default(),
         stmts: stmt::Statements::default(),
-        counted: Counted { slot, user: None },
+        presence,
+        counted: Counted { slot, user: None, sessions: &ctx.sessions, conn_id },
     };
     let result = match s.login().await {
         Ok(()) => s.command_loop().await,
@@ -261,6 +289,13 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         }
     }
     s.end_backend().await;
+}
+
+impl<N: Connector> Context<N> {
+    /// A live session of this shard by connection id.
+    pub fn session(&self, id: u32) -> Option<std::rc::Rc<Presence>> {
+        self.sessions.borrow().get(&id).cloned()
+    }
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
