@@ -43,22 +43,10 @@ pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
     finish_packet(out, at, seq);
 }
 
-/// Appends a text result set of one BIGINT UNSIGNED column named `name` and one row
-/// holding `value`, as the server would send it. Returns the next sequence id.
+/// Appends a result set of one BIGINT UNSIGNED column named `name` and one row holding
+/// `value`, as the server would send it: binary protocol (the reply to COM_STMT_EXECUTE)
+/// when `binary`, text otherwise. Returns the next sequence id.
 pub fn write_single_u64(
-    out: &mut Vec<u8>,
-    seq: u8,
-    name: &str,
-    value: u64,
-    deprecate_eof: bool,
-    status_flags: u16,
-) -> u8 {
-    write_single_u64_as(out, seq, name, value, deprecate_eof, status_flags, false)
-}
-
-/// [`write_single_u64`] for the binary protocol (the reply to COM_STMT_EXECUTE) when
-/// `binary`, the text protocol otherwise.
-pub fn write_single_u64_as(
     out: &mut Vec<u8>,
     seq: u8,
     name: &str,
@@ -732,14 +720,14 @@ mod tests {
     fn proxy_made_result_sets_are_well_formed() {
         for deprecate in [false, true] {
             let mut out = Vec::new();
-            let next = write_single_u64(&mut out, 1, "LAST_INSERT_ID()", 42, deprecate, status::AUTOCOMMIT);
+            let next = write_single_u64(&mut out, 1, "LAST_INSERT_ID()", 42, deprecate, status::AUTOCOMMIT, false);
             assert_eq!(next, if deprecate { 5 } else { 6 });
             let mut s = Scanner::new(Expect::ResultSets, deprecate);
             assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done), "deprecate_eof = {deprecate}");
             assert_eq!(s.status, status::AUTOCOMMIT);
             assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
             let mut out = Vec::new();
-            write_single_u64_as(&mut out, 1, "id", 42, deprecate, 0, true);
+            write_single_u64(&mut out, 1, "id", 42, deprecate, 0, true);
             let mut s = Scanner::new(Expect::ResultSets, deprecate);
             assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
             assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");

@@ -334,7 +334,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             classify::SessionFunction::LastInsertId => self.last_insert_id,
             classify::SessionFunction::ConnectionId => u64::from(self.conn_id),
         };
-        crate::protocol::response::write_single_u64_as(&mut self.out, seq, name, value, deprecate, flags, binary);
+        crate::protocol::response::write_single_u64(&mut self.out, seq, name, value, deprecate, flags, binary);
         self.flush().await
     }
 
