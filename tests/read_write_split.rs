@@ -168,3 +168,32 @@ fn lagging_replica_gets_no_reads_until_it_catches_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
+    let db = shared_mariadb();
+    let dead_replica = format!("127.0.0.1:{}", free_port());
+    let cfg = config_for(db.addr(), &[TestUser::default()], "pool_wait_timeout_ms = 300")
+        .replace(
+            "connect_timeout_ms = 1000",
+            "connect_timeout_ms = 1000\nmax_connections = 2\nreserved_primary_connections = 1",
+        )
+        .replace(
+            "[[db_user]]",
+            &format!("[[cluster.server]]\naddress = \"{dead_replica}\"\nrole = \"replica\"\n\n[[db_user]]"),
+        );
+    let c = Corelay::start(&cfg, "thread", 1);
+    // (The mysql crate reads a few variables when it connects: connect both first.)
+    let mut reader = c.connect("app", "app_pw").unwrap();
+    let mut holder = c.connect("app", "app_pw").unwrap();
+    holder.query_drop("START TRANSACTION").unwrap();
+    // The replica is down; the read falls back to the primary, whose last connection is
+    // reserved for writes.
+    let e = reader.query_drop("SELECT 1").unwrap_err();
+    assert_eq!(err_code(&e), Some(1040), "{e}");
+    // A write may use it.
+    reader.query_drop("CREATE TABLE IF NOT EXISTS reserved_t (id INT)").unwrap();
+    holder.query_drop("COMMIT").unwrap();
+    let one: Option<i64> = reader.query_first("SELECT 1").unwrap();
+    assert_eq!(one, Some(1));
+}

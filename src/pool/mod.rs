@@ -90,10 +90,17 @@ impl<T> Pool<T> {
     }
 
     /// Asks for a connection for `key`.
-    pub fn take(&self, key: &Key) -> Take<T> {
+    ///
+    /// `reserved`: connections of this shard's share that this borrower may not use (reads
+    /// falling back to the primary leave its last `reserved_primary_connections` to writes).
+    pub fn take(&self, key: &Key, reserved: usize) -> Take<T> {
         let mut servers = self.servers.borrow_mut();
         let Some(sp) = servers.get_mut(key.server) else { return Take::Full };
         sp.warm_key = Some(*key);
+        let busy = sp.open - sp.idle.len();
+        if reserved > 0 && busy + reserved >= sp.limit {
+            return Take::Full;
+        }
         if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key) {
             return Take::Idle(sp.idle.remove(i));
         }

@@ -14,6 +14,15 @@ pub fn target(config: &Config, user: usize) -> &Server {
     config.clusters[db_user.cluster].primary()
 }
 
+/// Where [`pick`] sends a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    pub server: usize,
+    /// A read that wanted a replica and got the primary: it may not use the primary's
+    /// `reserved_primary_connections`.
+    pub fallback: bool,
+}
+
 /// Chooses the server for one statement of a session that holds no connection.
 ///
 /// Order: a hint wins; then writes, and reads within the cluster's read-your-writes window
@@ -28,7 +37,7 @@ pub fn pick(
     recent_write: bool,
     load: impl Fn(usize) -> u64,
     usable: impl Fn(usize) -> bool,
-) -> usize {
+) -> Pick {
     let primary = cluster.primary().id;
     let replica_wanted = match hint {
         Some(Hint::Primary) => false,
@@ -36,7 +45,7 @@ pub fn pick(
         None => class == Class::Read && !recent_write,
     };
     if !replica_wanted {
-        return primary;
+        return Pick { server: primary, fallback: false };
     }
     let replicas = || cluster.servers.iter().filter(|s| s.role == Role::Replica && usable(s.id));
     let all_zero = replicas().all(|s| s.weight == 0);
@@ -44,7 +53,7 @@ pub fn pick(
     replicas()
         .filter(|s| weight(s) > 0)
         .min_by_key(|s| (u128::from(load(s.id)) << 32) / u128::from(weight(s)))
-        .map_or(primary, |s| s.id)
+        .map_or(Pick { server: primary, fallback: true }, |s| Pick { server: s.id, fallback: false })
 }
 
 #[cfg(test)]
@@ -81,29 +90,29 @@ db_user = "d"
     fn routing_order() {
         let c = cluster();
         let idle = |_| 0u64;
-        assert_eq!(pick(&c, Class::Write, None, false, idle, |_| true), 0);
-        assert_eq!(pick(&c, Class::Read, None, true, idle, |_| true), 0, "read-your-writes");
-        assert_ne!(pick(&c, Class::Read, None, false, idle, |_| true), 0);
-        assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle, |_| true), 0);
-        assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle, |_| true), 0);
+        assert_eq!(pick(&c, Class::Write, None, false, idle, |_| true).server, 0);
+        assert_eq!(pick(&c, Class::Read, None, true, idle, |_| true).server, 0, "read-your-writes");
+        assert_ne!(pick(&c, Class::Read, None, false, idle, |_| true).server, 0);
+        assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle, |_| true).server, 0);
+        assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle, |_| true).server, 0);
     }
 
     #[test]
     fn least_connections_per_weight() {
         let c = cluster();
         // 2 connections on weight 1 vs 3 on weight 3: the heavier one is less loaded.
-        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 2, 3][id], |_| true), 2);
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 2, 3][id], |_| true).server, 2);
         // 1 vs 6: 1/1 < 6/3.
-        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 1, 6][id], |_| true), 1);
+        assert_eq!(pick(&c, Class::Read, None, false, |id| [0, 1, 6][id], |_| true).server, 1);
         // Counting picks splits reads 1:3.
         let mut picks = [0u64; 3];
         for _ in 0..400 {
-            let s = pick(&c, Class::Read, None, false, |id| picks[id], |_| true);
+            let s = pick(&c, Class::Read, None, false, |id| picks[id], |_| true).server;
             picks[s] += 1;
         }
         assert_eq!(picks, [0, 100, 300]);
         // An unusable replica gets nothing; with none usable, the primary.
-        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |id| id != 2), 1);
-        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |_| false), 0);
+        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |id| id != 2).server, 1);
+        assert_eq!(pick(&c, Class::Read, None, false, |_| 0, |_| false), Pick { server: 0, fallback: true });
     }
 }

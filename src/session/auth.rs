@@ -168,6 +168,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.key = Some(self.key_for(user, charset));
         self.route = None;
         self.side = None;
+        self.fallback_read = false;
         self.schema = database;
         self.reset_session_state();
         if let Err(e) = self.ensure_backend().await {

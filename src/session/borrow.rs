@@ -97,14 +97,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let recent_write = self.last_write.is_some_and(|t| t.elapsed() < window);
         let pool = &self.ctx.pool;
         let status = &self.ctx.status;
-        let server =
-            crate::router::pick(cluster, class, hint, recent_write, |id| pool.picks(id), |id| status.usable(id));
-        pool.picked(server);
-        self.route = (server != key.server).then_some(server);
+        let pick = crate::router::pick(cluster, class, hint, recent_write, |id| pool.picks(id), |id| status.usable(id));
+        pool.picked(pick.server);
+        self.route = (pick.server != key.server).then_some(pick.server);
+        self.fallback_read = pick.fallback;
     }
 
     /// Commands that are not statements stay on the session's current side.
     pub(super) fn route_to_side(&mut self) {
+        self.fallback_read = false;
         if self.backend.is_none() {
             self.route = self.side.filter(|s| Some(*s) != self.key.map(|k| k.server));
         }
@@ -117,6 +118,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             Err(e) if self.route.is_some() => {
                 tracing::debug!("replica unavailable ({e:?}); using the primary");
                 self.route = None;
+                self.fallback_read = true;
                 self.ensure_backend().await
             }
             r => r,
@@ -140,7 +142,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let deadline = Instant::now() + wait;
         let ping_after = Duration::from_millis(p.ping_after_idle_ms);
         loop {
-            match ctx.pool.take(&key) {
+            let reserved = if self.fallback_read && self.route.is_none() {
+                let primary = ctx.config.servers().nth(key.server);
+                primary.map_or(0, |s| (s.reserved_primary_connections as usize).div_ceil(ctx.status.shards().max(1)))
+            } else {
+                0
+            };
+            match ctx.pool.take(&key, reserved) {
                 Take::Idle(mut b) => {
                     if b.stream.peer_closed() {
                         // Killed or timed out on the server while idle: discard silently.

@@ -192,6 +192,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     side: Option<usize>,
     /// The last non-zero insert id the server reported to this session.
     last_insert_id: u64,
+    /// The next borrow is a read that wanted a replica but goes to the primary.
+    fallback_read: bool,
     /// When this session's last write finished (read-your-writes).
     last_write: Option<std::time::Instant>,
     /// The borrowed connection, if any: during a command, or while pinned.
@@ -253,6 +255,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         route: None,
         side: None,
         last_write: None,
+        fallback_read: false,
         last_insert_id: 0,
         backend: None,
         backend_clean: true,
