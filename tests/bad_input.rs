@@ -244,3 +244,22 @@ fn backend_dying_mid_query_gets_2013() {
     assert_eq!(code, 2003, "{msg}");
     assert_alive(&mut other);
 }
+
+#[test]
+fn transaction_on_a_dying_server_gets_an_error_and_the_session_goes_on() {
+    let mut doomed = MariaDb::start();
+    let c = Corelay::start(&two_cluster_config(shared_mariadb().addr(), doomed.addr(), ""), "thread", 2);
+    let mut other = c.connect("app", "app_pw").unwrap();
+    let mut conn = c.connect("b_app", "app_pw").unwrap();
+    conn.query_drop("CREATE TABLE IF NOT EXISTS tx_dies (id INT)").unwrap();
+    conn.query_drop("START TRANSACTION").unwrap();
+    conn.query_drop("INSERT INTO tx_dies VALUES (1)").unwrap();
+    doomed.kill();
+    let e = conn.query_drop("INSERT INTO tx_dies VALUES (2)").unwrap_err();
+    assert_eq!(err_code(&e), Some(2013), "{e}");
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    // Still connected: the next statement gets its own clear error while the server is down.
+    let e = conn.query_drop("SELECT 1").unwrap_err();
+    assert_eq!(err_code(&e), Some(2003), "{e}");
+    assert_alive(&mut other);
+}

@@ -678,10 +678,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    /// The borrowed connection failed mid-command. The client gets an error (unless it is
-    /// in the middle of a packet, where only closing is clear). A session that held
-    /// state on that connection (a transaction, variables, locks) has lost it and is
-    /// closed; any other session carries on with another connection next time.
+    /// The borrowed connection failed mid-command. The client gets 2013 saying what was
+    /// lost, and the session goes on with another connection next time: whatever lived on
+    /// the dead connection (an open transaction, temporary tables, user variables, locks,
+    /// cursors) is gone, which the message says, and the session's pins are cleared. Only a
+    /// client in the middle of a packet cannot be told: it is disconnected.
     async fn backend_lost<T>(
         &mut self,
         seq: u8,
@@ -690,20 +691,24 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         at_boundary: bool,
     ) -> Result<T, SessionError> {
         self.drop_backend();
-        let pinned = self.pins != 0 || self.locks > 0;
-        if at_boundary {
-            let msg = if pinned {
-                format!("Lost connection to db server {addr} during query ({reason}); the session's transaction or state on it is gone, corelay closed this session")
-            } else {
-                format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run, this session can go on")
-            };
-            self.send_err(seq, code::SERVER_LOST, &msg).await;
+        if !at_boundary {
+            return Err(SessionError::BackendLost { addr, reason });
         }
-        if at_boundary && !pinned {
-            // Keep the session: report the statement as failed and go on.
-            return Err(SessionError::StatementFailed { addr, reason });
-        }
-        Err(SessionError::BackendLost { addr, reason })
+        let held = pin::names(self.pins & !pin::DBCONNECT);
+        let msg = if held.is_empty() && self.locks == 0 {
+            format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run")
+        } else {
+            format!(
+                "Lost connection to db server {addr} during query ({reason}); what lived on that connection is gone \
+(the open transaction was rolled back; {}); this session can go on",
+                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
+            )
+        };
+        self.send_err(seq, code::SERVER_LOST, &msg).await;
+        self.pins &= pin::DBCONNECT;
+        self.locks = 0;
+        self.stmts.cursor = None;
+        Err(SessionError::StatementFailed { addr, reason })
     }
 }
 
