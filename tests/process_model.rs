@@ -14,7 +14,15 @@ fn corelay() -> Command {
 #[test]
 fn fork_mode_respawns_a_killed_shard_within_a_second() {
     let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), "fork", 2);
-    let shards = c.shard_pids();
+    // /proc's children list is read without stopping the process: poll it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let shards = loop {
+        let pids = c.shard_pids();
+        if pids.len() == 2 || Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(shards.len(), 2, "two forked shards: {shards:?}");
     let mut survivor = c.connect("app", "app_pw").unwrap();
     let victim = shards[0];
