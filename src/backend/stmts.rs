@@ -7,10 +7,6 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Most statements kept prepared per connection; beyond it the least recently used is
-/// closed on the server.
-pub const MAX_PER_CONNECTION: usize = 256;
-
 #[derive(Debug, Clone)]
 pub struct CachedStmt {
     pub sql: Rc<[u8]>,
@@ -41,15 +37,15 @@ impl StmtCache {
         Some(s)
     }
 
-    /// Records a statement; returns the server id of one to close, if the cache was full
-    /// or the same text was prepared again.
-    pub fn insert(&mut self, hash: u64, sql: Rc<[u8]>, schema: Option<Rc<str>>, id: u32) -> Option<u32> {
+    /// Records a statement; returns the server id of one to close, if the cache holds more
+    /// than `cap` (least recently used first) or the same text was prepared again.
+    pub fn insert(&mut self, hash: u64, sql: Rc<[u8]>, schema: Option<Rc<str>>, id: u32, cap: usize) -> Option<u32> {
         self.clock += 1;
         let entry = CachedStmt { sql, schema, id, types_sent: false, last_used: self.clock };
         if let Some(old) = self.map.insert(hash, entry) {
             return Some(old.id);
         }
-        if self.map.len() > MAX_PER_CONNECTION {
+        if self.map.len() > cap.max(1) {
             let oldest = self.map.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k)?;
             return self.map.remove(&oldest).map(|s| s.id);
         }
@@ -66,5 +62,28 @@ impl StmtCache {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_recently_used_statement_is_closed_beyond_the_cap() {
+        let mut c = StmtCache::default();
+        let sql = |s: &str| -> Rc<[u8]> { Rc::from(s.as_bytes()) };
+        assert_eq!(c.insert(1, sql("a"), None, 10, 2), None);
+        assert_eq!(c.insert(2, sql("b"), None, 20, 2), None);
+        // Use "a" so that "b" is the least recently used.
+        assert_eq!(c.get(1, b"a", None).map(|s| s.id), Some(10));
+        assert_eq!(c.insert(3, sql("c"), None, 30, 2), Some(20));
+        assert!(c.get(2, b"b", None).is_none());
+        // Same text prepared again: the old server id is to be closed.
+        assert_eq!(c.insert(1, sql("a"), None, 11, 2), Some(10));
+        // A different text or schema under the same hash is not a hit.
+        assert!(c.get(1, b"x", None).is_none());
+        assert!(c.get(1, b"a", Some("db")).is_none());
+        assert_eq!(c.len(), 2);
     }
 }

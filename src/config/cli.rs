@@ -93,6 +93,9 @@ pub struct Overrides {
     /// Ping a pooled connection idle longer than this before lending it, ms (proxy.ping_after_idle_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub ping_after_idle_ms: Option<u64>,
+    /// Statements kept prepared per backend connection (proxy.max_prepared_per_connection).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_prepared_per_connection: Option<usize>,
     /// glommio io_memory per shard, KiB (proxy.io_memory_kib).
     #[arg(long, global = true, value_name = "KIB")]
     pub io_memory_kib: Option<usize>,
@@ -133,6 +136,7 @@ impl Overrides {
             server_idle_timeout_s,
             backend_max_uses,
             ping_after_idle_ms,
+            max_prepared_per_connection,
             io_memory_kib,
             ring_depth,
             spin_before_park_us,

@@ -179,6 +179,9 @@ impl Config {
         if p.pool_wait_timeout_ms == 0 {
             return Err(bad("proxy.pool_wait_timeout_ms".into(), "must be at least 1".into()));
         }
+        if p.max_prepared_per_connection == 0 {
+            return Err(bad("proxy.max_prepared_per_connection".into(), "must be at least 1".into()));
+        }
         if p.backend_max_uses == 0 {
             return Err(bad("proxy.backend_max_uses".into(), "must be at least 1".into()));
         }

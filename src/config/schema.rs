@@ -81,6 +81,8 @@ pub struct Proxy {
     pub backend_max_uses: u64,
     /// A pooled connection idle longer than this is pinged before it is lent.
     pub ping_after_idle_ms: u64,
+    /// Statements kept prepared per backend connection (least recently used closed first).
+    pub max_prepared_per_connection: usize,
     /// Server version string announced to clients.
     pub server_version: String,
     /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
@@ -116,6 +118,7 @@ impl Default for Proxy {
             server_idle_timeout_s: 600,
             backend_max_uses: 100_000,
             ping_after_idle_ms: 30_000,
+            max_prepared_per_connection: 256,
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,

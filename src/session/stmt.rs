@@ -85,11 +85,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         write_packet(&mut out, seq, &payload);
         self.send_to_backend(&out, seq).await?;
         let (scanner, prepared) = self.relay_response(Expect::Prepare, seq, Some(id)).await?;
+        let cap = self.config().proxy.max_prepared_per_connection;
         if scanner.error.is_none() {
             if let (Some((backend_id, params)), Some(b)) = (prepared, self.backend.as_mut()) {
                 let schema: Option<Rc<str>> = self.schema.as_deref().map(Rc::from);
                 let hash = stmt_hash(schema.as_deref(), &sql);
-                if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id) {
+                if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, cap) {
                     close_on_backend(b, old).await;
                 }
                 let session_function = session_function_query(&sql);
@@ -103,6 +104,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Makes sure statement `id` is prepared on the borrowed connection; returns the
     /// server's id for it, or the error to give the client.
     async fn prepared_on_backend(&mut self, id: u32) -> Result<Result<u32, ErrPacket>, SessionError> {
+        let cap = self.config().proxy.max_prepared_per_connection;
         let Some(st) = self.stmts.map.get(&id) else { unreachable!("callers check the id") };
         let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
         let Some(b) = self.backend.as_mut() else { return Ok(Err(no_conn())) };
@@ -129,7 +131,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(Err(no_conn()));
         }
         let backend_id = le_u32(&reply.first[1..5]);
-        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id) {
+        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id, cap) {
             close_on_backend(b, old).await;
         }
         Ok(Ok(backend_id))
