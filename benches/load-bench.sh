@@ -3,7 +3,7 @@
 # mode), in one run, alternating the order of the three targets on every repetition.
 #
 #   benches/load-bench.sh [--reps N] [--time SECONDS] [--tables N] [--rows N]
-#                         [--workers N] [--mode thread|fork] [--out FILE]
+#                         [--workers N] [--mode thread|fork] [--replica] [--out FILE]
 #
 # Cells: oltp_point_select and oltp_read_only, prepared (--db-ps-mode=auto) and text
 # (--db-ps-mode=disable), 8 and 64 client threads. For each cell and target it prints the
@@ -11,9 +11,11 @@
 # repetitions, and the ratios corelay/direct and corelay/haproxy. Everything runs on this
 # machine: a throwaway MariaDB datadir, a release corelay, HAProxy; all are stopped at the
 # end. Needs mariadb-server, sysbench, haproxy (see .ci/run for the packages).
+# With --replica, a second MariaDB replicates from the first (binlog) and corelay has it as
+# a replica of its cluster: corelay's reads go there, direct and HAProxy use the primary.
 set -euo pipefail
 
-REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT=""
+REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --rows) ROWS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --mode) MODE=$2; shift 2 ;;
+    --replica) REPLICA=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -53,17 +56,46 @@ user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
 echo "# starting MariaDB on $DB_PORT (datadir $work/data)" >&2
 mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/data" --auth-root-authentication-method=normal \
   --skip-test-db --innodb-log-file-size=64M >"$work/install.log" 2>&1
+binlog=(--skip-log-bin)
+if [ "$REPLICA" = 1 ]; then
+  cp -a "$work/data" "$work/rdata"
+  binlog=(--log-bin=mysql-bin --server-id=1 --binlog-format=ROW)
+fi
 mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/data" --port="$DB_PORT" --socket="$work/sock" \
-  --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --performance-schema=OFF --max-connections=4000 \
+  --bind-address=127.0.0.1 --skip-name-resolve "${binlog[@]}" --performance-schema=OFF --max-connections=4000 \
   --innodb-buffer-pool-size=512M --innodb-log-file-size=64M --innodb-flush-log-at-trx-commit=2 >"$work/mariadb.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do mariadb --no-defaults -uroot -S "$work/sock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+REPLICA_SERVER=""
+if [ "$REPLICA" = 1 ]; then
+  R_PORT=$(free_port)
+  echo "# starting a replica on $R_PORT" >&2
+  mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/rdata" --port="$R_PORT" --socket="$work/rsock" \
+    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --server-id=2 --performance-schema=OFF \
+    --max-connections=4000 --innodb-buffer-pool-size=512M --innodb-log-file-size=64M \
+    --innodb-flush-log-at-trx-commit=2 >"$work/replica.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do mariadb --no-defaults -uroot -S "$work/rsock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  first=$(mariadb --no-defaults -uroot -S "$work/sock" -N -e "SHOW BINARY LOGS" | head -1 | cut -f1)
+  mariadb --no-defaults -uroot -S "$work/rsock" -e "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$DB_PORT, \
+    MASTER_USER='root', MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE"
+  REPLICA_SERVER=$(printf '[[cluster.server]]\naddress = "127.0.0.1:%s"\nrole = "replica"\nmax_connections = 4000\n' "$R_PORT")
+fi
 mariadb --no-defaults -uroot -S "$work/sock" -e "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
 
 SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb
            --tables="$TABLES" --table-size="$ROWS")
 echo "# preparing $TABLES tables x $ROWS rows" >&2
 sysbench oltp_read_only "${SB_COMMON[@]}" --mysql-port="$DB_PORT" --threads=4 prepare >"$work/prepare.log" 2>&1
+if [ "$REPLICA" = 1 ]; then
+  # Wait until the replica has every row.
+  want=$(mariadb --no-defaults -uroot -S "$work/sock" -N -e "SELECT COUNT(*) FROM sb.sbtest$TABLES")
+  for _ in $(seq 300); do
+    got=$(mariadb --no-defaults -uroot -S "$work/rsock" -N -e "SELECT COUNT(*) FROM sb.sbtest$TABLES" 2>/dev/null || echo 0)
+    [ "$got" = "$want" ] && break
+    sleep 0.2
+  done
+fi
 
 cat >"$work/corelay.toml" <<TOML
 [proxy]
@@ -80,6 +112,7 @@ name = "bench"
 address = "127.0.0.1:$DB_PORT"
 role = "primary"
 max_connections = 4000
+$REPLICA_SERVER
 
 [[db_user]]
 name = "sb"
@@ -178,7 +211,8 @@ if [ -n "$OUT" ]; then
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
     echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
-    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE\`"
+    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')\`"
+    [ "$REPLICA" = 1 ] && echo "corelay's cluster has a replica (binlog replication from the primary): its reads go to the replica; direct and HAProxy use the primary."
     echo "Everything (MariaDB, corelay, HAProxy, sysbench) shares the same CPUs: compare ratios, not absolute numbers."
     echo
     echo "$report"
