@@ -362,6 +362,11 @@ impl Config {
         })
     }
 
+    /// The server with this id.
+    pub fn server(&self, id: usize) -> Option<&Server> {
+        self.servers().nth(id)
+    }
+
     /// Every server of every cluster, in id order.
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
         self.clusters.iter().flat_map(|c| c.servers.iter())

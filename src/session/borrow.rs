@@ -16,7 +16,7 @@ use crate::router::classify::{Class, Hint};
 /// logged in to the db user's default schema, and puts it in the pool.
 pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
     let config = &ctx.config;
-    let (Some(server), Some(db_user)) = (config.servers().nth(key.server), config.db_users.get(key.db_user)) else {
+    let (Some(server), Some(db_user)) = (config.server(key.server), config.db_users.get(key.db_user)) else {
         ctx.pool.forget(key.server);
         return;
     };
@@ -143,7 +143,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let ping_after = Duration::from_millis(p.ping_after_idle_ms);
         loop {
             let reserved = if self.fallback_read && self.route.is_none() {
-                let primary = ctx.config.servers().nth(key.server);
+                let primary = ctx.config.server(key.server);
                 primary.map_or(0, |s| (s.reserved_primary_connections as usize).div_ceil(ctx.status.shards().max(1)))
             } else {
                 0
@@ -169,7 +169,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     return Ok(b);
                 }
                 Take::Down(until) => {
-                    let server = ctx.config.servers().nth(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                    let server = ctx.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
                     let seconds = until.saturating_duration_since(Instant::now()).as_secs().max(1);
                     return Err(AcquireError::Down { server, seconds });
                 }
@@ -193,8 +193,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         )
                         .await;
                     if !woken {
-                        let server =
-                            ctx.config.servers().nth(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                        let server = ctx.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
                         let (limit, _, _) = ctx.pool.stats(key.server);
                         return Err(AcquireError::Timeout { server, waited: wait, limit });
                     }
@@ -208,7 +207,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let ctx = self.ctx;
         let config = &ctx.config;
         let db_user = &config.db_users[key.db_user];
-        let server = match config.servers().nth(key.server) {
+        let server = match config.server(key.server) {
             Some(s) => s,
             None => {
                 return Err(AcquireError::Connect(BackendError::Plugin {

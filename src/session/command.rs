@@ -79,17 +79,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             cmd::PING if self.backend.is_none() => {
                 // Nothing to ask a server: the proxy is alive and so is the session.
                 self.read_local_packet(reply_seq).await?;
-                self.out.clear();
-                write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
-                self.flush().await?;
+                self.ok_reply(reply_seq).await?;
             }
             cmd::RESET_CONNECTION if self.backend.is_none() => {
                 // No connection holds anything of this session: reset what it recorded.
                 self.read_local_packet(reply_seq).await?;
                 self.reset_session_state();
-                self.out.clear();
-                write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
-                self.flush().await?;
+                self.ok_reply(reply_seq).await?;
             }
             cmd::PING | cmd::STATISTICS | cmd::RESET_CONNECTION => self.simple(h, Expect::Single).await?,
             cmd::FIELD_LIST => self.simple(h, Expect::FieldList).await?,
@@ -234,8 +230,22 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.ok_reply(seq).await
     }
 
-    async fn ok_reply(&mut self, seq: u8) -> Result<(), SessionError> {
-        let flags = if self.pins & pin::AUTOCOMMIT_OFF == 0 { status::AUTOCOMMIT } else { 0 };
+    /// Status flags for a reply corelay makes itself: the session's autocommit and
+    /// transaction state as the server last reported them.
+    fn session_status(&self) -> u16 {
+        let mut flags = 0;
+        if self.pins & pin::AUTOCOMMIT_OFF == 0 {
+            flags |= status::AUTOCOMMIT;
+        }
+        if self.pins & pin::TRANSACTION != 0 {
+            flags |= status::IN_TRANS;
+        }
+        flags
+    }
+
+    /// An OK packet corelay answers itself.
+    pub(super) async fn ok_reply(&mut self, seq: u8) -> Result<(), SessionError> {
+        let flags = self.session_status();
         self.out.clear();
         write_ok(&mut self.out, seq, 0, 0, flags);
         self.flush().await
@@ -321,13 +331,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         name: &str,
         binary: bool,
     ) -> Result<(), SessionError> {
-        let mut flags = 0;
-        if self.pins & pin::AUTOCOMMIT_OFF == 0 {
-            flags |= status::AUTOCOMMIT;
-        }
-        if self.pins & pin::TRANSACTION != 0 {
-            flags |= status::IN_TRANS;
-        }
+        let flags = self.session_status();
         let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
         self.out.clear();
         let value = match function {

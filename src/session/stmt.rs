@@ -298,9 +298,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if command == cmd::STMT_FETCH {
                 self.send_err(reply_seq, (1421, "HY000"), &format!("The statement ({id}) has no open cursor.")).await;
             } else {
-                self.out.clear();
-                crate::protocol::response::write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT);
-                self.flush().await?;
+                self.ok_reply(reply_seq).await?;
             }
             return Ok(());
         }
