@@ -2,10 +2,13 @@
 //! shard routes by the same view without each one polling every server.
 //!
 //! The master stays single-threaded (fork mode needs that), so checks are plain blocking
-//! socket calls with short timeouts, run between signal polls: per replica, a kept-open
-//! login as the cluster's first db user and `SHOW SLAVE STATUS` for the lag.
+//! socket calls with short timeouts, run between signal polls: per server, a kept-open
+//! login as the cluster's first db user, `SHOW VARIABLES LIKE 'read_only'` and, on
+//! replicas, `SHOW SLAVE STATUS` for the lag (neither counts as a `Com_select`).
 //! A replica that cannot be reached, or lags more than `max_replication_lag_s` (or does
 //! not know its lag because replication is stopped), gets no reads until it is healthy.
+//! A primary's state (reachable, read-only) is published for the admin surfaces and logged
+//! when it changes; writes go to it whatever it is, so clients see the server's own error.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -39,8 +42,7 @@ impl Checker {
             }
             self.due.insert(ci, now + Duration::from_millis(cluster.health_interval_ms));
             let Some(db_user) = config.db_users.iter().find(|d| d.cluster == ci) else { continue };
-            // Only replicas' health changes routing in this version.
-            for server in cluster.servers.iter().filter(|s| s.role == Role::Replica) {
+            for server in &cluster.servers {
                 let result = self.check(server, &db_user.name, &db_user.password);
                 let Some(h) = status.server_health(server.id) else { continue };
                 let (state, lag) = match result {
@@ -51,7 +53,11 @@ impl Checker {
                         self.conns.remove(&server.id);
                         (health::DOWN, u64::MAX)
                     }
-                    Ok(lag) => {
+                    Ok((lag, read_only)) => {
+                        let was = h.read_only.swap(u32::from(read_only), Relaxed);
+                        if server.role == Role::Primary && read_only && was == 0 {
+                            tracing::warn!(server = %server.address, "the primary is read_only: writes will fail until it is writable");
+                        }
                         let late = lag.is_none_or(|l| l > cluster.max_replication_lag_s);
                         if server.role == Role::Replica && late {
                             if h.state.load(Relaxed) != health::LAGGING {
@@ -73,15 +79,17 @@ impl Checker {
     }
 
     /// One server: its replication lag in seconds (Some(0) for a primary or a server that
-    /// does not replicate; None when replication is stopped or the lag is unknown).
-    fn check(&mut self, server: &Server, user: &str, password: &str) -> Result<Option<u64>, String> {
+    /// does not replicate; None when replication is stopped or the lag is unknown), and
+    /// whether it is read_only.
+    fn check(&mut self, server: &Server, user: &str, password: &str) -> Result<(Option<u64>, bool), String> {
         let s = match self.conns.entry(server.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(login(server, user, password)?),
         };
+        let (_, rows) = query(s, "SHOW VARIABLES LIKE 'read_only'")?;
+        let read_only = rows.first().and_then(|r| r.get(1).cloned().flatten()).is_some_and(|v| v == "ON");
         if server.role == Role::Primary {
-            query(s, "SELECT 1")?;
-            return Ok(Some(0));
+            return Ok((Some(0), read_only));
         }
         let (names, rows) = match query(s, "SHOW SLAVE STATUS") {
             // Without REPLICATION CLIENT / SLAVE MONITOR the lag cannot be read: the replica
@@ -90,13 +98,13 @@ impl Checker {
                 if self.warned.insert(server.id) {
                     tracing::warn!(server = %server.address, "health check cannot read the replication lag ({e}); grant the db user REPLICATION CLIENT (SLAVE MONITOR)");
                 }
-                return Ok(Some(0));
+                return Ok((Some(0), read_only));
             }
             other => other?,
         };
-        let Some(row) = rows.first() else { return Ok(Some(0)) };
+        let Some(row) = rows.first() else { return Ok((Some(0), read_only)) };
         let col = names.iter().position(|n| n == "Seconds_Behind_Master").ok_or("no Seconds_Behind_Master column")?;
-        Ok(row.get(col).cloned().flatten().and_then(|v| v.parse().ok()))
+        Ok((row.get(col).cloned().flatten().and_then(|v| v.parse().ok()), read_only))
     }
 }
 
