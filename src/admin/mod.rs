@@ -1,5 +1,109 @@
 //! Operator surfaces: in-band status queries (`checkproxystatus`), the admin port and
-//! `/metrics`. They read the status region; they never take part in the query path.
+//! `/metrics`. They only read the status region (and, for PAUSE/RESUME/RELOAD/SHUTDOWN,
+//! set a flag in its header or signal the master); they never take part in the query path,
+//! so any shard can answer them for all shards.
 //!
-//! This version exposes the status region itself ([`crate::status`]); the query surfaces
-//! are built on it next.
+//! Admin commands are one file each under [`commands`], behind the small [`Command`]
+//! trait; [`run`] finds the one a statement names.
+
+pub mod commands;
+pub mod metrics;
+pub mod proxystatus;
+pub mod session;
+
+use crate::config::Config;
+use crate::protocol::resultset::ResultSet;
+use crate::status::StatusRegion;
+
+/// What an admin command needs: the running configuration and the status region.
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub status: &'a StatusRegion,
+}
+
+/// What an admin command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Rows(ResultSet),
+    /// OK, with an info message.
+    Ok(String),
+    /// ERR: code, SQLSTATE, message.
+    Err(u16, &'static str, String),
+}
+
+/// One admin command.
+pub trait Command: Sync {
+    /// The words that name it, upper case (`["SHOW", "SHARDS"]`).
+    fn words(&self) -> &'static [&'static str];
+    /// One line for `SHOW COMMANDS` and error messages.
+    fn help(&self) -> &'static str;
+    /// Runs it; `args` are the words after its name.
+    fn run(&self, view: &View, args: &[String]) -> Reply;
+}
+
+/// Splits an admin statement into upper-cased words (a trailing `;` and surrounding
+/// whitespace are ignored).
+pub fn words(sql: &str) -> Vec<String> {
+    sql.trim().trim_end_matches(';').split_whitespace().map(|w| w.to_ascii_uppercase()).collect()
+}
+
+/// Runs the admin statement `sql`.
+pub fn run(view: &View, sql: &str) -> Reply {
+    let w = words(sql);
+    let found = commands::ALL
+        .iter()
+        .filter(|c| c.words().len() <= w.len() && c.words().iter().zip(&w).all(|(a, b)| a == b))
+        .max_by_key(|c| c.words().len());
+    match found {
+        Some(c) => c.run(view, &w[c.words().len()..]),
+        None => {
+            let known: Vec<String> = commands::ALL.iter().map(|c| c.words().join(" ")).collect();
+            Reply::Err(
+                1064,
+                "42000",
+                format!("Unknown admin command {:?}; corelay's admin port knows: {}", sql.trim(), known.join(", ")),
+            )
+        }
+    }
+}
+
+/// `2026-12-01 18:04:05` (UTC) for a time in milliseconds since the epoch.
+pub fn format_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_796_148_245_000), "2026-12-01 18:04:05");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn commands_are_found_by_their_words() {
+        let config = Config::new(Config::embedded(), "t".into()).unwrap();
+        let status = StatusRegion::create(2).unwrap();
+        let view = View { config: &config, status: &status };
+        assert!(matches!(run(&view, "show shards;"), Reply::Rows(r) if r.rows.len() == 2));
+        assert!(matches!(run(&view, "SHOW NONSENSE"), Reply::Err(1064, ..)));
+        for c in commands::ALL {
+            assert!(!c.help().is_empty());
+        }
+    }
+}

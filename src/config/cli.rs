@@ -75,6 +75,15 @@ pub struct Overrides {
     /// How often shards refresh status, milliseconds (proxy.status_interval_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub status_interval_ms: Option<u64>,
+    /// Entries per keyed status table per shard (proxy.status_table_capacity).
+    #[arg(long, global = true, value_name = "N")]
+    pub status_table_capacity: Option<usize>,
+    /// Directory for periodic .hgrm latency files; empty = none (proxy.histogram_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub histogram_dir: Option<String>,
+    /// Seconds between .hgrm files (proxy.histogram_interval_s).
+    #[arg(long, global = true, value_name = "S")]
+    pub histogram_interval_s: Option<u64>,
     /// Time a client has to finish logging in, milliseconds (proxy.auth_timeout_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub auth_timeout_ms: Option<u64>,
@@ -130,6 +139,9 @@ impl Overrides {
             max_client_connections,
             max_packet_bytes,
             status_interval_ms,
+            status_table_capacity,
+            histogram_dir,
+            histogram_interval_s,
             auth_timeout_ms,
             drain_timeout_s,
             pool_wait_timeout_ms,

@@ -126,6 +126,11 @@ pub struct Config {
     pub source: String,
     pub proxy: Proxy,
     pub listen: SocketAddr,
+    /// The admin port (None: off).
+    pub admin_addr: Option<SocketAddr>,
+    /// The `/metrics` port (None: off).
+    pub metrics_addr: Option<SocketAddr>,
+    pub admin_allow: Vec<IpNet>,
     pub clusters: Vec<Cluster>,
     pub db_users: Vec<DbUser>,
     pub users: Vec<User>,
@@ -165,8 +170,22 @@ impl Config {
         let p = &file.proxy;
 
         let listen = parse_addr(&p.listen).map_err(|m| bad("proxy.listen".into(), m))?;
-        parse_addr(&p.admin_listen).map_err(|m| bad("proxy.admin_listen".into(), m))?;
-        parse_addr(&p.metrics_listen).map_err(|m| bad("proxy.metrics_listen".into(), m))?;
+        let optional_addr = |s: &str, key: &str| match s.trim() {
+            "" => Ok(None),
+            s => parse_addr(s).map(Some).map_err(|m| bad(key.into(), m)),
+        };
+        let admin_addr = optional_addr(&p.admin_listen, "proxy.admin_listen")?;
+        let metrics_addr = optional_addr(&p.metrics_listen, "proxy.metrics_listen")?;
+        let mut admin_allow = Vec::new();
+        for (j, a) in p.admin_allow.iter().enumerate() {
+            admin_allow.push(parse_cidr(a).map_err(|m| bad(format!("proxy.admin_allow[{j}]"), m))?);
+        }
+        if p.status_table_capacity == 0 || p.status_table_capacity > 1 << 20 {
+            return Err(bad("proxy.status_table_capacity".into(), "must be between 1 and 1048576".into()));
+        }
+        if p.histogram_interval_s == 0 {
+            return Err(bad("proxy.histogram_interval_s".into(), "must be at least 1".into()));
+        }
         if p.backlog == 0 {
             return Err(bad("proxy.backlog".into(), "must be at least 1".into()));
         }
@@ -353,6 +372,9 @@ impl Config {
             source,
             proxy: file.proxy.clone(),
             listen,
+            admin_addr,
+            metrics_addr,
+            admin_allow,
             clusters,
             db_users,
             users,

@@ -62,8 +62,18 @@ pub struct Proxy {
     /// CPUs to pin shards to, in shard order; empty = 0..workers.
     pub cpus: Vec<usize>,
     pub backlog: u32,
+    /// Admin port address; empty = no admin port.
     pub admin_listen: String,
+    /// Client addresses (CIDR) allowed on the admin port.
+    pub admin_allow: Vec<String>,
+    /// Prometheus `/metrics` address; empty = none.
     pub metrics_listen: String,
+    /// Entries per keyed status table per shard (user#ip, server#user#ip, pools).
+    pub status_table_capacity: usize,
+    /// Directory for periodic HdrHistogram percentile files (`.hgrm`); empty = none.
+    pub histogram_dir: String,
+    /// Interval of those files, seconds.
+    pub histogram_interval_s: u64,
     pub client_idle_timeout_s: u64,
     pub max_client_connections: u64,
     pub max_packet_bytes: u64,
@@ -106,7 +116,11 @@ impl Default for Proxy {
             cpus: Vec::new(),
             backlog: 1024,
             admin_listen: "127.0.0.1:6032".into(),
+            admin_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
             metrics_listen: "127.0.0.1:9033".into(),
+            status_table_capacity: crate::status::DEFAULT_TABLE_CAPACITY,
+            histogram_dir: String::new(),
+            histogram_interval_s: 60,
             client_idle_timeout_s: 1800,
             max_client_connections: 100_000,
             max_packet_bytes: 64 << 20,

@@ -86,6 +86,9 @@ or run fewer shards (--workers) or a smaller --io-memory-kib.",
 /// A shard slot as the master tracks it.
 struct ShardSlot {
     listener: OwnedFd,
+    /// The shard's admin and `/metrics` listeners (when those ports are on).
+    admin: Option<OwnedFd>,
+    metrics: Option<OwnedFd>,
     worker: Option<Worker>,
     started: Instant,
     restart_at: Option<Instant>,
@@ -105,7 +108,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let n = config.shard_count();
     let mode = config.proxy.worker_mode;
     check_memlock(&config, n)?;
-    let status = StatusRegion::create(n)?;
+    let status = StatusRegion::create_with(n, config.proxy.status_table_capacity)?;
 
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD, Signal::SIGQUIT] {
@@ -119,8 +122,11 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
 
     let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
+        let side = |addr: Option<std::net::SocketAddr>| addr.map(|a| shard::bind_listener(a, 128)).transpose();
         slots.push(ShardSlot {
             listener: shard::bind_listener(config.listen, config.proxy.backlog)?,
+            admin: side(config.admin_addr)?,
+            metrics: side(config.metrics_addr)?,
             worker: None,
             started: Instant::now(),
             restart_at: Some(Instant::now()),
@@ -149,10 +155,14 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
             for (k, slot) in slots.iter_mut().enumerate() {
                 if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
                     slot.restart_at = None;
-                    let listener =
-                        slot.listener.try_clone().map_err(|source| MasterError::Spawn { shard: k, source })?;
-                    let worker = spawn::start(mode, k, config.cpu_for_shard(k), listener, &config, &status, &fds)
-                        .map_err(|source| MasterError::Spawn { shard: k, source })?;
+                    let err = |source| MasterError::Spawn { shard: k, source };
+                    let listeners = shard::Listeners {
+                        proxy: slot.listener.try_clone().map_err(err)?,
+                        admin: slot.admin.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
+                        metrics: slot.metrics.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
+                    };
+                    let worker = spawn::start(mode, k, config.cpu_for_shard(k), listeners, &config, &status, &fds)
+                        .map_err(err)?;
                     slot.worker = Some(worker);
                     slot.started = Instant::now();
                 }
@@ -189,6 +199,9 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                 continue;
             };
             slot.worker = None;
+            // What the dead shard published is gone with it.
+            status.slot(k).reset_gauges();
+            status.tables(k).clear();
             if stopping.is_some() {
                 continue;
             }
@@ -228,7 +241,12 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
 
 fn slots_fds(slots: &[ShardSlot]) -> Vec<i32> {
     use std::os::fd::AsRawFd;
-    slots.iter().map(|s| s.listener.as_raw_fd()).collect()
+    slots
+        .iter()
+        .flat_map(|s| [Some(&s.listener), s.admin.as_ref(), s.metrics.as_ref()])
+        .flatten()
+        .map(|fd| fd.as_raw_fd())
+        .collect()
 }
 
 fn wait_readable(fd: &SignalFd, timeout: Duration) {

@@ -1,6 +1,5 @@
 //! Starting a shard as a thread or as a forked process, and learning when it ended.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -62,12 +61,12 @@ pub fn start(
     mode: WorkerMode,
     index: usize,
     cpu: usize,
-    listener: OwnedFd,
+    listeners: crate::shard::Listeners,
     config: &Arc<Config>,
     status: &Arc<StatusRegion>,
     all_listeners: &[i32],
 ) -> std::io::Result<Worker> {
-    let spec = ShardSpec { index, cpu, listener, config: config.clone(), status: status.clone() };
+    let spec = ShardSpec { index, cpu, listeners, config: config.clone(), status: status.clone() };
     match mode {
         WorkerMode::Thread => {
             let h =
@@ -84,7 +83,8 @@ pub fn start(
                     Ok(Worker::Process(child))
                 }
                 ForkResult::Child => {
-                    child_setup(master, spec.listener.as_raw_fd(), all_listeners);
+                    let own = spec.listeners.raw_fds();
+                    child_setup(master, &own, all_listeners);
                     let code = super::shard_main(spec);
                     std::process::exit(code);
                 }
@@ -95,7 +95,7 @@ pub fn start(
 
 /// In a forked shard: take the signal behaviour of a shard, die with the master, and close
 /// what belongs to other shards.
-fn child_setup(master: Pid, own_listener: i32, all_listeners: &[i32]) {
+fn child_setup(master: Pid, own_listeners: &[i32], all_listeners: &[i32]) {
     let _ = SigSet::all().thread_unblock();
     // TERM and QUIT too: a service manager signals every process of the group, and only
     // the master decides how shards stop (drain through the status region).
@@ -121,7 +121,7 @@ fn child_setup(master: Pid, own_listener: i32, all_listeners: &[i32]) {
         std::process::exit(0);
     }
     for &fd in all_listeners {
-        if fd != own_listener {
+        if !own_listeners.contains(&fd) {
             // SAFETY: these descriptors are the master's listener copies, unused here.
             unsafe {
                 libc::close(fd);

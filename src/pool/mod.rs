@@ -216,6 +216,19 @@ impl<T> Pool<T> {
         self.servers.borrow().get(server).map_or((0, 0, 0), |s| (s.open, s.idle.len(), s.waiters.len()))
     }
 
+    /// Idle connections of `server` per db user, as (db user, count).
+    pub fn idle_by_db_user(&self, server: usize) -> Vec<(usize, usize)> {
+        let servers = self.servers.borrow();
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for b in servers.get(server).map_or(&[][..], |s| &s.idle[..]) {
+            match out.iter_mut().find(|(d, _)| *d == b.key.db_user) {
+                Some(e) => e.1 += 1,
+                None => out.push((b.key.db_user, 1)),
+            }
+        }
+        out
+    }
+
     /// Total connections open on this shard.
     pub fn open_total(&self) -> usize {
         self.servers.borrow().iter().map(|s| s.open).sum()

@@ -16,6 +16,7 @@ pub mod charset;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod resultset;
 
 use thiserror::Error;
 

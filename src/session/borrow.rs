@@ -87,6 +87,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Chooses the server for a statement of `class` (see [`crate::router::pick`]); a
     /// session holding a connection stays on it.
     pub(super) fn route_statement(&mut self, class: Class, hint: Option<Hint>) {
+        self.cmd_class = match class {
+            Class::Read => crate::status::Class::Read,
+            Class::Write => crate::status::Class::Write,
+        };
         if self.backend.is_some() {
             return;
         }
@@ -180,6 +184,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
                 Take::Full => {
                     let left = deadline.saturating_duration_since(Instant::now());
+                    let slot = ctx.slot();
+                    crate::status::Slot::add(&slot.pool_waits, 1);
+                    let waiting = Instant::now();
                     let woken = !left.is_zero()
                         && futures_lite::future::or(
                             async {
@@ -192,7 +199,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                             },
                         )
                         .await;
+                    crate::status::Slot::add(&slot.pool_wait_us, waiting.elapsed().as_micros() as u64);
                     if !woken {
+                        crate::status::Slot::add(&slot.pool_timeouts, 1);
                         let server = ctx.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
                         let (limit, _, _) = ctx.pool.stats(key.server);
                         return Err(AcquireError::Timeout { server, waited: wait, limit });

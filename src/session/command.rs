@@ -49,12 +49,18 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             self.cbuf.fill_to(&mut self.client, HEADER_LEN + 1, idle).await.map_err(SessionError::ClientGone)?;
             let command = self.cbuf.filled()[HEADER_LEN];
-            Slot::add(&self.ctx.slot().commands, 1);
+            self.ctx.slot().command(command);
             if self.presence.killed.get() {
                 self.send_err(reply_seq, (1927, "70100"), "Connection was killed").await;
                 return Err(SessionError::LoginRefused("killed".into()));
             }
-            match self.dispatch(command, h).await {
+            self.cmd_class = crate::status::Class::Other;
+            self.cmd_server = None;
+            let pins_before = self.pins;
+            let started = std::time::Instant::now();
+            let result = self.dispatch(command, h).await;
+            self.account(started, pins_before);
+            match result {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 // The statement failed with the backend; the client was told and the
@@ -62,6 +68,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 Err(SessionError::StatementFailed { .. }) => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Counts a finished command in the shard's slot: its class, its latency (per class and
+    /// per server), and the pins it started.
+    fn account(&self, started: std::time::Instant, pins_before: u32) {
+        let us = started.elapsed().as_micros() as u64;
+        let slot = self.ctx.slot();
+        let (status, shard) = (&self.ctx.status, self.ctx.shard);
+        Slot::add(&slot.statements[self.cmd_class as usize], 1);
+        status.latency(shard, self.cmd_class).record(us);
+        if let Some(b) = self.cmd_server.and_then(|id| status.server_latency(shard, id)) {
+            b.record(us);
+        }
+        let new_pins = self.pins & !pins_before;
+        if new_pins != 0 {
+            slot.pinned(new_pins);
         }
     }
 
@@ -127,6 +150,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let (false, Some((function, name))) = (h.continued(), classify::session_function_query(text)) {
             self.cbuf.consume(h.total());
             return self.answer_session_function(h.seq.wrapping_add(1), function, &name, false).await;
+        }
+        if let (false, Some(kind)) = (h.continued(), crate::admin::proxystatus::parse(text)) {
+            self.cbuf.consume(h.total());
+            return self.proxy_status(h.seq.wrapping_add(1), kind).await;
         }
         if let (false, Some(cmd)) = (h.continued(), classify::dbconnect(text)) {
             self.cbuf.consume(h.total());
@@ -228,6 +255,30 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.pins |= pin::DBCONNECT;
         self.ok_reply(seq).await
+    }
+
+    /// `checkproxystatus type1|type2|type3`, answered from the status region when
+    /// `proxy.status_queries` is on.
+    async fn proxy_status(&mut self, seq: u8, kind: Result<u8, String>) -> Result<(), SessionError> {
+        if !self.ctx.config.proxy.status_queries {
+            let msg = "checkproxystatus is disabled on this corelay (proxy.status_queries = false)";
+            self.send_err(seq, code::SPECIFIC_ACCESS_DENIED, msg).await;
+            return Ok(());
+        }
+        let kind = match kind {
+            Ok(k) => k,
+            Err(msg) => {
+                self.send_err(seq, (1064, "42000"), &msg).await;
+                return Ok(());
+            }
+        };
+        let view = crate::admin::View { config: &self.ctx.config, status: &self.ctx.status };
+        let rs = crate::admin::proxystatus::result(&view, kind);
+        let flags = self.session_status();
+        let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        self.out.clear();
+        rs.write(&mut self.out, seq, deprecate_eof, flags);
+        self.flush().await
     }
 
     /// Status flags for a reply corelay makes itself: the session's autocommit and
@@ -449,6 +500,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// give the connection back if nothing pins it.
     pub(super) fn after_response(&mut self, scanner: &Scanner) {
         self.backend_clean = true;
+        if scanner.error.is_some() {
+            Slot::add(&self.ctx.slot().error_replies, 1);
+        }
         if let Some(ok) = scanner.ok {
             if ok.last_insert_id != 0 {
                 self.last_insert_id = ok.last_insert_id;
@@ -517,6 +571,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn send_to_backend(&mut self, bytes: &[u8], seq: u8) -> Result<(), SessionError> {
         self.backend_clean = false;
         let Some(b) = self.backend.as_mut() else { return Err(no_backend()) };
+        self.cmd_server = Some(b.key.server);
         if let Err(e) = b.stream.write_all(bytes).await {
             let addr = b.addr;
             return self.backend_lost(seq.wrapping_add(1), addr, e.to_string(), true).await;
@@ -546,6 +601,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.need_client_bytes(idle).await?;
                 let n = left.min(self.cbuf.len());
                 let backend = self.backend.as_mut().ok_or_else(no_backend)?;
+                self.cmd_server = Some(backend.key.server);
                 if let Err(e) = backend.stream.write_all(&self.cbuf.filled()[..n]).await {
                     let addr = backend.addr;
                     // The rest of this command is still on its way: it must not be read

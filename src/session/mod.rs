@@ -26,6 +26,7 @@ mod borrow;
 pub use borrow::prewarm;
 mod command;
 pub mod io;
+mod report;
 pub mod state;
 mod stmt;
 
@@ -61,11 +62,25 @@ pub struct Context<N: Connector> {
 }
 
 /// What other sessions of the shard may see of a session: the backend connection serving
-/// it (server id, server thread id), and whether it was KILLed.
-#[derive(Debug, Default)]
+/// it (server id, server thread id), whether it was KILLed, and who it is (for the status
+/// tables the shard publishes).
+#[derive(Debug)]
 pub struct Presence {
     pub backend: Cell<Option<(usize, u32)>>,
     pub killed: Cell<bool>,
+    /// The product user, once logged in.
+    pub user: Cell<Option<usize>>,
+    pub ip: std::net::IpAddr,
+}
+
+impl Presence {
+    fn new(ip: std::net::IpAddr) -> Presence {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        Presence { backend: Cell::new(None), killed: Cell::new(false), user: Cell::new(None), ip }
+    }
 }
 
 impl<N: Connector> Context<N> {
@@ -80,6 +95,18 @@ impl<N: Connector> Context<N> {
             spare_buffers: Default::default(),
             sessions: Default::default(),
             next_id: Cell::new(0),
+        }
+    }
+
+    /// Backend read buffers kept for reuse.
+    pub fn spare_buffers(&self) -> usize {
+        self.spare_buffers.borrow().len()
+    }
+
+    /// Calls `f` with every live session of this shard.
+    pub fn each_session(&self, mut f: impl FnMut(&Presence)) {
+        for p in self.sessions.borrow().values() {
+            f(p);
         }
     }
 
@@ -148,10 +175,12 @@ struct Counted<'a> {
     user: Option<usize>,
     sessions: &'a std::cell::RefCell<std::collections::HashMap<u32, std::rc::Rc<Presence>>>,
     conn_id: u32,
+    presence: std::rc::Rc<Presence>,
 }
 
 impl Counted<'_> {
     fn set_user(&mut self, user: Option<usize>) {
+        self.presence.user.set(user);
         if let Some(u) = self.user.take() {
             self.slot.user_dec(u);
         }
@@ -190,6 +219,10 @@ pub struct Session<'a, C: Transport, N: Connector> {
     route: Option<usize>,
     /// Server of the last connection the session used ("its current side").
     side: Option<usize>,
+    /// The class of the command being served, and the server it was sent to (for the
+    /// counters and latency histograms).
+    cmd_class: crate::status::Class,
+    cmd_server: Option<usize>,
     /// The last non-zero insert id the server reported to this session.
     last_insert_id: u64,
     /// The next borrow is a read that wanted a replica but goes to the primary.
@@ -237,7 +270,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
     }
     Slot::add(&slot.client_connections, 1);
     let conn_id = ctx.next_connection_id();
-    let presence = std::rc::Rc::new(Presence::default());
+    let presence = std::rc::Rc::new(Presence::new(peer.ip()));
     ctx.sessions.borrow_mut().insert(conn_id, presence.clone());
     let mut s = Session {
         ctx,
@@ -257,6 +290,8 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         last_write: None,
         fallback_read: false,
         last_insert_id: 0,
+        cmd_class: crate::status::Class::Other,
+        cmd_server: None,
         backend: None,
         backend_clean: true,
         retry_armed: false,
@@ -265,8 +300,8 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         schema: None,
         vars: state::Vars::default(),
         stmts: stmt::Statements::default(),
-        presence,
-        counted: Counted { slot, user: None, sessions: &ctx.sessions, conn_id },
+        presence: presence.clone(),
+        counted: Counted { slot, user: None, sessions: &ctx.sessions, conn_id, presence },
     };
     let result = match s.login().await {
         Ok(()) => s.command_loop().await,

@@ -57,11 +57,29 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, ShardErr
     Ok(unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) })
 }
 
+/// A shard's listening sockets: clients, and (when on) the admin port and `/metrics`.
+pub struct Listeners {
+    pub proxy: OwnedFd,
+    pub admin: Option<OwnedFd>,
+    pub metrics: Option<OwnedFd>,
+}
+
+impl Listeners {
+    pub fn raw_fds(&self) -> Vec<i32> {
+        use std::os::fd::AsRawFd;
+        [Some(&self.proxy), self.admin.as_ref(), self.metrics.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|f| f.as_raw_fd())
+            .collect()
+    }
+}
+
 /// Everything a shard starts from.
 pub struct ShardSpec {
     pub index: usize,
     pub cpu: usize,
-    pub listener: OwnedFd,
+    pub listeners: Listeners,
     pub config: Arc<Config>,
     pub status: Arc<StatusRegion>,
 }
@@ -86,16 +104,29 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
 }
 
 async fn serve(spec: ShardSpec) {
-    let ShardSpec { index, cpu, listener, config, status } = spec;
-    status.slot(index).start(std::process::id());
+    let ShardSpec { index, cpu, listeners, config, status } = spec;
+    let Listeners { proxy: listener, admin, metrics } = listeners;
+    status.slot(index).start(std::process::id(), cpu);
+    status.tables(index).clear();
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
     let drain = Duration::from_secs(config.proxy.drain_timeout_s);
     let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
+    if let Some(fd) = admin {
+        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Admin)).detach();
+    }
+    if let Some(fd) = metrics {
+        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Metrics)).detach();
+    }
     glommio::spawn_local(maintain_pool(ctx.clone())).detach();
+    glommio::spawn_local(publish_status(ctx.clone())).detach();
     loop {
+        while status.paused() && !status.shutdown_requested() {
+            // PAUSE (admin port): new clients wait in the listen backlog.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !status.shutdown_requested() {
                 glommio::timer::sleep(Duration::from_millis(100)).await;
@@ -141,6 +172,53 @@ async fn serve(spec: ShardSpec) {
     info!(shard = index, "shard stopped");
 }
 
+/// The admin port or `/metrics`.
+#[derive(Clone, Copy)]
+enum Side {
+    Admin,
+    Metrics,
+}
+
+/// Accepts on this shard's admin or `/metrics` socket until shutdown; every connection
+/// gets a task of its own and is answered from the status region.
+async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side) {
+    // SAFETY: the descriptor is a bound, listening TCP socket that we own.
+    let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+    let mut next_id = 0u32;
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !ctx.status.shutdown_requested() {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                warn!(shard = ctx.shard, "admin accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        net::set_cloexec(&stream);
+        let Ok(peer) = stream.peer_addr() else { continue };
+        next_id = next_id.wrapping_add(1);
+        let id = ((ctx.shard as u32 & 0xFF) << 24) | (next_id & 0x00FF_FFFF);
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let view = crate::admin::View { config: &ctx.config, status: &ctx.status };
+            let conn = Conn::new(stream, Some(Duration::from_secs(10)));
+            match side {
+                Side::Admin => crate::admin::session::serve(&view, conn, peer, id).await,
+                Side::Metrics => crate::admin::metrics::serve(&view, conn).await,
+            }
+        })
+        .detach();
+    }
+}
+
 /// Once a second: closes pooled connections idle longer than `server_idle_timeout_s`, and
 /// opens connections up to each server's `min_connections` share.
 async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
@@ -156,6 +234,15 @@ async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
             session::prewarm(&ctx, key).await;
         }
         ctx.publish_pool();
+    }
+}
+
+/// Every `status_interval_ms`: rebuilds this shard's status tables.
+async fn publish_status(ctx: Rc<Context<GlommioConnector>>) {
+    let every = Duration::from_millis(ctx.config.proxy.status_interval_ms.max(10));
+    while !ctx.status.shutdown_requested() {
+        ctx.publish_status();
+        glommio::timer::sleep(every).await;
     }
 }
 

@@ -11,6 +11,9 @@
 //! - A re-spawned shard reuses its slot: gauges (current connections) are reset, running
 //!   totals are kept.
 
+pub mod latency;
+pub mod tables;
+
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,13 +21,22 @@ use std::sync::Arc;
 use memmap2::MmapRaw;
 use thiserror::Error;
 
+pub use latency::Buckets;
+pub use tables::Tables;
+
 /// Users whose connections are counted per shard (indexes into the config's user list).
 pub const MAX_USERS: usize = 1024;
 /// Servers whose health the master publishes (indexes are server ids).
 pub const MAX_SERVERS: usize = 256;
+/// Servers with a latency histogram of their own per shard (ids beyond share none).
+pub const MAX_LATENCY_SERVERS: usize = 32;
+/// Command bytes counted one by one (COM_SLEEP .. COM_RESET_CONNECTION); others in the last.
+pub const COMMAND_KINDS: usize = 33;
+/// Pin reasons counted (bits of [`crate::router::statement::pin`]).
+pub const PIN_KINDS: usize = 16;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -42,13 +54,46 @@ pub struct Header {
     pub shard_count: AtomicU32,
     /// Set by the master to ask every shard to stop accepting and drain.
     pub shutdown: AtomicU32,
+    /// Set by the admin port's PAUSE: shards stop accepting new clients until RESUME.
+    pub paused: AtomicU32,
     pub config_version: AtomicU64,
+    /// Capacity of each keyed table of a shard ([`Tables`]).
+    pub table_capacity: AtomicU32,
+    /// The master's pid (admin RELOAD and SHUTDOWN signal it).
+    pub master_pid: AtomicU32,
+    pub started_unix_s: AtomicU64,
+}
+
+/// Statement classes, for counters and latency histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Read = 0,
+    Write = 1,
+    /// Commands that are not statements (ping, init db, prepare, ...), and statements
+    /// corelay answers itself.
+    Other = 2,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Read, Class::Write, Class::Other];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::Other => "other",
+        }
+    }
 }
 
 /// One shard's counters. Gauges go up and down; totals only go up.
 #[repr(C, align(64))]
 pub struct Slot {
     pub pid: AtomicU64,
+    /// The shard's thread id (its pid in fork mode).
+    pub tid: AtomicU64,
+    /// The CPU the shard is pinned to.
+    pub cpu: AtomicU64,
     pub started_unix_s: AtomicU64,
     /// Gauge: client sessions open on this shard.
     pub client_connections: AtomicU64,
@@ -66,19 +111,41 @@ pub struct Slot {
     pub respawns: AtomicU64,
     /// Statements sent again after their connection died before replying.
     pub retries: AtomicU64,
+    /// ERR packets servers answered statements with.
+    pub error_replies: AtomicU64,
+    /// Sessions that had to wait for a backend connection, the time they waited, and the
+    /// waits that ran out (`pool_wait_timeout_ms`).
+    pub pool_waits: AtomicU64,
+    pub pool_wait_us: AtomicU64,
+    pub pool_timeouts: AtomicU64,
+    /// Statements by [`Class`].
+    pub statements: [AtomicU64; 3],
+    /// Commands by command byte (the last entry: any other byte).
+    pub commands_by_kind: [AtomicU64; COMMAND_KINDS],
+    /// Times a session started holding its connection, by pin reason bit.
+    pub pins: [AtomicU64; PIN_KINDS],
     /// Gauge: open client sessions per product user index.
     pub user_connections: [AtomicU32; MAX_USERS],
 }
 
 impl Slot {
     /// Resets the gauges when a shard (re)starts in this slot.
-    pub fn start(&self, pid: u32) {
+    pub fn start(&self, pid: u32, cpu: usize) {
         if self.started_unix_s.load(Relaxed) != 0 {
             self.respawns.fetch_add(1, Relaxed);
         }
         self.pid.store(u64::from(pid), Relaxed);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.started_unix_s.store(now, Relaxed);
+        // SAFETY: gettid has no preconditions.
+        self.tid.store(unsafe { libc::gettid() } as u64, Relaxed);
+        self.cpu.store(cpu as u64, Relaxed);
+        self.started_unix_s.store(unix_s(), Relaxed);
+        self.reset_gauges();
+    }
+
+    /// Zeroes what only a live shard has: its sessions and connections. The master calls
+    /// this for a shard that died (it is then the slot's only writer), so totals do not
+    /// count sessions that are gone.
+    pub fn reset_gauges(&self) {
         self.client_connections.store(0, Relaxed);
         self.backend_connections.store(0, Relaxed);
         for u in &self.user_connections {
@@ -108,6 +175,35 @@ impl Slot {
             c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
         }
     }
+
+    /// Counts one command by its command byte.
+    #[inline]
+    pub fn command(&self, byte: u8) {
+        Slot::add(&self.commands, 1);
+        Slot::add(&self.commands_by_kind[usize::from(byte).min(COMMAND_KINDS - 1)], 1);
+    }
+
+    /// Counts the pin reasons in `new_bits` (bits the session did not hold before).
+    pub fn pinned(&self, new_bits: u32) {
+        let mut bits = new_bits;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            if let Some(c) = self.pins.get(b) {
+                Slot::add(c, 1);
+            }
+            bits &= bits - 1;
+        }
+    }
+}
+
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One server's health as the master last saw it. Written by the master only.
@@ -118,6 +214,8 @@ pub struct ServerHealth {
     /// Replication lag in seconds (u64::MAX when the server does not know it).
     pub lag_s: AtomicU64,
     pub checked_unix_ms: AtomicU64,
+    /// 1 when the server's `read_only` is ON.
+    pub read_only: AtomicU32,
 }
 
 /// Health states.
@@ -129,10 +227,20 @@ pub mod health {
     pub const LAGGING: u32 = 3;
 }
 
+/// Histograms per shard: one per [`Class`], then one per server.
+const HISTOGRAMS: usize = 3 + MAX_LATENCY_SERVERS;
+
+/// Table capacity when none is configured.
+pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
+
 /// The mapped region. Cheap to share: an `Arc` in thread mode, inherited across fork.
+///
+/// Layout: [`Header`], one [`Slot`] per shard, one [`Tables`] area per shard (sized by the
+/// table capacity), [`Buckets`] (`HISTOGRAMS` per shard), [`ServerHealth`] per server.
 pub struct StatusRegion {
     map: MmapRaw,
     shards: usize,
+    capacity: usize,
     _file: File,
 }
 
@@ -141,25 +249,47 @@ unsafe impl Send for StatusRegion {}
 unsafe impl Sync for StatusRegion {}
 
 impl StatusRegion {
-    /// Creates a zeroed region for `shards` slots.
+    /// Creates a zeroed region for `shards` slots with the default table capacity.
     pub fn create(shards: usize) -> Result<Arc<StatusRegion>, StatusError> {
+        Self::create_with(shards, DEFAULT_TABLE_CAPACITY)
+    }
+
+    /// Creates a zeroed region for `shards` slots whose keyed tables hold `capacity`
+    /// entries each.
+    pub fn create_with(shards: usize, capacity: usize) -> Result<Arc<StatusRegion>, StatusError> {
         use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
         let fd =
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
-        let len = Self::slot_offset(shards) + MAX_SERVERS * std::mem::size_of::<ServerHealth>();
+        let capacity = capacity.max(1);
+        let len = Self::health_offset(shards, capacity) + MAX_SERVERS * std::mem::size_of::<ServerHealth>();
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
-        let region = StatusRegion { map, shards, _file: file };
+        let region = StatusRegion { map, shards, capacity, _file: file };
         let h = region.header();
         h.magic.store(MAGIC, Relaxed);
         h.layout_version.store(LAYOUT_VERSION, Relaxed);
         h.shard_count.store(shards as u32, Relaxed);
+        h.table_capacity.store(capacity as u32, Relaxed);
+        h.master_pid.store(std::process::id(), Relaxed);
+        h.started_unix_s.store(unix_s(), Relaxed);
         Ok(Arc::new(region))
     }
 
     fn slot_offset(k: usize) -> usize {
         std::mem::size_of::<Header>() + k * std::mem::size_of::<Slot>()
+    }
+
+    fn tables_offset(shards: usize, capacity: usize, k: usize) -> usize {
+        Self::slot_offset(shards) + k * Tables::size(capacity)
+    }
+
+    fn latency_offset(shards: usize, capacity: usize, k: usize, h: usize) -> usize {
+        Self::tables_offset(shards, capacity, shards) + (k * HISTOGRAMS + h) * std::mem::size_of::<Buckets>()
+    }
+
+    fn health_offset(shards: usize, capacity: usize) -> usize {
+        Self::latency_offset(shards, capacity, shards, 0)
     }
 
     pub fn header(&self) -> &Header {
@@ -180,13 +310,40 @@ impl StatusRegion {
         unsafe { &*(self.map.as_ptr().add(Self::slot_offset(k)) as *const Slot) }
     }
 
+    /// Shard `k`'s keyed tables.
+    pub fn tables(&self, k: usize) -> Tables<'_> {
+        assert!(k < self.shards, "tables {k} out of range");
+        let off = Self::tables_offset(self.shards, self.capacity, k);
+        // SAFETY: the area lies within the mapping (sized for every shard's tables),
+        // 64-byte aligned (Tables::size is a multiple of 64), atomics only.
+        unsafe { Tables::at(self.map.as_ptr().add(off), self.capacity) }
+    }
+
+    /// Shard `k`'s latency histogram for statements of `class`.
+    pub fn latency(&self, k: usize, class: Class) -> &Buckets {
+        self.buckets(k, class as usize)
+    }
+
+    /// Shard `k`'s latency histogram for statements served by server `id` (None for ids
+    /// beyond [`MAX_LATENCY_SERVERS`]).
+    pub fn server_latency(&self, k: usize, id: usize) -> Option<&Buckets> {
+        (id < MAX_LATENCY_SERVERS).then(|| self.buckets(k, 3 + id))
+    }
+
+    fn buckets(&self, k: usize, h: usize) -> &Buckets {
+        assert!(k < self.shards && h < HISTOGRAMS, "histogram {k}/{h} out of range");
+        let off = Self::latency_offset(self.shards, self.capacity, k, h);
+        // SAFETY: within the mapping, 64-byte aligned (Buckets is align(64)), atomics only.
+        unsafe { &*(self.map.as_ptr().add(off) as *const Buckets) }
+    }
+
     /// Server `id`'s health entry (None beyond [`MAX_SERVERS`]).
     pub fn server_health(&self, id: usize) -> Option<&ServerHealth> {
         if id >= MAX_SERVERS {
             return None;
         }
-        let off = Self::slot_offset(self.shards) + id * std::mem::size_of::<ServerHealth>();
-        // SAFETY: within the mapping (sized for MAX_SERVERS entries after the slots),
+        let off = Self::health_offset(self.shards, self.capacity) + id * std::mem::size_of::<ServerHealth>();
+        // SAFETY: within the mapping (sized for MAX_SERVERS entries after the histograms),
         // 64-byte aligned, atomics only.
         Some(unsafe { &*(self.map.as_ptr().add(off) as *const ServerHealth) })
     }
@@ -208,6 +365,10 @@ impl StatusRegion {
         self.header().shutdown.load(Relaxed) != 0
     }
 
+    pub fn paused(&self) -> bool {
+        self.header().paused.load(Relaxed) != 0
+    }
+
     /// Client sessions open on all shards.
     pub fn total_clients(&self) -> u64 {
         self.slots().map(|s| s.client_connections.load(Relaxed)).sum()
@@ -216,6 +377,29 @@ impl StatusRegion {
     /// Sessions of product user `user` open on all shards.
     pub fn user_connections(&self, user: usize) -> u64 {
         self.slots().map(|s| s.user_connections.get(user).map_or(0, |c| u64::from(c.load(Relaxed)))).sum()
+    }
+
+    /// The latency histogram of `class` (None: all classes) merged over `shards`.
+    pub fn merged_latency(&self, shards: impl Iterator<Item = usize>, class: Option<Class>) -> latency::Merged {
+        let mut m = latency::Merged::default();
+        for k in shards {
+            match class {
+                Some(c) => m.add(self.latency(k, c)),
+                None => Class::ALL.iter().for_each(|c| m.add(self.latency(k, *c))),
+            }
+        }
+        m
+    }
+
+    /// Server `id`'s latency histogram merged over all shards.
+    pub fn merged_server_latency(&self, id: usize) -> latency::Merged {
+        let mut m = latency::Merged::default();
+        for k in 0..self.shards {
+            if let Some(b) = self.server_latency(k, id) {
+                m.add(b);
+            }
+        }
+        m
     }
 }
 
@@ -228,8 +412,8 @@ mod tests {
         let r = StatusRegion::create(3).unwrap();
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
         assert_eq!(r.slot(1) as *const Slot as usize % 64, 0);
-        r.slot(0).start(10);
-        r.slot(2).start(12);
+        r.slot(0).start(10, 0);
+        r.slot(2).start(12, 0);
         Slot::add(&r.slot(0).client_connections, 2);
         Slot::add(&r.slot(2).client_connections, 3);
         r.slot(2).user_inc(5);
@@ -237,7 +421,7 @@ mod tests {
         assert_eq!(r.total_clients(), 5);
         assert_eq!(r.user_connections(5), 2);
         assert_eq!(r.header().shard_count.load(Relaxed), 3);
-        r.slot(2).start(13);
+        r.slot(2).start(13, 0);
         assert_eq!(r.total_clients(), 2, "a restarted shard's gauges start at zero");
         assert_eq!(r.slot(2).respawns.load(Relaxed), 1);
     }

@@ -1,0 +1,30 @@
+//! The admin port's commands, one file each.
+
+mod histogram;
+mod latency;
+mod pause;
+mod pools;
+mod reload;
+mod resume;
+mod servers;
+mod shards;
+mod shutdown;
+pub mod stats;
+mod users;
+
+use super::Command;
+
+/// Every admin command.
+pub static ALL: &[&dyn Command] = &[
+    &shards::ShowShards,
+    &servers::ShowServers,
+    &pools::ShowPools,
+    &users::ShowUsers,
+    &stats::ShowStats,
+    &latency::ShowLatency,
+    &histogram::ShowHistogram,
+    &reload::Reload,
+    &pause::Pause,
+    &resume::Resume,
+    &shutdown::Shutdown,
+];

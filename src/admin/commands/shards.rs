@@ -1,0 +1,52 @@
+//! `SHOW SHARDS`: one row per shard: process, CPU, uptime, sessions, connections, memory.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::admin::{format_time, Command, Reply, View};
+use crate::protocol::resultset::ResultSet;
+
+pub struct ShowShards;
+
+impl Command for ShowShards {
+    fn words(&self) -> &'static [&'static str] {
+        &["SHOW", "SHARDS"]
+    }
+
+    fn help(&self) -> &'static str {
+        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS per shard"
+    }
+
+    fn run(&self, view: &View, _args: &[String]) -> Reply {
+        let mut rs = ResultSet::new(&[
+            "shard",
+            "pid",
+            "tid",
+            "cpu",
+            "started",
+            "respawns",
+            "clients",
+            "backend_connections",
+            "commands",
+            "rss_kib",
+            "status_updated",
+        ]);
+        for k in 0..view.status.shards() {
+            let s = view.status.slot(k);
+            let t = view.status.tables(k).read().unwrap_or_default();
+            rs.push([
+                k.to_string(),
+                s.pid.load(Relaxed).to_string(),
+                s.tid.load(Relaxed).to_string(),
+                s.cpu.load(Relaxed).to_string(),
+                format_time(s.started_unix_s.load(Relaxed) * 1000),
+                s.respawns.load(Relaxed).to_string(),
+                s.client_connections.load(Relaxed).to_string(),
+                s.backend_connections.load(Relaxed).to_string(),
+                s.commands.load(Relaxed).to_string(),
+                t.rss_kib.to_string(),
+                format_time(t.updated_unix_ms),
+            ]);
+        }
+        Reply::Rows(rs)
+    }
+}

@@ -1,0 +1,106 @@
+//! Text-protocol result sets the proxy builds itself (status queries, the admin port).
+//!
+//! Every column is a VARCHAR in utf8mb4; values are length-encoded strings of any length
+//! (a row longer than one physical packet is split as the protocol requires), NULL is 0xFB.
+
+use super::packet::{put_lenenc_int, put_lenenc_str, write_packet};
+
+/// A result set: column names and rows of optional text values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl ResultSet {
+    pub fn new(columns: &[&str]) -> ResultSet {
+        ResultSet { columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+    }
+
+    /// Appends a row of values (anything displayable).
+    pub fn push<I, T>(&mut self, values: I)
+    where
+        I: IntoIterator<Item = T>,
+        T: ToString,
+    {
+        self.rows.push(values.into_iter().map(|v| Some(v.to_string())).collect());
+    }
+
+    /// Appends `self` as the server would send it after a COM_QUERY, starting at sequence
+    /// id `seq`. Returns the sequence id that follows.
+    pub fn write(&self, out: &mut Vec<u8>, seq: u8, deprecate_eof: bool, status_flags: u16) -> u8 {
+        let mut seq = seq;
+        let mut p = Vec::with_capacity(64);
+        put_lenenc_int(&mut p, self.columns.len() as u64);
+        seq = write_packet(out, seq, &p);
+        for (i, name) in self.columns.iter().enumerate() {
+            p.clear();
+            for s in ["def", "", "", ""] {
+                put_lenenc_str(&mut p, s.as_bytes());
+            }
+            put_lenenc_str(&mut p, name.as_bytes());
+            put_lenenc_str(&mut p, name.as_bytes());
+            p.push(0x0c);
+            p.extend_from_slice(&45u16.to_le_bytes()); // utf8mb4_general_ci
+            let width = self.rows.iter().filter_map(|r| r.get(i)?.as_ref().map(|v| v.len())).max().unwrap_or(0);
+            p.extend_from_slice(&((width.max(1) * 4).min(u32::MAX as usize) as u32).to_le_bytes());
+            p.push(0xFD); // MYSQL_TYPE_VAR_STRING
+            p.extend_from_slice(&0u16.to_le_bytes());
+            p.push(0);
+            p.extend_from_slice(&[0, 0]);
+            seq = write_packet(out, seq, &p);
+        }
+        if !deprecate_eof {
+            seq = write_packet(out, seq, &eof(status_flags));
+        }
+        for row in &self.rows {
+            p.clear();
+            for i in 0..self.columns.len() {
+                match row.get(i).and_then(|v| v.as_ref()) {
+                    Some(v) => put_lenenc_str(&mut p, v.as_bytes()),
+                    None => p.push(0xFB),
+                }
+            }
+            seq = write_packet(out, seq, &p);
+        }
+        let end = if deprecate_eof {
+            // An OK packet with the EOF header byte.
+            let mut e = vec![0xFE, 0, 0];
+            e.extend_from_slice(&status_flags.to_le_bytes());
+            e.extend_from_slice(&0u16.to_le_bytes());
+            e
+        } else {
+            eof(status_flags)
+        };
+        write_packet(out, seq, &end)
+    }
+}
+
+fn eof(status_flags: u16) -> Vec<u8> {
+    let mut e = vec![0xFE, 0, 0];
+    e.extend_from_slice(&status_flags.to_le_bytes());
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::response::{Expect, Progress, Scanner};
+
+    #[test]
+    fn the_scanner_reads_it_as_one_complete_result() {
+        let mut rs = ResultSet::new(&["a", "b"]);
+        rs.push(["x", "y"]);
+        rs.rows.push(vec![Some("z".repeat(300)), None]);
+        rs.rows.push(vec![Some("w".repeat(70_000)), Some(String::new())]);
+        for deprecate in [false, true] {
+            let mut out = Vec::new();
+            let next = rs.write(&mut out, 1, deprecate, 2);
+            let mut sc = Scanner::new(Expect::ResultSets, deprecate);
+            let (n, progress) = sc.feed(&out).unwrap();
+            assert_eq!(n, out.len());
+            assert!(matches!(progress, Progress::Done));
+            assert_eq!(next, if deprecate { 8 } else { 9 });
+        }
+    }
+}
