@@ -4,6 +4,7 @@
 //! The login speaks MariaDB's and MySQL's client side: `mysql_native_password`,
 //! auth switch, MariaDB's `client_ed25519`, and the `caching_sha2_password` fast path.
 
+pub mod blocking;
 mod stmts;
 
 use std::net::SocketAddr;

@@ -34,6 +34,25 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Fetch the latency histogram of a running corelay (admin port) and write an
+    /// HdrHistogram percentile file (.hgrm) and an SVG plot of it.
+    Report {
+        /// Admin port to ask; default: proxy.admin_listen of the configuration.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// Admin user; default: the configuration's first [[admin_user]].
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Admin password; default: that user's password in the configuration.
+        #[arg(long, value_name = "PASSWORD", env = "CORELAY_ADMIN_PASSWORD")]
+        password: Option<String>,
+        /// Statement class: read, write, other or all.
+        #[arg(long, default_value = "all")]
+        class: String,
+        /// Directory to write corelay-latency-<class>.hgrm and .svg into.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 /// Flags that override `[proxy]` keys of the configuration.

@@ -73,6 +73,8 @@ pub struct Cluster {
     pub max_replication_lag_s: u64,
     pub health_interval_ms: u64,
     pub read_only_transactions_on_replicas: bool,
+    /// Credentials of the health checks (None: the cluster's first db user).
+    pub monitor: Option<(String, String)>,
     pub servers: Vec<Server>,
 }
 
@@ -288,6 +290,7 @@ impl Config {
                 max_replication_lag_s: c.max_replication_lag_s,
                 health_interval_ms: c.health_interval_ms.max(100),
                 read_only_transactions_on_replicas: c.read_only_transactions_on_replicas,
+                monitor: c.monitor_user.clone().map(|u| (u, c.monitor_password.clone())),
                 servers,
             });
         }

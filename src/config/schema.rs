@@ -159,6 +159,13 @@ pub struct ClusterFile {
     /// `START TRANSACTION READ ONLY` may run on a replica.
     #[serde(default)]
     pub read_only_transactions_on_replicas: bool,
+    /// Who the master's health checks log in as (one kept-open connection per server);
+    /// unset = the cluster's first db user. Needs REPLICATION CLIENT (SLAVE MONITOR) to
+    /// read replication lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_user: Option<String>,
+    #[serde(default)]
+    pub monitor_password: String,
     #[serde(default)]
     pub server: Vec<ServerFile>,
 }

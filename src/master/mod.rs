@@ -8,6 +8,7 @@
 //! with the configuration-error code, which no restart can fix.
 
 mod health;
+mod hgrm;
 mod spawn;
 
 use std::os::fd::OwnedFd;
@@ -145,9 +146,11 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
 
     let mut stopping: Option<Instant> = None;
     let mut checker = health::Checker::default();
+    let mut latency_files = hgrm::Writer::new(&config, &status);
     loop {
         if stopping.is_none() {
             checker.run_due(&config, &status);
+            latency_files.run_due(&status);
         }
         // Start (or restart) shards that are due.
         if stopping.is_none() {

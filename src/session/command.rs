@@ -400,9 +400,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.retry_armed = attempt == 0;
             self.backend_clean = false;
             let sent = match self.backend.as_mut() {
-                Some(b) => b.stream.write_all(&self.cbuf.filled()[..h.total()]).await.is_ok(),
+                Some(b) => {
+                    self.cmd_server = Some(b.key.server);
+                    b.stream.write_all(&self.cbuf.filled()[..h.total()]).await.is_ok()
+                }
                 None => false,
             };
+            if sent {
+                Slot::add(&self.ctx.slot().bytes_from_clients, h.total() as u64);
+            }
             let result = if sent {
                 self.relay_response(Expect::ResultSets, h.seq, None).await
             } else {

@@ -127,17 +127,11 @@ async fn serve(spec: ShardSpec) {
             // PAUSE (admin port): new clients wait in the listen backlog.
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !status.shutdown_requested() {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => break,
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
+        let stream = match accept(&listener, &status, true).await {
+            Accepted::Stop => break,
+            Accepted::Paused => continue,
+            Accepted::Stream(s) => s,
+            Accepted::Error(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 warn!(shard = index, "accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -172,6 +166,36 @@ async fn serve(spec: ShardSpec) {
     info!(shard = index, "shard stopped");
 }
 
+enum Accepted {
+    Stream(glommio::net::TcpStream),
+    Error(String),
+    Stop,
+    Paused,
+}
+
+/// Waits for a connection, or for shutdown (or, when `pausable`, PAUSE) to be asked for;
+/// the pending accept is dropped then, so nobody is accepted while paused.
+async fn accept(listener: &TcpListener, status: &StatusRegion, pausable: bool) -> Accepted {
+    let wanted = async {
+        match listener.accept().await {
+            Ok(s) => Accepted::Stream(s),
+            Err(e) => Accepted::Error(e.to_string()),
+        }
+    };
+    let stop = async {
+        loop {
+            if status.shutdown_requested() {
+                return Accepted::Stop;
+            }
+            if pausable && status.paused() {
+                return Accepted::Paused;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    futures_lite::future::or(wanted, stop).await
+}
+
 /// The admin port or `/metrics`.
 #[derive(Clone, Copy)]
 enum Side {
@@ -186,17 +210,11 @@ async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side)
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
     let mut next_id = 0u32;
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !ctx.status.shutdown_requested() {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => return,
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
+        let stream = match accept(&listener, &ctx.status, false).await {
+            Accepted::Stop => return,
+            Accepted::Paused => continue,
+            Accepted::Stream(s) => s,
+            Accepted::Error(e) => {
                 warn!(shard = ctx.shard, "admin accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;

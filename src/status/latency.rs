@@ -122,6 +122,14 @@ impl Merged {
         self.counts.iter().sum()
     }
 
+    /// What `self` recorded since `earlier` (a copy taken before from the same buckets).
+    /// The maximum cannot be split by time: it is the largest value of the buckets left.
+    pub fn minus(&self, earlier: &Merged) -> Merged {
+        let counts: Vec<u64> = self.counts.iter().zip(&earlier.counts).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let max_us = counts.iter().rposition(|c| *c > 0).map_or(0, |i| bucket_range(i).1.min(self.max_us));
+        Merged { counts, sum_us: self.sum_us.saturating_sub(earlier.sum_us), max_us }
+    }
+
     /// Values recorded at or below `us` (for cumulative Prometheus buckets): the buckets
     /// whose highest value is at most `us`.
     pub fn count_at_or_below(&self, us: u64) -> u64 {

@@ -298,10 +298,13 @@ impl Default for TestUser<'_> {
     }
 }
 
+/// Health checks log in as root, so that connections counted by db user are the shards'.
+pub const MONITOR: &str = "monitor_user = \"root\"\n";
+
 /// A config for one cluster whose primary is `backend`, with the given users.
 pub fn config_for(backend: SocketAddr, users: &[TestUser], proxy_extra: &str) -> String {
     let mut s = format!(
-        "[proxy]\n{proxy_extra}\n\n[[cluster]]\nname = \"main\"\n\n[[cluster.server]]\naddress = \"{backend}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
+        "[proxy]\n{proxy_extra}\n\n[[cluster]]\nname = \"main\"\n{MONITOR}\n[[cluster.server]]\naddress = \"{backend}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
 [[db_user]]\nname = \"{DB_USER}\"\npassword = \"{DB_PASSWORD}\"\ncluster = \"main\"\ndefault_db = \"{DB_NAME}\"\n\n"
     );
     for u in users {
@@ -317,6 +320,8 @@ pub fn config_for(backend: SocketAddr, users: &[TestUser], proxy_extra: &str) ->
 /// The real corelay binary, stopped on drop.
 pub struct Corelay {
     pub port: u16,
+    pub admin_port: u16,
+    pub metrics_port: u16,
     pub child: Child,
     pub dir: PathBuf,
 }
@@ -330,19 +335,20 @@ impl Corelay {
         let path = dir.join("corelay.toml");
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.join("corelay.log")).unwrap();
+        let (admin_port, metrics_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_corelay"))
             .arg("--config")
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(["--workers", &workers.to_string(), "--worker-mode", mode, "--log-level", "info"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         register_cleanup(child.id(), None);
-        let mut c = Corelay { port, child, dir };
+        let mut c = Corelay { port, admin_port, metrics_port, child, dir };
         c.wait_ready();
         c
     }
@@ -531,8 +537,8 @@ pub fn parse_err(p: &[u8]) -> (u16, String) {
 pub fn two_cluster_config(a: SocketAddr, b: SocketAddr, proxy_extra: &str) -> String {
     format!(
         "[proxy]\n{proxy_extra}\n\n\
-[[cluster]]\nname = \"a\"\n[[cluster.server]]\naddress = \"{a}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
-[[cluster]]\nname = \"b\"\n[[cluster.server]]\naddress = \"{b}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
+[[cluster]]\nname = \"a\"\n{MONITOR}[[cluster.server]]\naddress = \"{a}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
+[[cluster]]\nname = \"b\"\n{MONITOR}[[cluster.server]]\naddress = \"{b}\"\nrole = \"primary\"\nconnect_timeout_ms = 1000\n\n\
 [[db_user]]\nname = \"{DB_USER}\"\npassword = \"{DB_PASSWORD}\"\ncluster = \"a\"\ndefault_db = \"{DB_NAME}\"\n\n\
 [[db_user]]\nname = \"b_db\"\npassword = \"{DB_PASSWORD}\"\ncluster = \"b\"\ndefault_db = \"{DB_NAME}\"\n\n\
 [[user]]\nname = \"app\"\npassword = \"app_pw\"\ndb_user = \"{DB_USER}\"\n\n\
