@@ -374,3 +374,75 @@ fn show_latency_agrees_with_the_client() {
         assert!(ours >= theirs * 0.98 - 3000.0, "p{p}: corelay {ours} µs, client {theirs} µs");
     }
 }
+
+/// The `Total count` of an `.hgrm` file, after checking that its rows are ordered.
+fn hgrm_total(text: &str) -> u64 {
+    let mut last = (0.0f64, 0.0f64);
+    let mut rows = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.contains("Percentile")) {
+        let f: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        assert!(f.len() == 3 || f.len() == 4, "row {line:?}");
+        assert!(f[0] >= last.0 && f[1] >= last.1, "rows go up: {line:?} after {last:?}");
+        last = (f[0], f[1]);
+        rows += 1;
+    }
+    let total = text.lines().find(|l| l.contains("Total count")).expect("a Total count line");
+    let n: u64 = total.rsplit('=').next().unwrap().trim().trim_end_matches(']').trim().parse().unwrap();
+    assert!(n == 0 || rows > 1, "{text}");
+    n
+}
+
+#[test]
+fn report_writes_an_hgrm_and_an_svg_and_intervals_go_to_files() {
+    let db = shared_mariadb();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("histogram_dir = \"{}\"\nhistogram_interval_s = 1", dir.path().join("hgrm").display());
+    let c = Corelay::start(&config_for(db.addr(), &[TestUser::default()], &extra), "thread", 2);
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    for i in 0..400 {
+        conn.query_drop(format!("SELECT {i}")).unwrap();
+    }
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, out, _) = admin(&c, "SHOW STATS\n");
+    let reads: u64 = rows(&out, "name").iter().find(|r| r[0] == "statements_read").unwrap()[1].parse().unwrap();
+
+    let out_dir = dir.path().join("report");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_corelay"))
+        .args([
+            "report",
+            "--admin",
+            &format!("127.0.0.1:{}", c.admin_port),
+            "--user",
+            "admin",
+            "--password",
+            "admin_pw",
+        ])
+        .args(["--class", "read", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let hgrm = std::fs::read_to_string(out_dir.join("corelay-latency-read.hgrm")).unwrap();
+    assert_eq!(hgrm_total(&hgrm), reads);
+    let svg = out_dir.join("corelay-latency-read.svg");
+    let checked = python(&format!(
+        "import xml.etree.ElementTree as E; r = E.parse('{}').getroot(); print(r.tag, len(r.findall('{{http://www.w3.org/2000/svg}}polyline')))",
+        svg.display()
+    ));
+    assert_eq!(checked.trim(), "{http://www.w3.org/2000/svg}svg 1", "{checked}");
+    let png = dir.path().join("plot.png");
+    let rendered = std::process::Command::new("rsvg-convert").arg(&svg).arg("-o").arg(&png).status();
+    assert!(rendered.expect("rsvg-convert is installed (librsvg2-bin)").success());
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+
+    // Every interval's file counts what that interval added: together at most the total.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("hgrm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-read.hgrm"))
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    let sum: u64 = files.iter().map(|p| hgrm_total(&std::fs::read_to_string(p).unwrap())).sum();
+    assert!(sum >= 400 && sum <= reads, "intervals add up to {sum}, {reads} reads in all");
+}
