@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backend;
 pub mod cluster;
 pub mod config;
+pub mod log;
 pub mod master;
 pub mod pool;
 pub mod protocol;

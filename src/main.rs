@@ -42,7 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         return report(&cli, admin.as_deref(), user.as_deref(), password.as_deref(), class, out);
     }
     let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
-    init_logging(&config.proxy.log_level);
+    init_logging(&config);
     match corelay::master::run(config) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -85,14 +85,36 @@ fn report(
     Ok(0)
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CORELAY_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Console logging (stderr, `log_level` or `CORELAY_LOG`), plus the query log when
+/// `log_dir` is set. Statement and connection events only go to the query log.
+fn init_logging(config: &Config) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let quiet = |f: tracing_subscriber::EnvFilter| {
+        let f = f.add_directive(format!("{}=off", corelay::log::QUERY).parse().expect("a valid directive"));
+        f.add_directive(format!("{}=off", corelay::log::CONN).parse().expect("a valid directive"))
+    };
+    let console = tracing_subscriber::EnvFilter::try_from_env("CORELAY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.proxy.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(quiet(console));
+    let p = &config.proxy;
+    let query_log = (!p.log_dir.trim().is_empty()).then(|| {
+        let settings = corelay::log::Settings {
+            dir: p.log_dir.trim().into(),
+            json: p.log_format == "json",
+            max_bytes: p.log_max_bytes,
+            keep_files: p.log_keep_files,
+        };
+        let targets = Targets::new()
+            .with_target(corelay::log::QUERY, LevelFilter::INFO)
+            .with_target(corelay::log::CONN, LevelFilter::INFO)
+            .with_default(LevelFilter::WARN);
+        corelay::log::QueryLog::new(settings).with_filter(targets)
+    });
+    tracing_subscriber::registry().with(fmt).with(query_log).init();
 }

@@ -133,6 +133,56 @@ fn listen_address_in_use_is_a_clear_error() {
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
 }
 
+#[test]
+fn a_second_corelay_on_the_same_port_is_refused() {
+    let port = common::free_port();
+    let first = corelay()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--admin-listen",
+            "",
+            "--metrics-listen",
+            "",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _first = Guard(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "first corelay did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Both would bind with SO_REUSEPORT and share the port unnoticed.
+    let out = corelay()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--admin-listen",
+            "",
+            "--metrics-listen",
+            "",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs corelay as an unprivileged user (root hides RLIMIT_MEMLOCK) with the given
 /// locked-memory limit in bytes.
 fn unprivileged_corelay(memlock: u64, args: &[&str]) -> Command {
@@ -142,7 +192,8 @@ fn unprivileged_corelay(memlock: u64, args: &[&str]) -> Command {
     if unsafe { libc::geteuid() } == 0 {
         cmd.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
     }
-    cmd.arg(world_readable_binary()).args(args);
+    // The admin and metrics ports are off: their default ports may be taken here.
+    cmd.arg(world_readable_binary()).args(args).args(["--admin-listen", "", "--metrics-listen", ""]);
     cmd
 }
 

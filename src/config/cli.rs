@@ -103,6 +103,18 @@ pub struct Overrides {
     /// Seconds between .hgrm files (proxy.histogram_interval_s).
     #[arg(long, global = true, value_name = "S")]
     pub histogram_interval_s: Option<u64>,
+    /// Query log directory; empty = off (proxy.log_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub log_dir: Option<String>,
+    /// Query log line format: text or json (proxy.log_format).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log statements at least this slow, microseconds (proxy.log_query_min_time_us).
+    #[arg(long, global = true, value_name = "US")]
+    pub log_query_min_time_us: Option<u64>,
+    /// Rotate log files at this size, bytes (proxy.log_max_bytes).
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub log_max_bytes: Option<u64>,
     /// Time a client has to finish logging in, milliseconds (proxy.auth_timeout_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub auth_timeout_ms: Option<u64>,
@@ -161,6 +173,10 @@ impl Overrides {
             status_table_capacity,
             histogram_dir,
             histogram_interval_s,
+            log_dir,
+            log_format,
+            log_query_min_time_us,
+            log_max_bytes,
             auth_timeout_ms,
             drain_timeout_s,
             pool_wait_timeout_ms,

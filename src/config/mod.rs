@@ -185,6 +185,15 @@ impl Config {
         if p.status_table_capacity == 0 || p.status_table_capacity > 1 << 20 {
             return Err(bad("proxy.status_table_capacity".into(), "must be between 1 and 1048576".into()));
         }
+        if !matches!(p.log_format.as_str(), "text" | "json") {
+            return Err(bad(
+                "proxy.log_format".into(),
+                format!("unknown format {:?}: use \"text\" or \"json\"", p.log_format),
+            ));
+        }
+        if p.log_max_bytes < 4096 {
+            return Err(bad("proxy.log_max_bytes".into(), "must be at least 4096".into()));
+        }
         if p.histogram_interval_s == 0 {
             return Err(bad("proxy.histogram_interval_s".into(), "must be at least 1".into()));
         }

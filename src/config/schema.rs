@@ -105,6 +105,20 @@ pub struct Proxy {
     /// glommio preemption timer, milliseconds.
     pub preempt_timer_ms: u64,
     pub log_level: String,
+    /// Directory of the query log and the warning/error log (`.wf`); empty = off.
+    pub log_dir: String,
+    /// `text` or `json` lines.
+    pub log_format: String,
+    /// Statements taking at least this long are logged (0 = every statement).
+    pub log_query_min_time_us: u64,
+    /// SQL is cut to this many characters in the log.
+    pub log_sql_max_chars: usize,
+    /// Log connects and quits too.
+    pub log_connections: bool,
+    /// A log file is rotated when it would grow past this.
+    pub log_max_bytes: u64,
+    /// Rotated files kept (`.1` newest).
+    pub log_keep_files: usize,
 }
 
 impl Default for Proxy {
@@ -139,6 +153,13 @@ impl Default for Proxy {
             spin_before_park_us: 0,
             preempt_timer_ms: 100,
             log_level: "info".into(),
+            log_dir: String::new(),
+            log_format: "text".into(),
+            log_query_min_time_us: 100_000,
+            log_sql_max_chars: 512,
+            log_connections: true,
+            log_max_bytes: 100 << 20,
+            log_keep_files: 5,
         }
     }
 }

@@ -121,6 +121,9 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let sfd =
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(MasterError::Signals)?;
 
+    for addr in [Some(config.listen), config.admin_addr, config.metrics_addr].into_iter().flatten() {
+        shard::check_free(addr)?;
+    }
     let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
         let side = |addr: Option<std::net::SocketAddr>| addr.map(|a| shard::bind_listener(a, 128)).transpose();

@@ -56,10 +56,18 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             self.cmd_class = crate::status::Class::Other;
             self.cmd_server = None;
+            if self.ctx.log.on {
+                self.trace.sent = None;
+                self.trace.first_byte = None;
+                self.trace.bytes = 0;
+                self.trace.rows = 0;
+                self.trace.error = 0;
+                self.trace.sql.clear();
+            }
             let pins_before = self.pins;
             let started = std::time::Instant::now();
             let result = self.dispatch(command, h).await;
-            self.account(started, pins_before);
+            self.account(command, started, pins_before);
             match result {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
@@ -73,8 +81,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Counts a finished command in the shard's slot: its class, its latency (per class and
     /// per server), and the pins it started.
-    fn account(&self, started: std::time::Instant, pins_before: u32) {
-        let us = started.elapsed().as_micros() as u64;
+    fn account(&self, command: u8, started: std::time::Instant, pins_before: u32) {
+        let end = std::time::Instant::now();
+        let us = end.duration_since(started).as_micros() as u64;
+        // Slow statements go to the query log; failed ones to the warning log too.
+        if self.ctx.log.on && (us >= self.ctx.log.min_us || self.trace.error != 0) && command != cmd::QUIT {
+            self.log_statement(command, started, end);
+        }
         let slot = self.ctx.slot();
         let (status, shard) = (&self.ctx.status, self.ctx.shard);
         Slot::add(&slot.statements[self.cmd_class as usize], 1);
@@ -85,6 +98,48 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let new_pins = self.pins & !pins_before;
         if new_pins != 0 {
             slot.pinned(new_pins);
+        }
+    }
+
+    /// One statement line in the query log.
+    fn log_statement(&self, command: u8, started: std::time::Instant, end: std::time::Instant) {
+        let t = &self.trace;
+        let us = |a: std::time::Instant, b: std::time::Instant| b.saturating_duration_since(a).as_micros() as u64;
+        let sent = t.sent.unwrap_or(started);
+        let first = t.first_byte.unwrap_or(end);
+        let server = self.cmd_server.and_then(|id| self.ctx.config.server(id)).map_or("", |s| s.address.as_str());
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: crate::log::QUERY,
+                    conn = self.conn_id,
+                    client = %self.peer,
+                    user = self.user_name(),
+                    server,
+                    thread = if server.is_empty() { 0 } else { t.thread },
+                    cmd = cmd::name(command),
+                    send_us = us(started, sent),
+                    wait_us = if t.first_byte.is_some() { us(sent, first) } else { 0 },
+                    resp_us = if t.first_byte.is_some() { us(first, end) } else { 0 },
+                    total_us = us(started, end),
+                    rows = t.rows,
+                    bytes = t.bytes,
+                    err = t.error,
+                    sql = t.sql.as_str(),
+                )
+            };
+        }
+        if t.error != 0 {
+            line!(warn);
+        } else {
+            line!(info);
+        }
+    }
+
+    /// The command's last byte went to the server.
+    fn trace_sent(&mut self) {
+        if self.ctx.log.on {
+            self.trace.sent = Some(std::time::Instant::now());
         }
     }
 
@@ -162,6 +217,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let (false, Some((query_only, id))) = (h.continued(), classify::kill_statement(text)) {
             self.cbuf.consume(h.total());
             return self.kill(h.seq.wrapping_add(1), query_only, id).await;
+        }
+        if self.ctx.log.on {
+            keep_sql(&mut self.trace.sql, text, self.ctx.log.sql_max_chars);
         }
         let fx = statement::analyse(text);
         let mut class = classify::classify(text);
@@ -402,12 +460,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let sent = match self.backend.as_mut() {
                 Some(b) => {
                     self.cmd_server = Some(b.key.server);
+                    self.trace.thread = b.thread_id;
                     b.stream.write_all(&self.cbuf.filled()[..h.total()]).await.is_ok()
                 }
                 None => false,
             };
             if sent {
                 Slot::add(&self.ctx.slot().bytes_from_clients, h.total() as u64);
+                self.trace_sent();
             }
             let result = if sent {
                 self.relay_response(Expect::ResultSets, h.seq, None).await
@@ -506,8 +566,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// give the connection back if nothing pins it.
     pub(super) fn after_response(&mut self, scanner: &Scanner) {
         self.backend_clean = true;
-        if scanner.error.is_some() {
+        if let Some(code) = scanner.error {
             Slot::add(&self.ctx.slot().error_replies, 1);
+            self.trace.error = code;
+        }
+        if let Some(ok) = scanner.ok {
+            self.trace.rows = ok.affected_rows;
         }
         if let Some(ok) = scanner.ok {
             if ok.last_insert_id != 0 {
@@ -578,11 +642,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.backend_clean = false;
         let Some(b) = self.backend.as_mut() else { return Err(no_backend()) };
         self.cmd_server = Some(b.key.server);
+        self.trace.thread = b.thread_id;
         if let Err(e) = b.stream.write_all(bytes).await {
             let addr = b.addr;
             return self.backend_lost(seq.wrapping_add(1), addr, e.to_string(), true).await;
         }
         Slot::add(&self.ctx.slot().bytes_from_clients, bytes.len() as u64);
+        self.trace_sent();
         Ok(())
     }
 
@@ -608,6 +674,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 let n = left.min(self.cbuf.len());
                 let backend = self.backend.as_mut().ok_or_else(no_backend)?;
                 self.cmd_server = Some(backend.key.server);
+                self.trace.thread = backend.thread_id;
                 if let Err(e) = backend.stream.write_all(&self.cbuf.filled()[..n]).await {
                     let addr = backend.addr;
                     // The rest of this command is still on its way: it must not be read
@@ -620,6 +687,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 left -= n;
             }
             if !h.continued() {
+                self.trace_sent();
                 return Ok(seq);
             }
         }
@@ -696,6 +764,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     // The response is half read if this fails: the connection is unusable.
                     self.client.write_all(&self.bbuf.filled()[..n]).await.map_err(SessionError::ClientGone)?;
                     self.bbuf.consume(n);
+                    self.trace.bytes += n as u64;
                     forwarded = true;
                 }
                 match progress {
@@ -713,7 +782,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let backend = self.backend.as_mut().ok_or_else(no_backend)?;
             let addr = backend.addr;
             match self.bbuf.fill_from(&mut backend.stream, None).await {
-                Ok(n) if n > 0 => Slot::add(&self.ctx.slot().bytes_from_backends, n as u64),
+                Ok(n) if n > 0 => {
+                    Slot::add(&self.ctx.slot().bytes_from_backends, n as u64);
+                    if self.ctx.log.on && self.trace.first_byte.is_none() {
+                        self.trace.first_byte = Some(std::time::Instant::now());
+                    }
+                }
                 result => {
                     let reason = match result {
                         Err(e) => e.to_string(),
@@ -776,6 +850,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.stmts.cursor = None;
         Err(SessionError::StatementFailed { addr, reason })
     }
+}
+
+/// Keeps a statement's text for the query log, cut to `max` characters, in `buf` (reused:
+/// no allocation once it has grown).
+pub(super) fn keep_sql(buf: &mut String, text: &[u8], max: usize) {
+    buf.clear();
+    buf.extend(String::from_utf8_lossy(text).chars().take(max));
 }
 
 fn set_bit(bits: &mut u32, bit: u32, on: bool) {

@@ -53,12 +53,51 @@ pub struct Context<N: Connector> {
     pub shard: usize,
     pub connector: N,
     pub pool: Pool<N::Conn>,
+    pub log: LogPolicy,
     /// Backend read buffers of sessions that hold no connection, for the next borrower:
     /// an idle session keeps none, and a busy one allocates none.
     spare_buffers: std::cell::RefCell<Vec<Buffer>>,
     /// The shard's live sessions by connection id, for KILL.
     sessions: std::cell::RefCell<std::collections::HashMap<u32, std::rc::Rc<Presence>>>,
     next_id: Cell<u32>,
+}
+
+/// What the query log needs, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LogPolicy {
+    /// `log_dir` is set.
+    pub on: bool,
+    pub min_us: u64,
+    pub sql_max_chars: usize,
+    pub connections: bool,
+}
+
+impl LogPolicy {
+    fn new(config: &Config) -> LogPolicy {
+        let p = &config.proxy;
+        LogPolicy {
+            on: !p.log_dir.trim().is_empty(),
+            min_us: p.log_query_min_time_us,
+            sql_max_chars: p.log_sql_max_chars,
+            connections: p.log_connections,
+        }
+    }
+}
+
+/// One command's timings and results, for the query log (kept only when it is on).
+#[derive(Debug, Default)]
+struct Trace {
+    /// The command's last byte went to the server.
+    sent: Option<std::time::Instant>,
+    /// The first byte of the reply came back.
+    first_byte: Option<std::time::Instant>,
+    /// Reply bytes passed to the client.
+    bytes: u64,
+    rows: u64,
+    error: u16,
+    thread: u32,
+    /// The statement, cut to `log_sql_max_chars` (reused buffer).
+    sql: String,
 }
 
 /// What other sessions of the shard may see of a session: the backend connection serving
@@ -86,7 +125,9 @@ impl Presence {
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
         let pool = Pool::new(&config, status.shards());
+        let log = LogPolicy::new(&config);
         Context {
+            log,
             config,
             status,
             shard,
@@ -223,6 +264,7 @@ pub struct Session<'a, C: Transport, N: Connector> {
     /// counters and latency histograms).
     cmd_class: crate::status::Class,
     cmd_server: Option<usize>,
+    trace: Trace,
     /// The last non-zero insert id the server reported to this session.
     last_insert_id: u64,
     /// The next borrow is a read that wanted a replica but goes to the primary.
@@ -292,6 +334,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         last_insert_id: 0,
         cmd_class: crate::status::Class::Other,
         cmd_server: None,
+        trace: Trace::default(),
         backend: None,
         backend_clean: true,
         retry_armed: false,
@@ -304,9 +347,16 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         counted: Counted { slot, user: None, sessions: &ctx.sessions, conn_id, presence },
     };
     let result = match s.login().await {
-        Ok(()) => s.command_loop().await,
+        Ok(()) => {
+            s.log_connection("connect", None);
+            s.command_loop().await
+        }
         Err(e) => Err(e),
     };
+    if s.user.is_some() {
+        let reason = result.as_ref().err().map(|e| e.to_string());
+        s.log_connection("quit", reason.as_deref());
+    }
     match &result {
         Ok(()) => debug!(peer = %s.peer, id = s.conn_id, "session closed"),
         Err(e @ (SessionError::ClientGone(_) | SessionError::ClientIdle(_))) => {
@@ -339,6 +389,17 @@ impl<N: Connector> Context<N> {
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     fn config(&self) -> &Config {
         &self.ctx.config
+    }
+
+    fn user_name(&self) -> &str {
+        self.user.and_then(|u| self.ctx.config.users.get(u)).map_or("", |u| u.name.as_str())
+    }
+
+    /// A connect or quit line in the query log.
+    fn log_connection(&self, event: &str, reason: Option<&str>) {
+        if self.ctx.log.on && self.ctx.log.connections {
+            tracing::info!(target: crate::log::CONN, event, conn = self.conn_id, client = %self.peer, user = self.user_name(), reason = reason.unwrap_or(""));
+        }
     }
 
     /// Sends an ERR packet to the client. A failure to send is not reported: the session

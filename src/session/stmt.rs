@@ -161,6 +161,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.read_local_packet(reply_seq).await?;
             return self.answer_session_function(reply_seq, function, &name, true).await;
         }
+        if let (true, Some(st)) = (self.ctx.log.on, self.stmts.map.get(&id)) {
+            super::command::keep_sql(&mut self.trace.sql, &st.sql, self.ctx.log.sql_max_chars);
+        }
         self.route_statement(class, None);
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(reply_seq).await?;

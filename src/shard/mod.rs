@@ -41,6 +41,18 @@ pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// Fails if something already listens on `addr`, even with SO_REUSEPORT (another corelay
+/// would otherwise silently share the port): a plain bind without SO_REUSEPORT is refused
+/// then.
+pub fn check_free(addr: SocketAddr) -> Result<(), ShardError> {
+    let err = |source| ShardError::Listen { addr, source };
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    Ok(())
+}
+
 /// Creates one shard's listening socket: SO_REUSEADDR + SO_REUSEPORT, the configured
 /// backlog, non-blocking, close-on-exec. The master creates these before spawning shards
 /// and keeps a copy, so connections queued on a shard that dies wait for its successor.
@@ -87,6 +99,7 @@ pub struct ShardSpec {
 /// Runs shard `spec.index` on the calling thread until shutdown. Returns when drained.
 pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
     let index = spec.index;
+    crate::log::set_shard(index);
     if !core_affinity::set_for_current(core_affinity::CoreId { id: spec.cpu }) {
         warn!(shard = index, cpu = spec.cpu, "could not pin shard to its CPU; running unpinned");
     }
@@ -164,6 +177,7 @@ async fn serve(spec: ShardSpec) {
         error!(shard = index, sessions = left, "drain time over; closing remaining sessions");
     }
     info!(shard = index, "shard stopped");
+    crate::log::flush();
 }
 
 enum Accepted {
@@ -255,11 +269,13 @@ async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
     }
 }
 
-/// Every `status_interval_ms`: rebuilds this shard's status tables.
+/// Every `status_interval_ms`: rebuilds this shard's status tables and flushes its query
+/// log.
 async fn publish_status(ctx: Rc<Context<GlommioConnector>>) {
     let every = Duration::from_millis(ctx.config.proxy.status_interval_ms.max(10));
     while !ctx.status.shutdown_requested() {
         ctx.publish_status();
+        crate::log::flush();
         glommio::timer::sleep(every).await;
     }
 }
