@@ -3,7 +3,7 @@
 # mode), in one run, alternating the order of the three targets on every repetition.
 #
 #   benches/load-bench.sh [--reps N] [--time SECONDS] [--tables N] [--rows N]
-#                         [--workers N] [--mode thread|fork] [--replica] [--out FILE]
+#                         [--workers N] [--mode thread|fork] [--replica] [--cost] [--out FILE]
 #
 # Cells: oltp_point_select and oltp_read_only, prepared (--db-ps-mode=auto) and text
 # (--db-ps-mode=disable), 8 and 64 client threads. For each cell and target it prints the
@@ -13,9 +13,12 @@
 # end. Needs mariadb-server, sysbench, haproxy (see .ci/run for the packages).
 # With --replica, a second MariaDB replicates from the first (binlog) and corelay has it as
 # a replica of its cluster: corelay's reads go there, direct and HAProxy use the primary.
+# With --cost, the targets are two corelays instead: one with every observability feature
+# on (status tables, latency histograms, .hgrm files every 10 s, the query log with a 1 s
+# threshold) and one with latency histograms and the log off; it prints on/off ratios.
 set -euo pipefail
 
-REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0
+REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0 COST=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -25,8 +28,9 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --mode) MODE=$2; shift 2 ;;
     --replica) REPLICA=1; shift ;;
+    --cost) COST=1; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -50,7 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-DB_PORT=$(free_port); CR_PORT=$(free_port); HA_PORT=$(free_port)
+DB_PORT=$(free_port); CR_PORT=$(free_port); HA_PORT=$(free_port); OFF_PORT=$(free_port)
 user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
 
 echo "# starting MariaDB on $DB_PORT (datadir $work/data)" >&2
@@ -97,9 +101,11 @@ if [ "$REPLICA" = 1 ]; then
   done
 fi
 
-cat >"$work/corelay.toml" <<TOML
+corelay_config() { # port extra-proxy-keys
+cat <<TOML
 [proxy]
-listen = "127.0.0.1:$CR_PORT"
+listen = "127.0.0.1:$1"
+$2
 workers = $WORKERS
 worker_mode = "$MODE"
 admin_listen = "127.0.0.1:$(free_port)"
@@ -126,6 +132,16 @@ password = "sb_pw"
 db_user = "sb"
 allow = ["127.0.0.1/32"]
 TOML
+}
+ON_KEYS=""
+if [ "$COST" = 1 ]; then
+  ON_KEYS=$(printf 'log_dir = "%s"\nlog_query_min_time_us = 1000000\nhistogram_dir = "%s"\nhistogram_interval_s = 10\n' "$work/log" "$work/hgrm")
+  corelay_config "$OFF_PORT" "latency_histograms = false" >"$work/corelay-off.toml"
+  "$BIN" --config "$work/corelay-off.toml" >"$work/corelay-off.log" 2>&1 &
+  pids+=($!)
+  OFF_PID=$!
+fi
+corelay_config "$CR_PORT" "$ON_KEYS" >"$work/corelay.toml"
 "$BIN" --config "$work/corelay.toml" >"$work/corelay.log" 2>&1 &
 pids+=($!)
 CR_PID=$!
@@ -138,8 +154,10 @@ for port in $CR_PORT $HA_PORT; do
   mariadb --no-defaults -h127.0.0.1 -P$port -usb -psb_pw -e 'SELECT 1' sb >/dev/null
 done
 
-declare -A PORT=([direct]=$DB_PORT [corelay]=$CR_PORT [haproxy]=$HA_PORT)
+declare -A PORT=([direct]=$DB_PORT [corelay]=$CR_PORT [haproxy]=$HA_PORT [corelay_off]=$OFF_PORT)
 targets=(direct corelay haproxy)
+[ "$COST" = 1 ] && targets=(corelay corelay_off)
+ntargets=${#targets[@]}
 results="$work/results.tsv"
 : >"$results"
 run_one() { # target script psmode threads
@@ -163,14 +181,14 @@ print("\t".join(sys.argv[2:6] + [f"{qps:.1f}", f"{pct(0.95):.3f}", f"{pct(0.99):
 PY
 }
 
-echo "# $REPS repetitions x 8 cells x 3 targets x ${TIME}s" >&2
+echo "# $REPS repetitions x 8 cells x $ntargets targets x ${TIME}s" >&2
 for rep in $(seq "$REPS"); do
   for script in oltp_point_select oltp_read_only; do
     for ps in auto disable; do
       for threads in 8 64; do
         # Rotate the order every repetition so no target always runs first or last.
-        for i in 0 1 2; do
-          t=${targets[$(( (i + rep) % 3 ))]}
+        for i in $(seq 0 $((ntargets - 1))); do
+          t=${targets[$(( (i + rep) % ntargets ))]}
           run_one "$t" "$script" "$ps" "$threads"
         done
       done
@@ -180,6 +198,42 @@ for rep in $(seq "$REPS"); do
 done
 
 cpu_ticks=$(awk '{print $14 + $15}' /proc/$CR_PID/stat)
+if [ "$COST" = 1 ]; then
+  off_ticks=$(awk '{print $14 + $15}' /proc/$OFF_PID/stat)
+  report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" "$off_ticks" <<'PY'
+import statistics, sys, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+reps, secs, mode, cpus, on_ticks, off_ticks = sys.argv[2:8]
+cells = collections.defaultdict(lambda: collections.defaultdict(list))
+for t, script, ps, th, qps, p95, p99 in rows:
+    cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p99)))
+med = statistics.median
+print(f"Medians of {reps} repetitions x {secs}s, the two corelays alternating; worker_mode={mode}, {cpus} CPUs.")
+print("on: status tables, latency histograms, .hgrm files every 10 s, query log (threshold 1 s); off: latency_histograms = false, no log.")
+print()
+print("| script | protocol | threads | on QPS | off QPS | on/off | p99 ms on/off |")
+print("|---|---|---|---|---|---|---|")
+ratios = []
+for key in sorted(cells):
+    c = cells[key]
+    on, off = med([r[0] for r in c["corelay"]]), med([r[0] for r in c["corelay_off"]])
+    ratios.append(on / off)
+    print(f"| {key[0]} | {key[1]} | {key[2]} | {on:.0f} | {off:.0f} | {on/off:.3f} | "
+          f"{med([r[1] for r in c['corelay']]):.2f}/{med([r[1] for r in c['corelay_off']]):.2f} |")
+print()
+print(f"Geometric mean on/off: {statistics.geometric_mean(ratios):.3f}; worst cell {min(ratios):.3f}.")
+# Statements each corelay served over the run (QPS x seconds, every repetition), and its CPU
+# time per statement: the least noisy figure on a shared machine.
+served = collections.Counter()
+for t, script, ps, th, qps, p95, p99 in rows:
+    served[t] += float(qps) * float(secs)
+on_us = int(on_ticks) / 100 * 1e6 / served["corelay"]
+off_us = int(off_ticks) / 100 * 1e6 / served["corelay_off"]
+print(f"Process CPU over the whole run: on {int(on_ticks)/100:.1f} s for {served['corelay']:.0f} statements ({on_us:.2f} us each), "
+      f"off {int(off_ticks)/100:.1f} s for {served['corelay_off']:.0f} ({off_us:.2f} us each): on/off {on_us/off_us:.3f}.")
+PY
+)
+else
 report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" <<'PY'
 import statistics, sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -204,6 +258,7 @@ print()
 print(f"corelay process CPU over the whole run: {int(ticks)/100:.1f} s")
 PY
 )
+fi
 echo "$report"
 if [ -n "$OUT" ]; then
   {
@@ -211,7 +266,7 @@ if [ -n "$OUT" ]; then
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
     echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
-    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')\`"
+    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')\`"
     [ "$REPLICA" = 1 ] && echo "corelay's cluster has a replica (binlog replication from the primary): its reads go to the replica; direct and HAProxy use the primary."
     echo "Everything (MariaDB, corelay, HAProxy, sysbench) shares the same CPUs: compare ratios, not absolute numbers."
     echo

@@ -136,20 +136,13 @@ fn listen_address_in_use_is_a_clear_error() {
 #[test]
 fn a_second_corelay_on_the_same_port_is_refused() {
     let port = common::free_port();
-    let first = corelay()
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--admin-listen",
-            "",
-            "--metrics-listen",
-            "",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let on_port = || {
+        let mut c = corelay();
+        c.args(["--listen", &listen, "--workers", "1", "--admin-listen", "", "--metrics-listen", ""]);
+        c
+    };
+    let first = on_port().stderr(std::process::Stdio::null()).spawn().unwrap();
     let _first = Guard(first);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -157,19 +150,7 @@ fn a_second_corelay_on_the_same_port_is_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Both would bind with SO_REUSEPORT and share the port unnoticed.
-    let out = corelay()
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--admin-listen",
-            "",
-            "--metrics-listen",
-            "",
-        ])
-        .output()
-        .unwrap();
+    let out = on_port().output().unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
 }

@@ -41,11 +41,14 @@ fn slow_and_failed_statements_are_logged_with_timings() {
     assert!(!log.contains("sql=\"SELECT 1\""), "a fast statement is not logged:\n{log}");
     let slow = lines.iter().find(|l| l.contains("sql=\"SELECT SLEEP(0.05)")).unwrap_or_else(|| panic!("{log}"));
     let db = shared_mariadb().addr().to_string();
-    for field in ["corelay::query", "shard=0", "client=127.0.0.1:", "user=app", &format!("server={db}"), "cmd=COM_QUERY"] {
+    for field in
+        ["corelay::query", "shard=0", "client=127.0.0.1:", "user=app", &format!("server={db}"), "cmd=COM_QUERY"]
+    {
         assert!(slow.contains(field), "{field} missing: {slow}");
     }
     let num = |line: &str, key: &str| -> u64 {
-        let v = line.split(' ').find_map(|f| f.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key}: {line}"));
+        let v =
+            line.split(' ').find_map(|f| f.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key}: {line}"));
         v.parse().unwrap()
     };
     assert!(num(slow, "thread") > 0);
@@ -66,7 +69,8 @@ fn slow_and_failed_statements_are_logged_with_timings() {
 #[test]
 fn json_lines_parse_and_files_rotate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = start(dir.path(), "log_format = \"json\"\nlog_query_min_time_us = 0\nlog_max_bytes = 4096\nlog_keep_files = 2");
+    let mut c =
+        start(dir.path(), "log_format = \"json\"\nlog_query_min_time_us = 0\nlog_max_bytes = 4096\nlog_keep_files = 2");
     let mut conn = c.connect("app", "app_pw").unwrap();
     for i in 0..200 {
         conn.query_drop(format!("SELECT {i}, 'quote \" backslash \\\\ tab \t'")).unwrap();

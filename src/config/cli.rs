@@ -97,6 +97,9 @@ pub struct Overrides {
     /// Entries per keyed status table per shard (proxy.status_table_capacity).
     #[arg(long, global = true, value_name = "N")]
     pub status_table_capacity: Option<usize>,
+    /// Record command latencies in histograms: true or false (proxy.latency_histograms).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub latency_histograms: Option<bool>,
     /// Directory for periodic .hgrm latency files; empty = none (proxy.histogram_dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub histogram_dir: Option<String>,
@@ -171,6 +174,7 @@ impl Overrides {
             max_packet_bytes,
             status_interval_ms,
             status_table_capacity,
+            latency_histograms,
             histogram_dir,
             histogram_interval_s,
             log_dir,

@@ -65,7 +65,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.trace.sql.clear();
             }
             let pins_before = self.pins;
-            let started = std::time::Instant::now();
+            let started = self.ctx.log.timed.then(std::time::Instant::now);
             let result = self.dispatch(command, h).await;
             self.account(command, started, pins_before);
             match result {
@@ -81,19 +81,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Counts a finished command in the shard's slot: its class, its latency (per class and
     /// per server), and the pins it started.
-    fn account(&self, command: u8, started: std::time::Instant, pins_before: u32) {
-        let end = std::time::Instant::now();
-        let us = end.duration_since(started).as_micros() as u64;
-        // Slow statements go to the query log; failed ones to the warning log too.
-        if self.ctx.log.on && (us >= self.ctx.log.min_us || self.trace.error != 0) && command != cmd::QUIT {
-            self.log_statement(command, started, end);
-        }
+    fn account(&self, command: u8, started: Option<std::time::Instant>, pins_before: u32) {
         let slot = self.ctx.slot();
         let (status, shard) = (&self.ctx.status, self.ctx.shard);
         Slot::add(&slot.statements[self.cmd_class as usize], 1);
-        status.latency(shard, self.cmd_class).record(us);
-        if let Some(b) = self.cmd_server.and_then(|id| status.server_latency(shard, id)) {
-            b.record(us);
+        if let Some(started) = started {
+            let end = std::time::Instant::now();
+            let us = end.duration_since(started).as_micros() as u64;
+            // Slow statements go to the query log; failed ones to the warning log too.
+            if self.ctx.log.on && (us >= self.ctx.log.min_us || self.trace.error != 0) && command != cmd::QUIT {
+                self.log_statement(command, started, end);
+            }
+            if self.ctx.log.histograms {
+                status.latency(shard, self.cmd_class).record(us);
+                if let Some(b) = self.cmd_server.and_then(|id| status.server_latency(shard, id)) {
+                    b.record(us);
+                }
+            }
         }
         let new_pins = self.pins & !pins_before;
         if new_pins != 0 {

@@ -70,6 +70,9 @@ pub struct LogPolicy {
     pub min_us: u64,
     pub sql_max_chars: usize,
     pub connections: bool,
+    /// Commands are timed (for the histograms or the log).
+    pub timed: bool,
+    pub histograms: bool,
 }
 
 impl LogPolicy {
@@ -80,6 +83,8 @@ impl LogPolicy {
             min_us: p.log_query_min_time_us,
             sql_max_chars: p.log_sql_max_chars,
             connections: p.log_connections,
+            timed: p.latency_histograms || !p.log_dir.trim().is_empty(),
+            histograms: p.latency_histograms,
         }
     }
 }

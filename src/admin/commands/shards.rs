@@ -13,7 +13,7 @@ impl Command for ShowShards {
     }
 
     fn help(&self) -> &'static str {
-        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS per shard"
+        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS, status-table overflow per shard"
     }
 
     fn run(&self, view: &View, _args: &[String]) -> Reply {
@@ -29,6 +29,7 @@ impl Command for ShowShards {
             "commands",
             "rss_kib",
             "status_updated",
+            "table_overflow",
         ]);
         for k in 0..view.status.shards() {
             let s = view.status.slot(k);
@@ -45,6 +46,7 @@ impl Command for ShowShards {
                 s.commands.load(Relaxed).to_string(),
                 t.rss_kib.to_string(),
                 format_time(t.updated_unix_ms),
+                t.overflow.to_string(),
             ]);
         }
         Reply::Rows(rs)
