@@ -8,15 +8,18 @@ use crate::status::Class;
 
 pub struct ShowLatency;
 
+/// One row; percentiles from the buckets merged into an HdrHistogram.
 fn row(rs: &mut ResultSet, class: &str, shard: &str, m: &Merged) {
+    let h = m.to_hdr();
+    let q = |p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p).min(m.max_us) };
     rs.push([
         class.to_string(),
         shard.to_string(),
         m.count().to_string(),
-        m.quantile(0.5).to_string(),
-        m.quantile(0.9).to_string(),
-        m.quantile(0.99).to_string(),
-        m.quantile(0.999).to_string(),
+        q(0.5).to_string(),
+        q(0.9).to_string(),
+        q(0.99).to_string(),
+        q(0.999).to_string(),
         m.max_us.to_string(),
         format!("{:.1}", m.mean()),
     ]);
