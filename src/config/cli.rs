@@ -106,6 +106,9 @@ pub struct Overrides {
     /// Seconds between .hgrm files (proxy.histogram_interval_s).
     #[arg(long, global = true, value_name = "S")]
     pub histogram_interval_s: Option<u64>,
+    /// Interrupt statements running longer, milliseconds; 0 = never (proxy.query_timeout_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub query_timeout_ms: Option<u64>,
     /// Query log directory; empty = off (proxy.log_dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub log_dir: Option<String>,
@@ -177,6 +180,7 @@ impl Overrides {
             latency_histograms,
             histogram_dir,
             histogram_interval_s,
+            query_timeout_ms,
             log_dir,
             log_format,
             log_query_min_time_us,

@@ -86,6 +86,9 @@ pub struct Proxy {
     pub auth_timeout_ms: u64,
     /// Time shards get to finish in-flight sessions on shutdown.
     pub drain_timeout_s: u64,
+    /// A statement whose reply has not ended after this long is interrupted (1969) and its
+    /// connection closed; 0 = never.
+    pub query_timeout_ms: u64,
     /// How long a session waits for a free backend connection before it gets an error.
     pub pool_wait_timeout_ms: u64,
     /// Idle pooled backend connections are closed after this long.
@@ -146,6 +149,7 @@ impl Default for Proxy {
             status_queries: true,
             auth_timeout_ms: 10_000,
             drain_timeout_s: 10,
+            query_timeout_ms: 36_000_000,
             pool_wait_timeout_ms: 5000,
             server_idle_timeout_s: 600,
             backend_max_uses: 100_000,

@@ -86,7 +86,9 @@ or run fewer shards (--workers) or a smaller --io-memory-kib.",
 
 /// A shard slot as the master tracks it.
 struct ShardSlot {
-    listener: OwnedFd,
+    /// The master's copy of the shard's client listener (None once stopping: new clients
+    /// are refused instead of queueing where nobody accepts).
+    listener: Option<OwnedFd>,
     /// The shard's admin and `/metrics` listeners (when those ports are on).
     admin: Option<OwnedFd>,
     metrics: Option<OwnedFd>,
@@ -128,7 +130,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     for _ in 0..n {
         let side = |addr: Option<std::net::SocketAddr>| addr.map(|a| shard::bind_listener(a, 128)).transpose();
         slots.push(ShardSlot {
-            listener: shard::bind_listener(config.listen, config.proxy.backlog)?,
+            listener: Some(shard::bind_listener(config.listen, config.proxy.backlog)?),
             admin: side(config.admin_addr)?,
             metrics: side(config.metrics_addr)?,
             worker: None,
@@ -163,7 +165,10 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                     slot.restart_at = None;
                     let err = |source| MasterError::Spawn { shard: k, source };
                     let listeners = shard::Listeners {
-                        proxy: slot.listener.try_clone().map_err(err)?,
+                        proxy: match &slot.listener {
+                            Some(l) => l.try_clone().map_err(err)?,
+                            None => continue,
+                        },
                         admin: slot.admin.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
                         metrics: slot.metrics.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
                     };
@@ -191,6 +196,9 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                     info!("stop signal: draining for up to {} s", config.proxy.drain_timeout_s);
                     status.request_shutdown();
                     stopping = Some(Instant::now());
+                    for slot in &mut slots {
+                        slot.listener = None;
+                    }
                 }
                 Ok(Signal::SIGHUP) => {
                     warn!("SIGHUP received: configuration reload is not available in this version; keeping the running configuration");
@@ -249,7 +257,7 @@ fn slots_fds(slots: &[ShardSlot]) -> Vec<i32> {
     use std::os::fd::AsRawFd;
     slots
         .iter()
-        .flat_map(|s| [Some(&s.listener), s.admin.as_ref(), s.metrics.as_ref()])
+        .flat_map(|s| [s.listener.as_ref(), s.admin.as_ref(), s.metrics.as_ref()])
         .flatten()
         .map(|fd| fd.as_raw_fd())
         .collect()

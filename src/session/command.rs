@@ -26,7 +26,29 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn command_loop(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.idle_timeout();
-            if let Err(e) = self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await {
+            let pinned = self.pins != 0 || self.locks > 0;
+            let presence = self.presence.clone();
+            presence.doing.set(super::Doing::Idle { pinned });
+            if self.ctx.draining.get() && !pinned && self.cbuf.is_empty() {
+                return self.shutting_down(super::Abort::Drain).await;
+            }
+            let read = async { Ok(self.cbuf.fill_to(&mut self.client, HEADER_LEN, idle).await) };
+            let interrupted = async { Err(presence.aborted().await) };
+            let read = match futures_lite::future::or(read, interrupted).await {
+                Ok(r) => r,
+                // A drain reaches only sessions with nothing open; one that opened a
+                // transaction since then waits for the stop.
+                Err(super::Abort::Drain) if pinned => {
+                    presence.abort.set(None);
+                    continue;
+                }
+                Err(super::Abort::Timeout) => {
+                    presence.abort.set(None);
+                    continue;
+                }
+                Err(why) => return self.shutting_down(why).await,
+            };
+            if let Err(e) = read {
                 return match e.kind() {
                     ErrorKind::TimedOut => {
                         self.send_err(1, (4031, "HY000"), IDLE_MESSAGE).await;
@@ -65,7 +87,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.trace.sql.clear();
             }
             let pins_before = self.pins;
-            let started = self.ctx.log.timed.then(std::time::Instant::now);
+            let now = std::time::Instant::now();
+            presence.doing.set(super::Doing::Busy { since: now });
+            if presence.abort.get() == Some(super::Abort::Timeout) {
+                presence.abort.set(None);
+            }
+            let started = self.ctx.log.timed.then_some(now);
             let result = self.dispatch(command, h).await;
             self.account(command, started, pins_before);
             match result {
@@ -77,6 +104,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Tells the client corelay is stopping (1053, as a server that shuts down does) and
+    /// ends the session. Sent as the reply to the command the client sends next.
+    async fn shutting_down(&mut self, why: super::Abort) -> Result<(), SessionError> {
+        let held = pin::names(self.pins & !pin::DBCONNECT);
+        let msg = if why == super::Abort::Stop && (!held.is_empty() || self.locks > 0) {
+            format!(
+                "Server shutdown in progress: corelay's drain time (proxy.drain_timeout_s) is over; what this session held is gone \
+(the open transaction was rolled back; {}); reconnect",
+                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
+            )
+        } else {
+            "Server shutdown in progress: corelay is stopping; reconnect".to_string()
+        };
+        self.send_err(1, (1053, "08S01"), &msg).await;
+        Err(SessionError::Shutdown)
     }
 
     /// Counts a finished command in the shard's slot: its class, its latency (per class and
@@ -785,7 +829,22 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             let backend = self.backend.as_mut().ok_or_else(no_backend)?;
             let addr = backend.addr;
-            match self.bbuf.fill_from(&mut backend.stream, None).await {
+            let presence = self.presence.clone();
+            let read = async { Ok(self.bbuf.fill_from(&mut backend.stream, None).await) };
+            let interrupted = async { Err(presence.aborted().await) };
+            let read = match futures_lite::future::or(read, interrupted).await {
+                Ok(r) => r,
+                Err(super::Abort::Drain) => {
+                    // Drains reach idle sessions only; this one is busy.
+                    presence.abort.set(None);
+                    continue;
+                }
+                Err(why) => {
+                    let seq = if forwarded { scanner.last_seq } else { request_seq };
+                    return self.interrupted(why, seq.wrapping_add(1), addr, scanner.at_boundary()).await;
+                }
+            };
+            match read {
                 Ok(n) if n > 0 => {
                     Slot::add(&self.ctx.slot().bytes_from_backends, n as u64);
                     if self.ctx.log.on && self.trace.first_byte.is_none() {
@@ -806,6 +865,56 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
             }
         }
+    }
+
+    /// The shard interrupted the wait for the server's reply: the statement ran past
+    /// `query_timeout_ms` (the client gets 1969 and the session goes on), or the drain time
+    /// is over (1053, and the session ends). The connection, with a statement still running
+    /// or a reply half read, is closed. A client in the middle of a reply cannot be told:
+    /// it is disconnected.
+    async fn interrupted<T>(
+        &mut self,
+        why: super::Abort,
+        seq: u8,
+        addr: std::net::SocketAddr,
+        at_boundary: bool,
+    ) -> Result<T, SessionError> {
+        self.presence.abort.set(if why == super::Abort::Stop { Some(why) } else { None });
+        self.drop_backend();
+        let reason = match why {
+            super::Abort::Timeout => {
+                format!("no reply within query_timeout_ms ({} ms)", self.config().proxy.query_timeout_ms)
+            }
+            _ => "corelay's drain time is over".into(),
+        };
+        if !at_boundary {
+            return Err(SessionError::BackendLost { addr, reason });
+        }
+        let held = pin::names(self.pins & !pin::DBCONNECT);
+        let lost = if held.is_empty() && self.locks == 0 {
+            String::new()
+        } else {
+            format!(
+                "; what lived on that connection is gone (the open transaction was rolled back; {})",
+                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
+            )
+        };
+        self.pins &= pin::DBCONNECT;
+        self.locks = 0;
+        self.stmts.cursor = None;
+        if why == super::Abort::Timeout {
+            let msg = format!(
+                "Query execution was interrupted: no reply from {addr} within query_timeout_ms ({} ms); the connection was closed{lost}",
+                self.config().proxy.query_timeout_ms
+            );
+            self.send_err(seq, (1969, "70100"), &msg).await;
+            return Err(SessionError::StatementFailed { addr, reason });
+        }
+        let msg = format!(
+            "Server shutdown in progress: corelay's drain time (proxy.drain_timeout_s) is over{lost}; reconnect"
+        );
+        self.send_err(seq, (1053, "08S01"), &msg).await;
+        Err(SessionError::Shutdown)
     }
 
     /// LOAD DATA LOCAL INFILE: the client sends the file as packets ending with an empty

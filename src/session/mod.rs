@@ -60,6 +60,8 @@ pub struct Context<N: Connector> {
     /// The shard's live sessions by connection id, for KILL.
     sessions: std::cell::RefCell<std::collections::HashMap<u32, std::rc::Rc<Presence>>>,
     next_id: Cell<u32>,
+    /// The shard stopped accepting: idle sessions are told and closed.
+    draining: Cell<bool>,
 }
 
 /// What the query log needs, from the configuration.
@@ -115,6 +117,34 @@ pub struct Presence {
     /// The product user, once logged in.
     pub user: Cell<Option<usize>>,
     pub ip: std::net::IpAddr,
+    /// What the session is doing, for the shard's drain and statement-timeout sweeps.
+    pub doing: Cell<Doing>,
+    /// Set by the shard: the session must give up what it waits for.
+    abort: Cell<Option<Abort>>,
+    waker: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+/// What a session is doing, as the shard sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doing {
+    /// Logging in.
+    Login,
+    /// Waiting for the client's next command; `pinned`: holding a connection (an open
+    /// transaction, ...).
+    Idle { pinned: bool },
+    /// Serving a command since then.
+    Busy { since: std::time::Instant },
+}
+
+/// Why the shard interrupts a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// The shard is stopping and the session is idle with nothing open: tell it and close.
+    Drain,
+    /// The drain time is over: tell the session and close, whatever it holds.
+    Stop,
+    /// The statement ran longer than `query_timeout_ms`.
+    Timeout,
 }
 
 impl Presence {
@@ -123,7 +153,50 @@ impl Presence {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
             v4 => v4,
         };
-        Presence { backend: Cell::new(None), killed: Cell::new(false), user: Cell::new(None), ip }
+        Presence {
+            backend: Cell::new(None),
+            killed: Cell::new(false),
+            user: Cell::new(None),
+            ip,
+            doing: Cell::new(Doing::Login),
+            abort: Cell::new(None),
+            waker: Default::default(),
+        }
+    }
+
+    /// Interrupts the session's current wait (client or server) with `why`.
+    pub fn abort(&self, why: Abort) {
+        if self.abort.get() != Some(Abort::Stop) {
+            self.abort.set(Some(why));
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves when the shard interrupts the session. No allocation: the session's one
+    /// waker slot is refreshed on every poll.
+    fn aborted(&self) -> Aborted<'_> {
+        Aborted(self)
+    }
+}
+
+struct Aborted<'a>(&'a Presence);
+
+impl std::future::Future for Aborted<'_> {
+    type Output = Abort;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Abort> {
+        match self.0.abort.get() {
+            Some(why) => std::task::Poll::Ready(why),
+            None => {
+                let mut slot = self.0.waker.borrow_mut();
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
     }
 }
 
@@ -141,12 +214,42 @@ impl<N: Connector> Context<N> {
             spare_buffers: Default::default(),
             sessions: Default::default(),
             next_id: Cell::new(0),
+            draining: Cell::new(false),
         }
     }
 
     /// Backend read buffers kept for reuse.
     pub fn spare_buffers(&self) -> usize {
         self.spare_buffers.borrow().len()
+    }
+
+    /// Starts the drain: idle sessions with nothing open are told and closed now, the others
+    /// when their transaction ends.
+    pub fn start_drain(&self) {
+        self.draining.set(true);
+        self.each_session(|p| {
+            if matches!(p.doing.get(), Doing::Idle { pinned: false } | Doing::Login) {
+                p.abort(Abort::Drain);
+            }
+        });
+    }
+
+    /// The drain time is over: every session is told and closed.
+    pub fn stop_sessions(&self) {
+        self.each_session(|p| p.abort(Abort::Stop));
+    }
+
+    /// Interrupts statements running longer than `limit` (the shard calls this
+    /// periodically).
+    pub fn sweep_timeouts(&self, limit: std::time::Duration) {
+        let now = std::time::Instant::now();
+        self.each_session(|p| {
+            if let Doing::Busy { since } = p.doing.get() {
+                if now.duration_since(since) > limit {
+                    p.abort(Abort::Timeout);
+                }
+            }
+        });
     }
 
     /// Calls `f` with every live session of this shard.
@@ -206,6 +309,9 @@ pub enum SessionError {
     BackendLost { addr: SocketAddr, reason: String },
     #[error("no backend connection free within {0:?}")]
     PoolTimeout(Duration),
+    /// corelay is stopping; the client was told.
+    #[error("corelay is shutting down")]
+    Shutdown,
     /// The connection died before replying to a statement that may be sent again.
     #[error("backend connection lost before the reply; retrying")]
     Retry,

@@ -21,7 +21,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::session::{self, Context};
@@ -135,6 +135,9 @@ async fn serve(spec: ShardSpec) {
     }
     glommio::spawn_local(maintain_pool(ctx.clone())).detach();
     glommio::spawn_local(publish_status(ctx.clone())).detach();
+    if ctx.config.proxy.query_timeout_ms > 0 {
+        glommio::spawn_local(sweep_statements(ctx.clone())).detach();
+    }
     loop {
         while status.paused() && !status.shutdown_requested() {
             // PAUSE (admin port): new clients wait in the listen backlog.
@@ -162,19 +165,28 @@ async fn serve(spec: ShardSpec) {
         })
         .detach();
     }
+    // The drain: no new clients; idle sessions are told (1053) and closed now, sessions in
+    // a transaction or a statement finish it first, for up to drain_timeout_s.
     drop(listener);
     let started = Instant::now();
     let slot = status.slot(index);
-    while slot.client_connections.load(std::sync::atomic::Ordering::Relaxed) > 0 && started.elapsed() < drain {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+    let open = || slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
+    ctx.start_drain();
+    info!(shard = index, sessions = open(), "draining for up to {} s", drain.as_secs());
+    while open() > 0 && started.elapsed() < drain {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
     }
-    // Pooled connections are closed politely.
+    if open() > 0 {
+        warn!(shard = index, sessions = open(), "drain time over; telling the remaining sessions and closing them");
+        ctx.stop_sessions();
+        let told = Instant::now();
+        while open() > 0 && told.elapsed() < Duration::from_secs(2) {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Pooled connections are closed politely (COM_QUIT).
     for mut b in ctx.pool.take_all_idle() {
         b.quit().await;
-    }
-    let left = slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
-    if left > 0 {
-        error!(shard = index, sessions = left, "drain time over; closing remaining sessions");
     }
     info!(shard = index, "shard stopped");
     crate::log::flush();
@@ -266,6 +278,17 @@ async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
             session::prewarm(&ctx, key).await;
         }
         ctx.publish_pool();
+    }
+}
+
+/// Interrupts statements that run past `query_timeout_ms`, checking ten times per timeout
+/// (at most every second, at least every 10 ms): one timer for the shard, none per session.
+async fn sweep_statements(ctx: Rc<Context<GlommioConnector>>) {
+    let limit = Duration::from_millis(ctx.config.proxy.query_timeout_ms);
+    let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    while !ctx.status.shutdown_requested() {
+        glommio::timer::sleep(every).await;
+        ctx.sweep_timeouts(limit);
     }
 }
 
