@@ -124,3 +124,69 @@ fn statements_past_query_timeout_are_interrupted() {
     let n: Option<i64> = conn.exec_first("SELECT ? + 1", (41,)).unwrap();
     assert_eq!(n, Some(42));
 }
+
+#[test]
+fn sigterm_under_load_loses_no_acknowledged_commit() {
+    table("drain_ledger");
+    let mut c = start("drain_timeout_s = 10");
+    let acked = tempfile::NamedTempFile::new().unwrap();
+    // Eight PyMySQL clients commit small transactions as fast as they can; each records the
+    // ids whose COMMIT returned OK, and stops at its first error (the drain's 1053).
+    let script = format!(
+        r#"
+import pymysql, threading, time
+acked = []
+lock = threading.Lock()
+def work(t):
+    conn = pymysql.connect(host="127.0.0.1", port={port}, user="app", password="app_pw", database="{db}", autocommit=True)
+    cur = conn.cursor()
+    i = 0
+    try:
+        while True:
+            i += 1
+            key = t * 1000000 + i
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO drain_ledger VALUES (%s)", (key,))
+            cur.execute("SELECT COUNT(*) FROM drain_ledger WHERE id > %s", (key,))
+            cur.fetchall()
+            cur.execute("COMMIT")
+            with lock:
+                acked.append(key)
+    except Exception:
+        pass
+threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+for th in threads: th.start()
+for th in threads: th.join(30)
+open("{out}", "w").write("\n".join(map(str, acked)))
+print(len(acked))
+"#,
+        port = c.port,
+        db = DB_NAME,
+        out = acked.path().display()
+    );
+    let clients = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with PyMySQL is installed");
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&c, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(15)), Some(0), "{}", c.log());
+    let out = clients.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ids: Vec<i64> =
+        std::fs::read_to_string(acked.path()).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(ids.len() > 100, "only {} transactions committed before the stop", ids.len());
+    let mut root = shared_mariadb().root().unwrap();
+    let on_primary: std::collections::HashSet<i64> =
+        root.query(format!("SELECT id FROM {DB_NAME}.drain_ledger")).unwrap().into_iter().collect();
+    let lost: Vec<&i64> = ids.iter().filter(|id| !on_primary.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged commits are not on the server: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
