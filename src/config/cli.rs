@@ -106,6 +106,10 @@ pub struct Overrides {
     /// Seconds between .hgrm files (proxy.histogram_interval_s).
     #[arg(long, global = true, value_name = "S")]
     pub histogram_interval_s: Option<u64>,
+    /// Stop restarting a shard that died this often within crash_loop_window_s; 0 = never
+    /// stop (proxy.crash_loop_limit).
+    #[arg(long, global = true, value_name = "N")]
+    pub crash_loop_limit: Option<u32>,
     /// Interrupt statements running longer, milliseconds; 0 = never (proxy.query_timeout_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub query_timeout_ms: Option<u64>,
@@ -181,6 +185,7 @@ impl Overrides {
             histogram_dir,
             histogram_interval_s,
             query_timeout_ms,
+            crash_loop_limit,
             log_dir,
             log_format,
             log_query_min_time_us,

@@ -86,6 +86,10 @@ pub struct Proxy {
     pub auth_timeout_ms: u64,
     /// Time shards get to finish in-flight sessions on shutdown.
     pub drain_timeout_s: u64,
+    /// A shard that dies this many times within `crash_loop_window_s` is not restarted
+    /// again (fork and thread mode); 0 = always restart.
+    pub crash_loop_limit: u32,
+    pub crash_loop_window_s: u64,
     /// A statement whose reply has not ended after this long is interrupted (1969) and its
     /// connection closed; 0 = never.
     pub query_timeout_ms: u64,
@@ -150,6 +154,8 @@ impl Default for Proxy {
             auth_timeout_ms: 10_000,
             drain_timeout_s: 10,
             query_timeout_ms: 36_000_000,
+            crash_loop_limit: 10,
+            crash_loop_window_s: 60,
             pool_wait_timeout_ms: 5000,
             server_idle_timeout_s: 600,
             backend_max_uses: 100_000,

@@ -96,8 +96,10 @@ struct ShardSlot {
     started: Instant,
     restart_at: Option<Instant>,
     backoff: Duration,
-    /// Exited with the configuration-error code: never restarted.
+    /// Exited with the configuration-error code, or crash-looped: never restarted.
     failed: bool,
+    /// When it died lately (for crash-loop detection).
+    deaths: std::collections::VecDeque<Instant>,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -138,6 +140,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
             restart_at: Some(Instant::now()),
             backoff: BACKOFF_MIN,
             failed: false,
+            deaths: Default::default(),
         });
     }
     info!(
@@ -224,6 +227,28 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                 slot.failed = true;
                 continue;
             }
+            let (limit, window) =
+                (config.proxy.crash_loop_limit as usize, Duration::from_secs(config.proxy.crash_loop_window_s));
+            slot.deaths.push_back(Instant::now());
+            while slot.deaths.front().is_some_and(|t| t.elapsed() > window) {
+                slot.deaths.pop_front();
+            }
+            if limit > 0 && slot.deaths.len() >= limit {
+                error!(
+                    shard = k,
+                    "shard died {} times within {} s: a crash loop; not restarting it (crash_loop_limit, crash_loop_window_s). \
+The other shards go on; restart corelay once the cause is fixed",
+                    slot.deaths.len(),
+                    window.as_secs()
+                );
+                slot.failed = true;
+                // Its sockets go too: the kernel must not queue clients where nobody accepts.
+                slot.listener = None;
+                slot.admin = None;
+                slot.metrics = None;
+                status.slot(k).given_up.store(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
             slot.backoff =
                 if slot.started.elapsed() > STABLE_AFTER { BACKOFF_MIN } else { (slot.backoff * 2).min(BACKOFF_MAX) };
             let delay = if slot.started.elapsed() > STABLE_AFTER { Duration::ZERO } else { slot.backoff / 2 };
@@ -232,8 +257,12 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
         }
 
         if slots.iter().all(|s| s.failed) {
-            error!("every shard failed to start; exiting");
-            return Ok(EXIT_CONFIG);
+            let looped = (0..n).any(|k| status.slot(k).given_up.load(std::sync::atomic::Ordering::Relaxed) == 1);
+            error!(
+                "no shard is running any more ({}); exiting",
+                if looped { "crash loops" } else { "configuration errors" }
+            );
+            return Ok(if looped { 1 } else { EXIT_CONFIG });
         }
         if let Some(since) = stopping {
             if slots.iter().all(|s| s.worker.is_none()) {

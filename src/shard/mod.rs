@@ -21,7 +21,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::session::{self, Context};
@@ -161,7 +161,11 @@ async fn serve(spec: ShardSpec) {
         };
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
-            session::serve(&ctx, Conn::new(stream, ctx_write_timeout(&ctx)), peer).await;
+            let conn = Conn::new(stream, ctx_write_timeout(&ctx));
+            if let Err(why) = contained(session::serve(&ctx, conn, peer)).await {
+                error!(shard = index, peer = %peer, "session panicked ({why}); it was closed and the shard goes on");
+                crate::status::Slot::add(&ctx.slot().session_panics, 1);
+            }
         })
         .detach();
     }
@@ -190,6 +194,20 @@ async fn serve(spec: ShardSpec) {
     }
     info!(shard = index, "shard stopped");
     crate::log::flush();
+}
+
+/// Runs a session's future with a panic contained at the session boundary: the policy is
+/// no panics by construction (no `unwrap` on what a client or server sends), and should
+/// one happen anyway, it ends that session only — its socket and connection are dropped
+/// while unwinding — and the shard serves the others.
+pub async fn contained<F: std::future::Future<Output = ()>>(session: F) -> Result<(), String> {
+    use futures_lite::FutureExt;
+    std::panic::AssertUnwindSafe(session).catch_unwind().await.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into())
+    })
 }
 
 enum Accepted {
@@ -305,4 +323,26 @@ async fn publish_status(ctx: Rc<Context<GlommioConnector>>) {
 
 fn ctx_write_timeout(ctx: &Context<GlommioConnector>) -> Option<Duration> {
     ctx.connector.write_timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_session_leaves_the_shard_running() {
+        let ex = LocalExecutorBuilder::new(Placement::Unbound).io_memory(64 << 10).make().unwrap();
+        let served = ex.run(async {
+            let bad = glommio::spawn_local(contained(async {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                panic!("boom");
+            }));
+            let good = glommio::spawn_local(contained(async {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }));
+            (bad.await, good.await)
+        });
+        assert_eq!(served.0, Err("boom".to_string()));
+        assert_eq!(served.1, Ok(()));
+    }
 }

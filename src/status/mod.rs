@@ -111,6 +111,10 @@ pub struct Slot {
     pub respawns: AtomicU64,
     /// Statements sent again after their connection died before replying.
     pub retries: AtomicU64,
+    /// Sessions that ended in a panic (contained at the session boundary).
+    pub session_panics: AtomicU64,
+    /// 1 when the master stopped restarting this shard (a crash loop).
+    pub given_up: AtomicU64,
     /// ERR packets servers answered statements with.
     pub error_replies: AtomicU64,
     /// Sessions that had to wait for a backend connection, the time they waited, and the

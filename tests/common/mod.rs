@@ -436,6 +436,7 @@ pub fn client_opts(port: u16, user: &str, password: &str, db: Option<&str>) -> O
 pub fn mariadb_cli(port: u16, user: &str, password: &str, sql: &str) -> (bool, String, String) {
     let mut cmd = Command::new("mariadb");
     cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}"), "--batch", "--skip-ssl"]);
+    cmd.arg("--connect-timeout=10");
     if !password.is_empty() {
         cmd.arg(format!("-p{password}"));
     }

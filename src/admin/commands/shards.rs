@@ -30,6 +30,7 @@ impl Command for ShowShards {
             "rss_kib",
             "status_updated",
             "table_overflow",
+            "given_up",
         ]);
         for k in 0..view.status.shards() {
             let s = view.status.slot(k);
@@ -47,6 +48,7 @@ impl Command for ShowShards {
                 t.rss_kib.to_string(),
                 format_time(t.updated_unix_ms),
                 t.overflow.to_string(),
+                s.given_up.load(Relaxed).to_string(),
             ]);
         }
         Reply::Rows(rs)

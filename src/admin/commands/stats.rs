@@ -31,6 +31,7 @@ pub fn counters() -> Vec<(&'static str, Field)> {
         ("pool_wait_us", |s| &s.pool_wait_us),
         ("pool_timeouts", |s| &s.pool_timeouts),
         ("respawns", |s| &s.respawns),
+        ("session_panics", |s| &s.session_panics),
     ]
 }
 
