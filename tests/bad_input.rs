@@ -263,3 +263,40 @@ fn transaction_on_a_dying_server_gets_an_error_and_the_session_goes_on() {
     assert_eq!(err_code(&e), Some(2003), "{e}");
     assert_alive(&mut other);
 }
+
+#[test]
+fn client_vanishing_mid_result_leaves_no_dirty_connection() {
+    // One backend connection per shard and one shard: a dirty connection would be the next
+    // session's, and its leftover rows would be read as that session's reply.
+    let cfg = config_for(shared_mariadb().addr(), &[TestUser::default()], "")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 1");
+    let c = Corelay::start(&cfg, "thread", 1);
+    for round in 0..3 {
+        let mut s = raw_login(c.port, "app", "app_pw");
+        let mut q = vec![3u8];
+        q.extend_from_slice(b"SELECT REPEAT('x', 100000) FROM seq_1_to_2000");
+        send_command(&mut s, &q);
+        let mut some = [0u8; 4096];
+        s.read_exact(&mut some).unwrap();
+        // Gone with about 200 MB still to come.
+        drop(s);
+        let mut conn = c.connect("app", "app_pw").unwrap();
+        for i in 0..20 {
+            let v: Option<i64> = conn.query_first(format!("SELECT {i} + {round}")).unwrap();
+            assert_eq!(v, Some(i + round), "a clean reply on the only backend connection");
+        }
+    }
+    // The server side of the abandoned statements ended too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut root = shared_mariadb().root().unwrap();
+    loop {
+        let busy: Option<i64> = root
+            .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT REPEAT(%'")
+            .unwrap();
+        if busy == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "abandoned statements still run on the server");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

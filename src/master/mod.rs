@@ -84,6 +84,24 @@ or run fewer shards (--workers) or a smaller --io-memory-kib.",
     )))
 }
 
+/// Raises the soft open-files limit to the hard one: every client and backend connection is
+/// a descriptor. Warns when even the hard limit is below what the configuration allows.
+fn raise_nofile(config: &Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        warn!("cannot raise the open-files limit from {soft} to {hard}");
+    }
+    let backends: u64 = config.servers().map(|s| u64::from(s.max_connections)).sum();
+    let want = config.proxy.max_client_connections.saturating_add(backends).saturating_add(64);
+    if hard < want {
+        warn!(
+            "the open-files limit ({hard}) is below max_client_connections + backend max_connections ({want}): \
+clients beyond it are refused at accept; raise it (ulimit -n, LimitNOFILE= in a systemd unit)"
+        );
+    }
+}
+
 /// A shard slot as the master tracks it.
 struct ShardSlot {
     /// The master's copy of the shard's client listener (None once stopping: new clients
@@ -113,6 +131,7 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let n = config.shard_count();
     let mode = config.proxy.worker_mode;
     check_memlock(&config, n)?;
+    raise_nofile(&config);
     let status = StatusRegion::create_with(n, config.proxy.status_table_capacity)?;
 
     let mut mask = SigSet::empty();

@@ -498,9 +498,13 @@ pub fn read_line(r: &mut impl BufRead) -> String {
 
 /// Logs in over a plain socket with mysql_native_password; for tests that send raw bytes.
 pub fn raw_login(port: u16, user: &str, password: &str) -> TcpStream {
+    raw_login_on(TcpStream::connect(("127.0.0.1", port)).unwrap(), user, password)
+}
+
+/// [`raw_login`] on a socket already connected.
+pub fn raw_login_on(mut s: TcpStream, user: &str, password: &str) -> TcpStream {
     use corelay::protocol::{auth, caps, handshake};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let (_, g) = read_raw_packet(&mut s).unwrap();
     let g = handshake::Greeting::parse(&g).unwrap();
     let hr = handshake::HandshakeResponse {
