@@ -362,6 +362,10 @@ impl Scanner {
             self.skip = h.len;
             self.continuation = h.continued();
             if progress == Progress::LocalInfile {
+                // The request (a file name) is used whole: one packet, all of it here.
+                if h.continued() || h.len > avail {
+                    return Err(ProtocolError::Malformed("LOCAL INFILE request larger than one packet"));
+                }
                 used += h.len;
                 self.skip = 0;
                 return Ok((used, progress));
@@ -748,5 +752,37 @@ mod tests {
         assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
         let b = pkts(&[b"\x01", COLDEF, b"\x05"]);
         assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Found by the packet_framing fuzz target: the scanner claimed more bytes than it was
+    /// given, which would have sliced past the end of the read buffer.
+    #[test]
+    fn never_accounts_for_more_than_it_was_fed() {
+        let crash: &[u8] = &[
+            0x2a, 0x0, 0x0, 0x2, 0x0, 0x0, 0x0, 0xfa, 0x0, 0x0, 0x0, 0x3, 0x0, 0x0, 0x5, 0xfa, 0xfa, 0xfa, 0x3f, 0xfa,
+            0xfa, 0x2, 0x0, 0x0, 0x0, 0x2, 0x20, 0x0, 0x0, 0x0, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x2,
+            0xfb, 0x2, 0x0, 0x0, 0x29, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0, 0xfb, 0x2, 0x0, 0x1, 0xff, 0x0,
+        ];
+        for expect in [Expect::ResultSets, Expect::Prepare, Expect::Rows, Expect::FieldList, Expect::Single] {
+            for deprecate_eof in [false, true] {
+                let split = crash[0] as usize % (crash.len() + 1);
+                let mut s = Scanner::new(expect, deprecate_eof).tracking_session(true);
+                if let Ok((n, _)) = s.feed(&crash[..split]) {
+                    assert!(n <= split, "{expect:?} {deprecate_eof}: {n} of {split}");
+                    if let Ok((m, _)) = s.feed(&crash[n..]) {
+                        assert!(
+                            m <= crash.len() - n,
+                            "{expect:?} {deprecate_eof}: second feed {m} of {}",
+                            crash.len() - n
+                        );
+                    }
+                }
+            }
+        }
     }
 }
