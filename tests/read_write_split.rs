@@ -197,3 +197,58 @@ fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
     let one: Option<i64> = reader.query_first("SELECT 1").unwrap();
     assert_eq!(one, Some(1));
 }
+
+#[test]
+fn a_flapping_replica_costs_readers_nothing() {
+    let (primary, mut replicas) = replication(2);
+    let mut cfg = config_for(primary.addr(), &[TestUser::default()], "");
+    for r in &replicas {
+        cfg = cfg.replace(
+            "[[db_user]]",
+            &format!(
+                "[[cluster.server]]\naddress = \"{}\"\nrole = \"replica\"\nconnect_timeout_ms = 300\nreconnect_interval_s = 1\n\n[[db_user]]",
+                r.addr()
+            ),
+        );
+    }
+    let cfg = cfg.replace("name = \"main\"", "name = \"main\"\nhealth_interval_ms = 200");
+    let c = Corelay::start(&cfg, "thread", 2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut conn = c.connect("app", "app_pw").unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut reads, mut errors, mut seen) = (0u64, Vec::new(), std::collections::BTreeMap::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match conn.query_first::<i64, _>("SELECT @@server_id") {
+                        Ok(Some(id)) => *seen.entry(id).or_insert(0u64) += 1,
+                        Ok(None) => errors.push("no row".to_string()),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                    reads += 1;
+                }
+                (reads, errors, seen)
+            })
+        })
+        .collect();
+    // replica 1 (server id 2) goes down and comes back three times under load.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        replicas[0].kill();
+        std::thread::sleep(Duration::from_millis(700));
+        replicas[0].restart();
+    }
+    // Back for good: it gets reads again once its back-off and health check pass.
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while (0..20).all(|_| server_id(&mut conn, "SELECT @@server_id") != 2) {
+        assert!(std::time::Instant::now() < deadline, "the restarted replica gets no reads");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let (reads, errors, seen) = r.join().unwrap();
+        assert!(errors.is_empty(), "{} errors in {reads} reads: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+        assert!(reads > 100 && seen.contains_key(&3), "{reads} reads: {seen:?}");
+    }
+}

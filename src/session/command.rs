@@ -531,7 +531,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
                 Err(SessionError::Retry) if attempt == 0 => {
                     Slot::add(&self.ctx.slot().retries, 1);
-                    if let Err(e) = self.ensure_backend().await {
+                    // The server may be gone altogether: a replica that cannot be had gives
+                    // way to the primary, as for any read.
+                    if let Err(e) = self.ensure_routed().await {
                         self.cbuf.consume(h.total());
                         self.report_acquire_error(h.seq.wrapping_add(1), e).await;
                         return Err(SessionError::StatementFailed {

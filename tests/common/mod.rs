@@ -206,6 +206,12 @@ impl MariaDb {
         )
     }
 
+    /// Starts a killed server again on the same port and datadir.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
     /// Kills the server at once (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
