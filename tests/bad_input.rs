@@ -300,3 +300,77 @@ fn client_vanishing_mid_result_leaves_no_dirty_connection() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A fake server that logs anyone in, answers every command with OK, except statements
+/// that mention `hang`, which it never answers. Counts the connections closed on it.
+fn silent_backend() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use corelay::protocol::{auth, caps, handshake::Greeting, response::write_ok, status};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    let closed2 = closed.clone();
+    std::thread::spawn(move || {
+        for (id, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { continue };
+            let closed = closed2.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                Greeting {
+                    server_version: "5.5.5-10.11.0-MariaDB-silent".into(),
+                    connection_id: id as u32 + 1,
+                    scramble: auth::new_scramble().to_vec(),
+                    capabilities: caps::PROXY_SERVER,
+                    charset: 45,
+                    status: status::AUTOCOMMIT,
+                    auth_plugin: auth::NATIVE.into(),
+                }
+                .write(&mut out);
+                if s.write_all(&out).is_err() || read_raw_packet(&mut s).is_err() {
+                    return;
+                }
+                out.clear();
+                write_ok(&mut out, 2, 0, 0, status::AUTOCOMMIT);
+                let _ = s.write_all(&out);
+                while let Ok((_, p)) = read_raw_packet(&mut s) {
+                    if p.first() == Some(&1) {
+                        break; // COM_QUIT
+                    }
+                    if String::from_utf8_lossy(&p).contains("hang") {
+                        continue;
+                    }
+                    out.clear();
+                    write_ok(&mut out, 1, 0, 0, status::AUTOCOMMIT);
+                    if s.write_all(&out).is_err() {
+                        break;
+                    }
+                }
+                closed.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    (addr, closed)
+}
+
+#[test]
+fn backend_that_stops_answering_gets_1969_and_is_discarded() {
+    let (addr, closed) = silent_backend();
+    let c = Corelay::start(&config_for(addr, &[TestUser::default()], "query_timeout_ms = 300"), "thread", 1);
+    let mut s = raw_login(c.port, "app", "app_pw");
+    let t = Instant::now();
+    send_command(&mut s, b"\x03SELECT 'hang'");
+    let (seq, p) = read_raw_packet(&mut s).unwrap();
+    let (code, msg) = parse_err(&p);
+    assert_eq!((seq, code), (1, 1969), "{msg}");
+    assert!(msg.contains("query_timeout_ms (300 ms)"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(2), "interrupted after {:?}", t.elapsed());
+    // The session goes on, on a fresh connection; the silent one was closed.
+    send_command(&mut s, b"\x03DO 1");
+    let (_, p) = read_raw_packet(&mut s).unwrap();
+    assert_eq!(p[0], 0, "OK after the timeout: {p:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while closed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the connection with the unanswered statement is still open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
