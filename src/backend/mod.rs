@@ -82,6 +82,9 @@ pub struct Backend<T> {
     pub uses: u64,
     /// When it was last returned to the pool.
     pub idle_since: Instant,
+    /// Longest wait for each read of an [`Backend::exchange`] reply (the session sets it
+    /// from `query_timeout_ms`); None: no limit.
+    pub reply_timeout: Option<Duration>,
 }
 
 /// The proxy's view of one reply it read (and did not forward).
@@ -144,7 +147,7 @@ impl<T: Transport> Backend<T> {
                         Progress::More => {}
                     }
                 }
-                match buf.fill_from(&mut self.stream, None).await {
+                match buf.fill_from(&mut self.stream, self.reply_timeout).await {
                     Ok(0) => return Err(self.lost("connection closed by the server")),
                     Ok(_) => {}
                     Err(e) => return Err(self.lost(e)),
@@ -230,6 +233,7 @@ pub async fn connect<N: Connector>(
                     stmts: StmtCache::default(),
                     uses: 0,
                     idle_since: Instant::now(),
+                    reply_timeout: None,
                 })
             }
             Some(0xFF) => {
@@ -263,4 +267,52 @@ pub async fn connect<N: Connector>(
         }
     }
     Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that takes every byte and never answers: a read with a timeout times out,
+    /// one without would wait forever.
+    struct Silent;
+
+    impl Transport for Silent {
+        async fn read(&mut self, _dst: &mut [u8], timeout: Option<Duration>) -> std::io::Result<usize> {
+            match timeout {
+                Some(_) => Err(std::io::ErrorKind::TimedOut.into()),
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn write_all(&mut self, _src: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn peer_closed(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn replies_corelay_waits_for_itself_time_out() {
+        let mut b = Backend {
+            stream: Silent,
+            addr: ([127, 0, 0, 1], 3306).into(),
+            thread_id: 1,
+            caps: 0,
+            server_version: String::new(),
+            key: Key { server: 0, db_user: 0, caps: 0, charset: 45 },
+            charset_name: "utf8mb4",
+            schema: None,
+            vars: Vars::default(),
+            stmts: StmtCache::default(),
+            uses: 0,
+            idle_since: Instant::now(),
+            reply_timeout: Some(Duration::from_millis(10)),
+        };
+        let ping = [1, 0, 0, 0, crate::protocol::command::PING];
+        let r = futures_lite::future::block_on(b.exchange(&ping, &[Expect::Single], &mut Buffer::new()));
+        assert!(matches!(r, Err(BackendError::Io { .. })), "{r:?}");
+    }
 }

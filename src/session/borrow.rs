@@ -30,13 +30,25 @@ pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
     let mut buf = super::io::Buffer::new();
     let timeout = Duration::from_millis(server.connect_timeout_ms);
     match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut buf).await {
-        Ok(b) => ctx.pool.put(b),
+        Ok(mut b) => {
+            b.reply_timeout = reply_timeout(config);
+            ctx.pool.put(b)
+        }
         Err(e) => {
             tracing::debug!(server = %server.address, "pre-warming a connection failed: {e}");
             ctx.pool.forget(key.server);
         }
     }
     ctx.publish_pool();
+}
+
+/// Replies corelay reads itself (pings, state replay, re-prepares, resets) wait no longer
+/// than a statement may (`query_timeout_ms`).
+fn reply_timeout(config: &crate::config::Config) -> Option<Duration> {
+    match config.proxy.query_timeout_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    }
 }
 
 /// Connection attempts before a server is skipped for its `reconnect_interval_s`.
@@ -238,7 +250,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         for _ in 0..CONNECT_ATTEMPTS {
             self.bbuf.consume(self.bbuf.len());
             match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await {
-                Ok(b) => {
+                Ok(mut b) => {
+                    b.reply_timeout = reply_timeout(config);
                     ctx.publish_pool();
                     return Ok(b);
                 }
