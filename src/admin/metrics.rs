@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::commands::stats::{counters, pin_name};
+use super::commands::stats::{counters, gauges, pin_name};
 use super::View;
 use crate::config::Role;
 use crate::session::io::Transport;
@@ -45,23 +45,14 @@ pub fn render(view: &View) -> String {
     let status = view.status;
     let shards = status.shards();
     let mut out = String::with_capacity(64 * 1024);
-    for (gauge, help) in
-        [("client_connections", "Client sessions open"), ("backend_connections", "Backend connections open")]
-    {
+    for (gauge, help, f) in gauges() {
         let name = format!("corelay_{gauge}");
         header(&mut out, &name, "gauge", help);
-        for (name_of, f) in counters() {
-            if name_of == gauge {
-                for k in 0..shards {
-                    let _ = writeln!(out, "{name}{{shard=\"{k}\"}} {}", f(status.slot(k)).load(Relaxed));
-                }
-            }
+        for k in 0..shards {
+            let _ = writeln!(out, "{name}{{shard=\"{k}\"}} {}", f(status.slot(k)).load(Relaxed));
         }
     }
     for (c, f) in counters() {
-        if matches!(c, "client_connections" | "backend_connections") {
-            continue;
-        }
         let name = format!("corelay_{c}_total");
         header(&mut out, &name, "counter", &c.replace('_', " "));
         for k in 0..shards {

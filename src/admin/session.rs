@@ -6,7 +6,7 @@
 //! connection only, after an ERR packet where the protocol allows one; every read has a
 //! timeout.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Reply, View};
@@ -77,10 +77,7 @@ impl<C: Transport> AdminSession<C> {
         }
         .write(&mut self.out);
         self.flush().await?;
-        let ip = match peer.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = crate::config::canonical_ip(peer.ip());
         let (seq, payload) = self.read(timeout).await?;
         let next = seq.wrapping_add(1);
         if !view.config.admin_allow.iter().any(|n| n.contains(&ip)) {

@@ -57,6 +57,8 @@ pub struct Login<'a> {
     pub charset: u8,
     /// The client's capability flags; those that shape results are copied.
     pub client_caps: u32,
+    /// Becomes the connection's [`Backend::reply_timeout`].
+    pub reply_timeout: Option<Duration>,
 }
 
 /// A logged-in backend connection and the session state it currently holds.
@@ -233,7 +235,7 @@ pub async fn connect<N: Connector>(
                     stmts: StmtCache::default(),
                     uses: 0,
                     idle_since: Instant::now(),
-                    reply_timeout: None,
+                    reply_timeout: login.reply_timeout,
                 })
             }
             Some(0xFF) => {

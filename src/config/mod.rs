@@ -107,11 +107,17 @@ pub struct User {
 impl User {
     /// Whether a client at `ip` may log in as this user.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
+        let ip = canonical_ip(ip);
         self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// IPv4 clients reaching an IPv6 socket appear as `::ffff:a.b.c.d`: the IPv4 address, as
+/// allow-lists, logs and status tables show it.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
     }
 }
 

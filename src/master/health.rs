@@ -67,9 +67,7 @@ impl Checker {
                 };
                 h.state.store(state, Relaxed);
                 h.lag_s.store(lag, Relaxed);
-                let ms =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                h.checked_unix_ms.store(ms as u64, Relaxed);
+                h.checked_unix_ms.store(crate::status::unix_ms(), Relaxed);
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The login exchange with a client, COM_CHANGE_USER, and opening the backend connection
 //! for the authenticated user.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use super::io::{read_packet, Connector, PacketReadError, Transport};
@@ -104,7 +103,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         mut seq: u8,
         timeout: Option<Duration>,
     ) -> Result<Proven, SessionError> {
-        let ip = canonical_ip(self.peer.ip());
+        let ip = crate::config::canonical_ip(self.peer.ip());
         let config = self.ctx.config.clone();
         let denied = |using: bool| {
             format!("Access denied for user '{name}'@'{ip}' (using password: {})", if using { "YES" } else { "NO" })
@@ -208,13 +207,5 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
         self.finish_auth(proven.user, seq).await
-    }
-}
-
-/// IPv4 clients reaching an IPv6 socket appear as `::ffff:a.b.c.d`; show them as IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }

@@ -26,14 +26,12 @@ pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
         database: db_user.default_db.as_deref(),
         charset: key.charset,
         client_caps: key.caps,
+        reply_timeout: reply_timeout(config),
     };
     let mut buf = super::io::Buffer::new();
     let timeout = Duration::from_millis(server.connect_timeout_ms);
     match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut buf).await {
-        Ok(mut b) => {
-            b.reply_timeout = reply_timeout(config);
-            ctx.pool.put(b)
-        }
+        Ok(b) => ctx.pool.put(b),
         Err(e) => {
             tracing::debug!(server = %server.address, "pre-warming a connection failed: {e}");
             ctx.pool.forget(key.server);
@@ -243,6 +241,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             database: self.schema.as_deref(),
             charset: key.charset,
             client_caps: self.caps,
+            reply_timeout: reply_timeout(config),
         };
         let timeout = Duration::from_millis(server.connect_timeout_ms);
         let mut last = None;
@@ -250,8 +249,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         for _ in 0..CONNECT_ATTEMPTS {
             self.bbuf.consume(self.bbuf.len());
             match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut self.bbuf).await {
-                Ok(mut b) => {
-                    b.reply_timeout = reply_timeout(config);
+                Ok(b) => {
                     ctx.publish_pool();
                     return Ok(b);
                 }

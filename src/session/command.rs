@@ -79,12 +79,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cmd_class = crate::status::Class::Other;
             self.cmd_server = None;
             if self.ctx.log.on {
-                self.trace.sent = None;
-                self.trace.first_byte = None;
-                self.trace.bytes = 0;
-                self.trace.rows = 0;
-                self.trace.error = 0;
-                self.trace.sql.clear();
+                self.trace.start();
             }
             let pins_before = self.pins;
             let now = std::time::Instant::now();
@@ -109,15 +104,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Tells the client corelay is stopping (1053, as a server that shuts down does) and
     /// ends the session. Sent as the reply to the command the client sends next.
     async fn shutting_down(&mut self, why: super::Abort) -> Result<(), SessionError> {
-        let held = pin::names(self.pins & !pin::DBCONNECT);
-        let msg = if why == super::Abort::Stop && (!held.is_empty() || self.locks > 0) {
-            format!(
-                "Server shutdown in progress: corelay's drain time (proxy.drain_timeout_s) is over; what this session held is gone \
-(the open transaction was rolled back; {}); reconnect",
-                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
-            )
-        } else {
-            "Server shutdown in progress: corelay is stopping; reconnect".to_string()
+        let msg = match self.held_on_connection() {
+            Some(held) if why == super::Abort::Stop => format!(
+                "Server shutdown in progress: corelay's drain time (proxy.drain_timeout_s) is over; what this session held is gone ({held}); reconnect"
+            ),
+            _ => "Server shutdown in progress: corelay is stopping; reconnect".to_string(),
         };
         self.send_err(1, (1053, "08S01"), &msg).await;
         Err(SessionError::Shutdown)
@@ -622,8 +613,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         if let Some(ok) = scanner.ok {
             self.trace.rows = ok.affected_rows;
-        }
-        if let Some(ok) = scanner.ok {
             if ok.last_insert_id != 0 {
                 self.last_insert_id = ok.last_insert_id;
             }
@@ -892,18 +881,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if !at_boundary {
             return Err(SessionError::BackendLost { addr, reason });
         }
-        let held = pin::names(self.pins & !pin::DBCONNECT);
-        let lost = if held.is_empty() && self.locks == 0 {
-            String::new()
-        } else {
-            format!(
-                "; what lived on that connection is gone (the open transaction was rolled back; {})",
-                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
-            )
-        };
-        self.pins &= pin::DBCONNECT;
-        self.locks = 0;
-        self.stmts.cursor = None;
+        let lost = self
+            .held_on_connection()
+            .map_or_else(String::new, |held| format!("; what lived on that connection is gone ({held})"));
+        self.forget_connection_state();
         if why == super::Abort::Timeout {
             let msg = format!(
                 "Query execution was interrupted: no reply from {addr} within query_timeout_ms ({} ms); the connection was closed{lost}",
@@ -949,21 +930,37 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if !at_boundary {
             return Err(SessionError::BackendLost { addr, reason });
         }
-        let held = pin::names(self.pins & !pin::DBCONNECT);
-        let msg = if held.is_empty() && self.locks == 0 {
-            format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run")
-        } else {
-            format!(
+        let msg = match self.held_on_connection() {
+            None => {
+                format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run")
+            }
+            Some(held) => format!(
                 "Lost connection to db server {addr} during query ({reason}); what lived on that connection is gone \
-(the open transaction was rolled back; {}); this session can go on",
-                if held.is_empty() { "locks".to_string() } else { held.join(", ") }
-            )
+({held}); this session can go on"
+            ),
         };
         self.send_err(seq, code::SERVER_LOST, &msg).await;
+        self.forget_connection_state();
+        Err(SessionError::StatementFailed { addr, reason })
+    }
+
+    /// What the session holds on its connection, for a message saying it is gone ("the
+    /// open transaction was rolled back; user variables, ..."), or None when it holds
+    /// nothing there (a `dbconnect` pin is not state on the connection).
+    fn held_on_connection(&self) -> Option<String> {
+        let held = pin::names(self.pins & !pin::DBCONNECT);
+        if held.is_empty() && self.locks == 0 {
+            return None;
+        }
+        let what = if held.is_empty() { "locks".to_string() } else { held.join(", ") };
+        Some(format!("the open transaction was rolled back; {what}"))
+    }
+
+    /// The connection is gone and with it what the session held there.
+    fn forget_connection_state(&mut self) {
         self.pins &= pin::DBCONNECT;
         self.locks = 0;
         self.stmts.cursor = None;
-        Err(SessionError::StatementFailed { addr, reason })
     }
 }
 

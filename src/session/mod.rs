@@ -107,6 +107,18 @@ struct Trace {
     sql: String,
 }
 
+impl Trace {
+    /// A new command: forget the last one's figures (the SQL buffer is kept for reuse).
+    fn start(&mut self) {
+        self.sent = None;
+        self.first_byte = None;
+        self.bytes = 0;
+        self.rows = 0;
+        self.error = 0;
+        self.sql.clear();
+    }
+}
+
 /// What other sessions of the shard may see of a session: the backend connection serving
 /// it (server id, server thread id), whether it was KILLed, and who it is (for the status
 /// tables the shard publishes).
@@ -149,10 +161,7 @@ pub enum Abort {
 
 impl Presence {
     fn new(ip: std::net::IpAddr) -> Presence {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = crate::config::canonical_ip(ip);
         Presence {
             backend: Cell::new(None),
             killed: Cell::new(false),

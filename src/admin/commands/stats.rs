@@ -11,11 +11,17 @@ pub struct ShowStats;
 /// Picks one counter of a slot.
 pub type Field = fn(&Slot) -> &AtomicU64;
 
-/// (name, counter of a slot) for every plain counter.
+/// (name, help, gauge of a slot) for the values that go up and down.
+pub fn gauges() -> Vec<(&'static str, &'static str, Field)> {
+    vec![
+        ("client_connections", "Client sessions open", |s| &s.client_connections),
+        ("backend_connections", "Backend connections open", |s| &s.backend_connections),
+    ]
+}
+
+/// (name, counter of a slot) for every plain counter (totals that only go up).
 pub fn counters() -> Vec<(&'static str, Field)> {
     vec![
-        ("client_connections", |s| &s.client_connections),
-        ("backend_connections", |s| &s.backend_connections),
         ("clients_accepted", |s| &s.clients_accepted),
         ("clients_rejected", |s| &s.clients_rejected),
         ("auth_failures", |s| &s.auth_failures),
@@ -52,7 +58,7 @@ impl Command for ShowStats {
     fn run(&self, view: &View, _args: &[String]) -> Reply {
         let status = view.status;
         let mut rs = ResultSet::new(&["name", "value"]);
-        for (name, f) in counters() {
+        for (name, f) in gauges().into_iter().map(|(n, _, f)| (n, f)).chain(counters()) {
             rs.push([name.to_string(), total(status, f).to_string()]);
         }
         for c in Class::ALL {
