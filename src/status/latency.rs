@@ -201,7 +201,9 @@ pub fn write_hgrm(m: &Merged, out: &mut String) {
     let stdev = h.stdev() / 1000.0;
     let _ = writeln!(out, "#[Mean    = {mean:>12.3}, StdDeviation   = {stdev:>12.3}]");
     let _ = writeln!(out, "#[Max     = {:>12.3}, Total count    = {total:>12}]", h.max() as f64 / 1000.0);
-    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), h.distinct_values());
+    // HdrHistogram's sub-bucket count: the power of two covering 2 x 10^digits.
+    let sub_buckets = 1u64 << (2.0 * 10f64.powi(i32::from(h.sigfig()))).log2().ceil() as u32;
+    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), sub_buckets);
 }
 
 #[cfg(test)]
