@@ -43,7 +43,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
     init_logging(&config);
-    match corelay::master::run(config) {
+    let source = corelay::master::Source { path: cli.config.clone(), overrides: cli.overrides.clone() };
+    match corelay::master::run(config, source) {
         Ok(code) => Ok(code),
         Err(e) => {
             tracing::error!("{e}");

@@ -250,8 +250,10 @@ fn shard0(c: &Corelay) -> (u32, String) {
     for _ in 0..20 {
         let (ok, out, _) = mariadb_cli(c.admin_port, "admin", "admin_pw", "SHOW SHARDS\n");
         if let (true, Some(line)) = (ok, out.lines().nth(1)) {
+            let head: Vec<&str> = out.lines().next().unwrap_or_default().split('\t').collect();
+            let given_up = head.iter().position(|h| *h == "given_up").expect("a given_up column");
             let row: Vec<String> = line.split('\t').map(String::from).collect();
-            return (row[1].parse().unwrap(), row.last().unwrap().clone());
+            return (row[1].parse().unwrap(), row[given_up].clone());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

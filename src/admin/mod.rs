@@ -22,6 +22,15 @@ pub struct View<'a> {
     pub status: &'a StatusRegion,
 }
 
+/// What the admin port's sessions need from the shard serving them: its configuration as
+/// of now (a reload changes it between commands), the status region, and a timer.
+#[allow(async_fn_in_trait)]
+pub trait Host {
+    fn config(&self) -> std::sync::Arc<Config>;
+    fn status(&self) -> &StatusRegion;
+    async fn sleep(&self, d: std::time::Duration);
+}
+
 /// What an admin command answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -30,6 +39,8 @@ pub enum Reply {
     Ok(String),
     /// ERR: code, SQLSTATE, message.
     Err(u16, &'static str, String),
+    /// The answer comes from the master: wait for reload request `n`.
+    AwaitReload(u64),
 }
 
 /// One admin command.

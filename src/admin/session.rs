@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Reply, View};
+use super::{Host, Reply, View};
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
-use crate::protocol::response::{write_err, write_ok};
+use crate::protocol::response::{write_err, write_ok, write_ok_info};
 use crate::protocol::resultset::ResultSet;
 use crate::protocol::{auth, caps, code, command, status};
 use crate::session::io::{read_packet, Buffer, PacketReadError, Transport};
@@ -22,14 +22,56 @@ const MAX_PACKET: usize = 1 << 16;
 const IDLE: Duration = Duration::from_secs(3600);
 
 /// Serves one admin client until it quits, fails or idles out.
-pub async fn serve<C: Transport>(view: &View<'_>, client: C, peer: SocketAddr, conn_id: u32) {
+pub async fn serve<C: Transport, H: Host>(host: &H, client: C, peer: SocketAddr, conn_id: u32) {
     let mut s = AdminSession { client, buf: Buffer::new(), out: Vec::new(), deprecate_eof: false };
-    if let Err(e) = s.login(view, peer, conn_id).await {
+    let config = host.config();
+    let view = View { config: &config, status: host.status() };
+    if let Err(e) = s.login(&view, peer, conn_id).await {
         tracing::info!(peer = %peer, "admin login failed: {e}");
         return;
     }
     tracing::info!(peer = %peer, "admin session opened");
-    s.command_loop(view).await;
+    s.command_loop(host).await;
+}
+
+/// How long RELOAD waits for the master, then for the shards to switch.
+const RELOAD_WAIT: Duration = Duration::from_secs(30);
+const SHARDS_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits for the master's answer to reload request `n`, then for every running shard to
+/// switch to the new version.
+async fn await_reload<H: Host>(host: &H, n: u64) -> Reply {
+    use crate::status::reload::Outcome;
+    use std::sync::atomic::Ordering::Relaxed;
+    let status = host.status();
+    let started = std::time::Instant::now();
+    let message = loop {
+        match status.reload_outcome(n) {
+            Outcome::Pending if started.elapsed() < RELOAD_WAIT => host.sleep(Duration::from_millis(20)).await,
+            Outcome::Pending => {
+                return Reply::Err(1205, "HY000", "RELOAD: the master did not answer within 30 s; see its log".into())
+            }
+            Outcome::Refused(m) => return Reply::Err(1105, "HY000", m),
+            Outcome::Done(m) => break m,
+        }
+    };
+    let version = status.config_version();
+    let behind = || {
+        (0..status.shards())
+            .filter(|&k| {
+                let s = status.slot(k);
+                s.given_up.load(Relaxed) == 0 && s.pid.load(Relaxed) != 0 && s.config_version.load(Relaxed) < version
+            })
+            .count()
+    };
+    let waiting = std::time::Instant::now();
+    while behind() > 0 && waiting.elapsed() < SHARDS_WAIT {
+        host.sleep(Duration::from_millis(20)).await;
+    }
+    match behind() {
+        0 => Reply::Ok(message),
+        n => Reply::Ok(format!("{message} ({n} shard(s) have not switched yet; see SHOW SHARDS)")),
+    }
 }
 
 struct AdminSession<C> {
@@ -118,8 +160,10 @@ impl<C: Transport> AdminSession<C> {
         self.flush().await
     }
 
-    async fn command_loop(&mut self, view: &View<'_>) {
+    async fn command_loop<H: Host>(&mut self, host: &H) {
         loop {
+            let config = host.config();
+            let view = &View { config: &config, status: host.status() };
             let Ok((seq, payload)) = self.read(IDLE).await else { return };
             let reply_seq = seq.wrapping_add(1);
             let Some((&cmd, body)) = payload.split_first() else { return };
@@ -133,13 +177,19 @@ impl<C: Transport> AdminSession<C> {
                     format!("The admin port answers text statements only, not {}", command::name(other)),
                 ),
             };
+            let reply = match reply {
+                Reply::AwaitReload(n) => await_reload(host, n).await,
+                r => r,
+            };
             self.out.clear();
             match reply {
                 Reply::Rows(rs) => {
                     rs.write(&mut self.out, reply_seq, self.deprecate_eof, status::AUTOCOMMIT);
                 }
-                Reply::Ok(_) => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
+                Reply::Ok(m) if m.is_empty() => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
+                Reply::Ok(m) => write_ok_info(&mut self.out, reply_seq, status::AUTOCOMMIT, &m),
                 Reply::Err(c, state, msg) => write_err(&mut self.out, reply_seq, (c, state), &msg),
+                Reply::AwaitReload(_) => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
             }
             if self.flush().await.is_err() {
                 return;

@@ -158,6 +158,12 @@ pub struct Overrides {
     /// glommio preemption timer, milliseconds (proxy.preempt_timer_ms).
     #[arg(long, global = true, value_name = "MS")]
     pub preempt_timer_ms: Option<u64>,
+    /// Reload the configuration file when it changes (proxy.watch_config).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub watch_config: Option<bool>,
+    /// How often the file is checked, milliseconds (proxy.watch_interval_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub watch_interval_ms: Option<u64>,
 }
 
 impl Overrides {
@@ -197,6 +203,8 @@ impl Overrides {
             backend_max_uses,
             ping_after_idle_ms,
             max_prepared_per_connection,
+            watch_config,
+            watch_interval_ms,
             io_memory_kib,
             ring_depth,
             spin_before_park_us,

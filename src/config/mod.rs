@@ -7,6 +7,7 @@
 //! can fix it without reading code. Keys may be added over time but never renamed.
 
 pub mod cli;
+mod layout;
 mod schema;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use thiserror::Error;
 
+pub use layout::{Changes, Layout, Published};
 pub use schema::*;
 
 /// The configuration corelay runs when no `--config` is given (also `tuning/default.toml`).
@@ -53,8 +55,12 @@ impl AuthPlugin {
 /// A backend server, resolved.
 #[derive(Debug, Clone)]
 pub struct Server {
-    /// Position among all servers of all clusters (the pool's index).
+    /// Its index in the [`Layout`] (the pool's, the health table's): stable across reloads.
     pub id: usize,
+    /// The cluster's index.
+    pub cluster: usize,
+    /// Gone from the file since: nothing new is sent to it (a tombstone).
+    pub removed: bool,
     pub address: String,
     pub addr: SocketAddr,
     pub role: Role,
@@ -75,11 +81,14 @@ pub struct Cluster {
     pub read_only_transactions_on_replicas: bool,
     /// Credentials of the health checks (None: the cluster's first db user).
     pub monitor: Option<(String, String)>,
+    /// Its servers (a live cluster: the live ones, in file order; a removed one: its last).
     pub servers: Vec<Server>,
+    pub removed: bool,
 }
 
 impl Cluster {
-    /// The cluster's primary (validation guarantees exactly one).
+    /// The cluster's primary (validation guarantees exactly one in a live cluster, and
+    /// every cluster has at least one server).
     pub fn primary(&self) -> &Server {
         self.servers.iter().find(|s| s.role == Role::Primary).unwrap_or(&self.servers[0])
     }
@@ -92,6 +101,7 @@ pub struct DbUser {
     pub cluster: usize,
     pub default_db: Option<String>,
     pub charset: String,
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +112,8 @@ pub struct User {
     pub auth: AuthPlugin,
     pub max_connections: u32,
     pub allow: Vec<IpNet>,
+    /// Gone from the file: nobody logs in as it any more; its sessions go on.
+    pub removed: bool,
 }
 
 impl User {
@@ -139,11 +151,19 @@ pub struct Config {
     /// The `/metrics` port (None: off).
     pub metrics_addr: Option<SocketAddr>,
     pub admin_allow: Vec<IpNet>,
+    /// By cluster index; every list here is indexed as the [`Layout`] says and keeps
+    /// removed entries as tombstones.
     pub clusters: Vec<Cluster>,
     pub db_users: Vec<DbUser>,
     pub users: Vec<User>,
     pub admin_users: Vec<AdminUser>,
+    /// Live users only.
     users_by_name: HashMap<String, usize>,
+    /// Every server by id, removed ones included.
+    server_table: Vec<Server>,
+    pub layout: Layout,
+    /// 0 at start, one more with every reload.
+    pub version: u64,
     /// The file form, after overrides, for `check-config` to print.
     pub file: FileConfig,
 }
@@ -172,8 +192,23 @@ impl Config {
         Config::new(file, source)
     }
 
-    /// Validates a file configuration.
+    /// Validates a file configuration (the first of a process: indexes in file order).
     pub fn new(file: FileConfig, source: String) -> Result<Config, ConfigError> {
+        let mut layout = Layout::default();
+        layout.extend(&file);
+        Config::build(file, source, layout, None, 0)
+    }
+
+    /// Validates `file`, giving every entry the index `layout` has for it (`layout` knows
+    /// every entry of `file`); entries of `layout` the file lacks become tombstones, made
+    /// from `old` where it has them.
+    fn build(
+        file: FileConfig,
+        source: String,
+        layout: Layout,
+        old: Option<&Config>,
+        version: u64,
+    ) -> Result<Config, ConfigError> {
         let bad = |key: String, message: String| ConfigError::Invalid { file: source.clone(), key, message };
         let p = &file.proxy;
 
@@ -247,21 +282,27 @@ impl Config {
         if file.cluster.is_empty() {
             return Err(bad("cluster".into(), "at least one [[cluster]] is required".into()));
         }
-        let mut clusters = Vec::new();
-        let mut cluster_idx = HashMap::new();
-        let mut next_server_id = 0;
-        let total_servers: usize = file.cluster.iter().map(|c| c.server.len()).sum();
-        if total_servers > crate::status::MAX_SERVERS {
-            return Err(bad("cluster".into(), format!("at most {} servers in all", crate::status::MAX_SERVERS)));
+        if layout.servers.len() > crate::status::MAX_SERVERS {
+            return Err(bad(
+                "cluster".into(),
+                format!(
+                    "at most {} servers over corelay's lifetime (removed ones keep their place until a restart)",
+                    crate::status::MAX_SERVERS
+                ),
+            ));
         }
+        let mut seen_clusters = HashMap::new();
+        let mut live_servers: Vec<Option<Server>> = vec![None; layout.servers.len()];
+        let mut live_clusters: Vec<Option<Cluster>> = vec![None; layout.clusters.len()];
         for (ci, c) in file.cluster.iter().enumerate() {
             let key = format!("cluster[{ci}]");
             if c.name.is_empty() {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
-            if cluster_idx.insert(c.name.clone(), ci).is_some() {
+            if seen_clusters.insert(c.name.clone(), ci).is_some() {
                 return Err(bad(format!("{key}.name"), format!("duplicate cluster name {:?}", c.name)));
             }
+            let cid = layout.cluster(&c.name).ok_or_else(|| bad(format!("{key}.name"), "not in the layout".into()))?;
             if c.server.is_empty() {
                 return Err(bad(format!("{key}.server"), "a cluster needs at least one [[cluster.server]]".into()));
             }
@@ -276,6 +317,12 @@ impl Config {
             for (si, s) in c.server.iter().enumerate() {
                 let skey = format!("{key}.server[{si}]");
                 let addr = parse_addr(&s.address).map_err(|m| bad(format!("{skey}.address"), m))?;
+                if c.server[..si].iter().any(|o| o.address == s.address) {
+                    return Err(bad(
+                        format!("{skey}.address"),
+                        format!("{:?} is listed twice in cluster {:?}", s.address, c.name),
+                    ));
+                }
                 if s.max_connections == 0 {
                     return Err(bad(format!("{skey}.max_connections"), "must be at least 1".into()));
                 }
@@ -285,8 +332,13 @@ impl Config {
                 if s.connect_timeout_ms == 0 {
                     return Err(bad(format!("{skey}.connect_timeout_ms"), "must be at least 1".into()));
                 }
-                servers.push(Server {
-                    id: next_server_id,
+                let id = layout
+                    .server(&c.name, &s.address)
+                    .ok_or_else(|| bad(format!("{skey}.address"), "not in the layout".into()))?;
+                let server = Server {
+                    id,
+                    cluster: cid,
+                    removed: false,
                     address: s.address.clone(),
                     addr,
                     role: s.role,
@@ -296,10 +348,11 @@ impl Config {
                     reserved_primary_connections: s.reserved_primary_connections,
                     connect_timeout_ms: s.connect_timeout_ms,
                     reconnect_interval_s: s.reconnect_interval_s,
-                });
-                next_server_id += 1;
+                };
+                live_servers[id] = Some(server.clone());
+                servers.push(server);
             }
-            clusters.push(Cluster {
+            live_clusters[cid] = Some(Cluster {
                 name: c.name.clone(),
                 write_time_interval_ms: c.write_time_interval_ms,
                 max_replication_lag_s: c.max_replication_lag_s,
@@ -307,21 +360,34 @@ impl Config {
                 read_only_transactions_on_replicas: c.read_only_transactions_on_replicas,
                 monitor: c.monitor_user.clone().map(|u| (u, c.monitor_password.clone())),
                 servers,
+                removed: false,
             });
         }
+        let server_table: Vec<Server> = live_servers
+            .into_iter()
+            .enumerate()
+            .map(|(id, s)| s.unwrap_or_else(|| tombstone::server(&layout, old, id)))
+            .collect();
+        let clusters: Vec<Cluster> = live_clusters
+            .into_iter()
+            .enumerate()
+            .map(|(cid, c)| c.unwrap_or_else(|| tombstone::cluster(&layout, old, &server_table, cid)))
+            .collect();
 
-        let mut db_users = Vec::new();
-        let mut db_idx = HashMap::new();
+        let mut seen_db = HashMap::new();
+        let mut live_db: Vec<Option<DbUser>> = vec![None; layout.db_users.len()];
         for (i, d) in file.db_user.iter().enumerate() {
             let key = format!("db_user[{i}]");
             if d.name.is_empty() {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
-            if db_idx.insert(d.name.clone(), i).is_some() {
+            if seen_db.insert(d.name.clone(), i).is_some() {
                 return Err(bad(format!("{key}.name"), format!("duplicate db_user name {:?}", d.name)));
             }
-            let cluster = *cluster_idx
-                .get(&d.cluster)
+            let cluster = seen_clusters
+                .contains_key(&d.cluster)
+                .then(|| layout.cluster(&d.cluster))
+                .flatten()
                 .ok_or_else(|| bad(format!("{key}.cluster"), format!("no [[cluster]] named {:?}", d.cluster)))?;
             if crate::protocol::charset::collation_id(&d.charset).is_none() {
                 return Err(bad(format!("{key}.charset"), format!("unknown character set {:?}", d.charset)));
@@ -329,30 +395,49 @@ impl Config {
             if d.default_db.len() > 64 {
                 return Err(bad(format!("{key}.default_db"), "longer than 64 characters".into()));
             }
-            db_users.push(DbUser {
+            let id = layout.db_user(&d.name).ok_or_else(|| bad(format!("{key}.name"), "not in the layout".into()))?;
+            live_db[id] = Some(DbUser {
                 name: d.name.clone(),
                 password: d.password.clone(),
                 cluster,
                 default_db: (!d.default_db.is_empty()).then(|| d.default_db.clone()),
                 charset: d.charset.clone(),
+                removed: false,
             });
         }
+        let db_users: Vec<DbUser> = live_db
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| d.unwrap_or_else(|| tombstone::db_user(&layout, old, i)))
+            .collect();
 
         if file.user.is_empty() {
             return Err(bad("user".into(), "at least one [[user]] is required, or no client can log in".into()));
         }
-        let mut users = Vec::new();
+        if layout.users.len() > crate::status::MAX_USERS {
+            return Err(bad(
+                "user".into(),
+                format!(
+                    "at most {} users over corelay's lifetime (removed ones keep their place until a restart)",
+                    crate::status::MAX_USERS
+                ),
+            ));
+        }
         let mut users_by_name = HashMap::new();
+        let mut live_users: Vec<Option<User>> = vec![None; layout.users.len()];
         for (i, u) in file.user.iter().enumerate() {
             let key = format!("user[{i}]");
             if u.name.is_empty() {
                 return Err(bad(format!("{key}.name"), "must not be empty".into()));
             }
-            if users_by_name.insert(u.name.clone(), i).is_some() {
+            let id = layout.user(&u.name).ok_or_else(|| bad(format!("{key}.name"), "not in the layout".into()))?;
+            if users_by_name.insert(u.name.clone(), id).is_some() {
                 return Err(bad(format!("{key}.name"), format!("duplicate user name {:?}", u.name)));
             }
-            let db_user = *db_idx
-                .get(&u.db_user)
+            let db_user = seen_db
+                .contains_key(&u.db_user)
+                .then(|| layout.db_user(&u.db_user))
+                .flatten()
                 .ok_or_else(|| bad(format!("{key}.db_user"), format!("no [[db_user]] named {:?}", u.db_user)))?;
             let auth = match u.auth.as_str() {
                 "mysql_native_password" => AuthPlugin::Native,
@@ -371,18 +456,21 @@ impl Config {
             if u.max_connections == 0 {
                 return Err(bad(format!("{key}.max_connections"), "must be at least 1".into()));
             }
-            users.push(User {
+            live_users[id] = Some(User {
                 name: u.name.clone(),
                 password: u.password.clone(),
                 db_user,
                 auth,
                 max_connections: u.max_connections,
                 allow,
+                removed: false,
             });
         }
-        if users.len() > crate::status::MAX_USERS {
-            return Err(bad("user".into(), format!("at most {} users are supported", crate::status::MAX_USERS)));
-        }
+        let users: Vec<User> = live_users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| u.unwrap_or_else(|| tombstone::user(&layout, old, i)))
+            .collect();
         let admin_users =
             file.admin_user.iter().map(|a| AdminUser { name: a.name.clone(), password: a.password.clone() }).collect();
 
@@ -398,18 +486,26 @@ impl Config {
             users,
             admin_users,
             users_by_name,
+            server_table,
+            layout,
+            version,
             file,
         })
     }
 
-    /// The server with this id.
+    /// The server with this id (removed ones included).
     pub fn server(&self, id: usize) -> Option<&Server> {
-        self.servers().nth(id)
+        self.server_table.get(id)
     }
 
-    /// Every server of every cluster, in id order.
+    /// Every server in the configuration, in id order (removed ones left out).
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
-        self.clusters.iter().flat_map(|c| c.servers.iter())
+        self.server_table.iter().filter(|s| !s.removed)
+    }
+
+    /// Every server id there is, removed ones included.
+    pub fn server_ids(&self) -> usize {
+        self.server_table.len()
     }
 
     /// Looks a product user up by login name; returns its index and entry.
@@ -447,6 +543,80 @@ impl Config {
             mask(&mut a.password);
         }
         toml::to_string_pretty(&f).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// Entries the file no longer has: the last known ones, flagged removed.
+mod tombstone {
+    use super::*;
+
+    pub fn server(layout: &Layout, old: Option<&Config>, id: usize) -> Server {
+        if let Some(s) = old.and_then(|o| o.server_table.get(id)) {
+            return Server { removed: true, ..s.clone() };
+        }
+        // Never seen by this process (added and removed by reloads it skipped).
+        let (cluster, address) = layout.servers.get(id).cloned().unwrap_or_default();
+        Server {
+            id,
+            cluster: layout.cluster(&cluster).unwrap_or(0),
+            removed: true,
+            addr: address.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+            address,
+            role: Role::Replica,
+            weight: 0,
+            max_connections: 1,
+            min_connections: 0,
+            reserved_primary_connections: 0,
+            connect_timeout_ms: 1000,
+            reconnect_interval_s: 30,
+        }
+    }
+
+    /// `servers`: every server by id (the cluster's own are those naming it).
+    pub fn cluster(layout: &Layout, old: Option<&Config>, servers: &[Server], cid: usize) -> Cluster {
+        let mine: Vec<Server> = servers.iter().filter(|s| s.cluster == cid).cloned().collect();
+        if let Some(c) = old.and_then(|o| o.clusters.get(cid)) {
+            return Cluster { removed: true, servers: mine, ..c.clone() };
+        }
+        Cluster {
+            name: layout.clusters.get(cid).cloned().unwrap_or_default(),
+            write_time_interval_ms: 0,
+            max_replication_lag_s: 0,
+            health_interval_ms: 1000,
+            read_only_transactions_on_replicas: false,
+            monitor: None,
+            servers: mine,
+            removed: true,
+        }
+    }
+
+    pub fn db_user(layout: &Layout, old: Option<&Config>, i: usize) -> DbUser {
+        if let Some(d) = old.and_then(|o| o.db_users.get(i)) {
+            return DbUser { removed: true, ..d.clone() };
+        }
+        DbUser {
+            name: layout.db_users.get(i).cloned().unwrap_or_default(),
+            password: String::new(),
+            cluster: 0,
+            default_db: None,
+            charset: "utf8mb4".into(),
+            removed: true,
+        }
+    }
+
+    pub fn user(layout: &Layout, old: Option<&Config>, i: usize) -> User {
+        if let Some(u) = old.and_then(|o| o.users.get(i)) {
+            return User { removed: true, ..u.clone() };
+        }
+        User {
+            name: layout.users.get(i).cloned().unwrap_or_default(),
+            password: String::new(),
+            db_user: 0,
+            auth: AuthPlugin::Native,
+            max_connections: 1,
+            allow: Vec::new(),
+            removed: true,
+        }
     }
 }
 

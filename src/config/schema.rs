@@ -129,6 +129,10 @@ pub struct Proxy {
     pub log_max_bytes: u64,
     /// Rotated files kept (`.1` newest).
     pub log_keep_files: usize,
+    /// The master checks the configuration file every `watch_interval_ms` and reloads it
+    /// when it changed (as SIGHUP does).
+    pub watch_config: bool,
+    pub watch_interval_ms: u64,
 }
 
 impl Default for Proxy {
@@ -174,6 +178,8 @@ impl Default for Proxy {
             log_connections: true,
             log_max_bytes: 100 << 20,
             log_keep_files: 5,
+            watch_config: false,
+            watch_interval_ms: 1000,
         }
     }
 }

@@ -32,11 +32,15 @@ impl Checker {
     pub fn run_due(&mut self, config: &Config, status: &StatusRegion) {
         let now = Instant::now();
         for (ci, cluster) in config.clusters.iter().enumerate() {
-            if self.due.get(&ci).is_some_and(|t| now < *t) {
+            if cluster.removed || self.due.get(&ci).is_some_and(|t| now < *t) {
                 continue;
             }
             self.due.insert(ci, now + Duration::from_millis(cluster.health_interval_ms));
-            let first = config.db_users.iter().find(|d| d.cluster == ci).map(|d| (d.name.clone(), d.password.clone()));
+            let first = config
+                .db_users
+                .iter()
+                .find(|d| d.cluster == ci && !d.removed)
+                .map(|d| (d.name.clone(), d.password.clone()));
             let Some((user, password)) = cluster.monitor.clone().or(first) else { continue };
             for server in &cluster.servers {
                 let result = self.check(server, &user, &password);
@@ -68,6 +72,20 @@ impl Checker {
                 h.state.store(state, Relaxed);
                 h.lag_s.store(lag, Relaxed);
                 h.checked_unix_ms.store(crate::status::unix_ms(), Relaxed);
+            }
+        }
+    }
+
+    /// After a reload: closes the connections to removed servers and forgets their health;
+    /// checks run again at once with the new settings.
+    pub fn follow(&mut self, config: &Config, status: &StatusRegion) {
+        self.due.clear();
+        for id in 0..config.server_ids() {
+            if config.server(id).is_some_and(|s| s.removed) {
+                self.conns.remove(&id);
+                if let Some(h) = status.server_health(id) {
+                    h.state.store(health::UNKNOWN, Relaxed);
+                }
             }
         }
     }

@@ -125,9 +125,49 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A shard that ran this long before dying is restarted without delay.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
+/// Where the configuration came from, to read it again on a reload.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The file (None: the embedded default, which never changes).
+    pub path: Option<std::path::PathBuf>,
+    /// The command line's overrides, which win over every version of the file.
+    pub overrides: crate::config::cli::Overrides,
+}
+
+/// Reloads: re-reads the file, validates it against the running configuration and
+/// publishes it to the shards. Returns the new configuration and what to tell the
+/// operator; on any error the running configuration stays.
+fn reload(current: &Config, from: &Source, status: &StatusRegion) -> Result<(Arc<Config>, String), String> {
+    let Some(path) = &from.path else {
+        return Err("corelay runs its embedded default configuration (no --config): there is no file to reload".into());
+    };
+    let mut file = Config::read_file(path).map_err(|e| e.to_string())?;
+    from.overrides.apply(&mut file);
+    let (next, changes) = current.reload(file, path.display().to_string()).map_err(|e| e.to_string())?;
+    for note in &changes.kept {
+        warn!("{note}");
+    }
+    let text = crate::config::Published::of(&next).to_text().map_err(|e| format!("cannot publish it: {e}"))?;
+    status.publish_config(next.version, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let kept = match changes.kept.len() {
+        0 => String::new(),
+        n => format!("; {n} start-only key(s) kept their running value (see the log)"),
+    };
+    Ok((
+        Arc::new(next.clone()),
+        format!("configuration version {} loaded from {}: {changes}{kept}", next.version, path.display()),
+    ))
+}
+
+/// The file's modification time and size, to notice it changed (`watch_config`).
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 /// Runs corelay until it is told to stop. Returns the process exit code.
-pub fn run(config: Config) -> Result<i32, MasterError> {
-    let config = Arc::new(config);
+pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
+    let mut config = Arc::new(config);
     let n = config.shard_count();
     let mode = config.proxy.worker_mode;
     check_memlock(&config, n)?;
@@ -174,10 +214,28 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
     let mut stopping: Option<Instant> = None;
     let mut checker = health::Checker::default();
     let mut latency_files = hgrm::Writer::new(&config, &status);
+    let mut file_stamp = source.path.as_deref().and_then(stamp);
+    let mut watched = Instant::now();
     loop {
         if stopping.is_none() {
             checker.run_due(&config, &status);
             latency_files.run_due(&status);
+        }
+        // Reloads: SIGHUP (below), admin RELOAD (a request in the status region), or the
+        // file changing under watch_config.
+        let mut reload_why: Option<&str> = None;
+        let request = status.pending_reload();
+        if request.is_some() {
+            reload_why = Some("admin RELOAD");
+        }
+        if config.proxy.watch_config
+            && watched.elapsed() >= Duration::from_millis(config.proxy.watch_interval_ms.max(50))
+        {
+            watched = Instant::now();
+            let now = source.path.as_deref().and_then(stamp);
+            if now.is_some() && now != file_stamp {
+                reload_why = Some("the configuration file changed");
+            }
         }
         // Start (or restart) shards that are due.
         if stopping.is_none() {
@@ -222,10 +280,33 @@ pub fn run(config: Config) -> Result<i32, MasterError> {
                         slot.listener = None;
                     }
                 }
-                Ok(Signal::SIGHUP) => {
-                    warn!("SIGHUP received: configuration reload is not available in this version; keeping the running configuration");
-                }
+                Ok(Signal::SIGHUP) => reload_why = Some("SIGHUP"),
                 _ => {}
+            }
+        }
+        if let (Some(n), Some(_)) = (request, stopping) {
+            status.answer_reload(n, false, "corelay is stopping; nothing was reloaded");
+        }
+        if let (Some(why), None) = (reload_why, stopping) {
+            file_stamp = source.path.as_deref().and_then(stamp);
+            let outcome = reload(&config, &source, &status);
+            match &outcome {
+                Ok((next, message)) => {
+                    info!("{why}: {message}");
+                    config = next.clone();
+                    checker.follow(&config, &status);
+                }
+                Err(e) => error!("{why}: configuration refused, version {} keeps running: {e}", config.version),
+            }
+            if let Some(n) = request {
+                match outcome {
+                    Ok((_, message)) => status.answer_reload(n, true, &message),
+                    Err(e) => status.answer_reload(
+                        n,
+                        false,
+                        &format!("configuration refused, version {} keeps running: {e}", config.version),
+                    ),
+                }
             }
         }
 

@@ -46,9 +46,13 @@ pub enum Take<T> {
     Full,
     /// Connecting failed repeatedly; the server is skipped until then.
     Down(Instant),
+    /// The server was removed from the configuration: nothing new goes to it.
+    Removed,
 }
 
 struct ServerPool<T> {
+    /// Removed by a reload: no borrows; returned connections are closed.
+    removed: bool,
     limit: usize,
     /// This shard's share of the server's `min_connections`, kept open once a session has
     /// shown which key to open them with.
@@ -64,29 +68,71 @@ struct ServerPool<T> {
     waiters: VecDeque<Rc<WaitSlot>>,
 }
 
-/// One shard's pools, one per configured server.
+/// One shard's pools, one per configured server (by server id).
 pub struct Pool<T> {
     servers: RefCell<Vec<ServerPool<T>>>,
+    /// Connections to close politely (COM_QUIT) and forget: idle ones of removed servers
+    /// or beyond a lowered limit, and ones given back to a removed server.
+    retired: RefCell<Vec<Backend<T>>>,
 }
 
 impl<T> Pool<T> {
     /// Pools for every server of `config`, each limited to this shard's share of the
     /// server's `max_connections` (rounded up, at least one).
     pub fn new(config: &Config, shards: usize) -> Pool<T> {
-        let servers = config
-            .servers()
-            .map(|s| ServerPool {
-                limit: (s.max_connections as usize).div_ceil(shards.max(1)).max(1),
-                min: (s.min_connections as usize).div_ceil(shards.max(1)),
-                warm_key: None,
-                picks: 0,
-                open: 0,
-                down_until: None,
-                idle: Vec::new(),
-                waiters: VecDeque::new(),
-            })
-            .collect();
-        Pool { servers: RefCell::new(servers) }
+        let pool = Pool { servers: RefCell::new(Vec::new()), retired: RefCell::new(Vec::new()) };
+        pool.reconfigure(config, shards);
+        pool
+    }
+
+    /// Follows a new configuration: pools for new servers, new limits for the others;
+    /// removed servers get no more borrows and their idle connections are retired (see
+    /// [`Pool::take_retired`]); connections in use finish first. Waiting sessions are woken
+    /// to look again.
+    pub fn reconfigure(&self, config: &Config, shards: usize) {
+        let mut servers = self.servers.borrow_mut();
+        let mut retired = self.retired.borrow_mut();
+        let shards = shards.max(1);
+        for id in 0..config.server_ids() {
+            let Some(s) = config.server(id) else { continue };
+            if servers.len() <= id {
+                servers.push(ServerPool {
+                    removed: false,
+                    limit: 0,
+                    min: 0,
+                    warm_key: None,
+                    picks: 0,
+                    open: 0,
+                    down_until: None,
+                    idle: Vec::new(),
+                    waiters: VecDeque::new(),
+                });
+            }
+            let sp = &mut servers[id];
+            sp.removed = s.removed;
+            sp.limit = (s.max_connections as usize).div_ceil(shards).max(1);
+            sp.min = if s.removed { 0 } else { (s.min_connections as usize).div_ceil(shards) };
+            if s.removed {
+                sp.warm_key = None;
+                retired.append(&mut sp.idle);
+            } else {
+                // A lowered limit: the least recently used idle connections go first.
+                let busy = sp.open - sp.idle.len();
+                let excess = (busy + sp.idle.len()).saturating_sub(sp.limit).min(sp.idle.len());
+                retired.extend(sp.idle.drain(..excess));
+            }
+            while let Some(w) = sp.waiters.pop_front() {
+                w.notified.set(true);
+                if let Some(waker) = w.waker.borrow_mut().take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// Takes out the retired connections, to close them and [`Pool::forget`] each.
+    pub fn take_retired(&self) -> Vec<Backend<T>> {
+        std::mem::take(&mut *self.retired.borrow_mut())
     }
 
     /// Asks for a connection for `key`.
@@ -95,7 +141,10 @@ impl<T> Pool<T> {
     /// falling back to the primary leave its last `reserved_primary_connections` to writes).
     pub fn take(&self, key: &Key, reserved: usize) -> Take<T> {
         let mut servers = self.servers.borrow_mut();
-        let Some(sp) = servers.get_mut(key.server) else { return Take::Full };
+        let Some(sp) = servers.get_mut(key.server) else { return Take::Removed };
+        if sp.removed {
+            return Take::Removed;
+        }
         sp.warm_key = Some(*key);
         let busy = sp.open - sp.idle.len();
         if reserved > 0 && busy + reserved >= sp.limit {
@@ -120,12 +169,16 @@ impl<T> Pool<T> {
         Take::Full
     }
 
-    /// Returns a healthy connection to the idle list and wakes a waiting session.
+    /// Returns a healthy connection to the idle list and wakes a waiting session (or
+    /// retires it, when its server was removed or is over its limit).
     pub fn put(&self, b: Backend<T>) {
         let mut servers = self.servers.borrow_mut();
-        if let Some(sp) = servers.get_mut(b.key.server) {
-            sp.idle.push(b);
-            wake_one(&mut sp.waiters);
+        match servers.get_mut(b.key.server) {
+            Some(sp) if !sp.removed && sp.open <= sp.limit => {
+                sp.idle.push(b);
+                wake_one(&mut sp.waiters);
+            }
+            _ => self.retired.borrow_mut().push(b),
         }
     }
 

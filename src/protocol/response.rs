@@ -34,6 +34,20 @@ pub fn write_ok(out: &mut Vec<u8>, seq: u8, affected: u64, insert_id: u64, statu
     finish_packet(out, at, seq);
 }
 
+/// Appends an OK packet carrying a human-readable info message (what `mysql_info()` and
+/// the CLI show), length-encoded as MariaDB sends it.
+pub fn write_ok_info(out: &mut Vec<u8>, seq: u8, status_flags: u16, info: &str) {
+    let at = begin_packet(out);
+    out.push(0x00);
+    put_lenenc_int(out, 0);
+    put_lenenc_int(out, 0);
+    out.extend_from_slice(&status_flags.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    put_lenenc_int(out, info.len() as u64);
+    out.extend_from_slice(info.as_bytes());
+    finish_packet(out, at, seq);
+}
+
 /// Appends an EOF packet (pre-DEPRECATE_EOF result set terminator).
 pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
     let at = begin_packet(out);

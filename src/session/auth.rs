@@ -104,7 +104,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         timeout: Option<Duration>,
     ) -> Result<Proven, SessionError> {
         let ip = crate::config::canonical_ip(self.peer.ip());
-        let config = self.ctx.config.clone();
+        let config = self.config.clone();
         let denied = |using: bool| {
             format!("Access denied for user '{name}'@'{ip}' (using password: {})", if using { "YES" } else { "NO" })
         };
@@ -132,7 +132,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     async fn check_user_limit(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
-        let u = &self.ctx.config.users[user];
+        let u = &self.config.users[user];
         let (limit, name) = (u.max_connections, u.name.clone());
         if self.ctx.status.user_connections(user) >= u64::from(limit) {
             let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
@@ -145,7 +145,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Sends the caching_sha2 fast-path marker where needed, then OK.
     async fn finish_auth(&mut self, user: usize, mut seq: u8) -> Result<(), SessionError> {
-        let u = &self.ctx.config.users[user];
+        let u = &self.config.users[user];
         self.out.clear();
         if u.auth == crate::config::AuthPlugin::CachingSha2 && !u.password.is_empty() {
             seq = write_packet(&mut self.out, seq, &[0x01, 0x03]);

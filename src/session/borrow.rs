@@ -15,7 +15,8 @@ use crate::router::classify::{Class, Hint};
 /// Opens one connection for `key` in a slot [`crate::pool::Pool::reserve_warm`] reserved,
 /// logged in to the db user's default schema, and puts it in the pool.
 pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
-    let config = &ctx.config;
+    let config = ctx.config();
+    let config = &*config;
     let (Some(server), Some(db_user)) = (config.server(key.server), config.db_users.get(key.db_user)) else {
         ctx.pool.forget(key.server);
         return;
@@ -64,12 +65,14 @@ pub(super) enum AcquireError {
     Timeout { server: String, waited: Duration, limit: usize },
     /// The server refused to take the session's state (schema, variables).
     Replay(ErrPacket),
+    /// The server was removed from the configuration by a reload.
+    Removed { server: String },
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// The pool key for this session's connections.
     pub(super) fn key_for(&self, user: usize, charset: u8) -> Key {
-        let config = &self.ctx.config;
+        let config = &self.config;
         Key {
             server: crate::router::target(config, user).id,
             db_user: config.users[user].db_user,
@@ -105,7 +108,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return;
         }
         let (Some(key), Some(user)) = (self.key, self.user) else { return };
-        let config = &self.ctx.config;
+        let config = &self.config;
         let cluster = &config.clusters[config.db_users[config.users[user].db_user].cluster];
         let window = Duration::from_millis(cluster.write_time_interval_ms);
         let recent_write = self.last_write.is_some_and(|t| t.elapsed() < window);
@@ -151,13 +154,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             key.server = server;
         }
         let ctx = self.ctx;
-        let p = &ctx.config.proxy;
+        let p = &self.config.proxy;
         let wait = Duration::from_millis(p.pool_wait_timeout_ms);
         let deadline = Instant::now() + wait;
         let ping_after = Duration::from_millis(p.ping_after_idle_ms);
         loop {
             let reserved = if self.fallback_read && self.route.is_none() {
-                let primary = ctx.config.server(key.server);
+                let primary = self.config.server(key.server);
                 primary.map_or(0, |s| (s.reserved_primary_connections as usize).div_ceil(ctx.status.shards().max(1)))
             } else {
                 0
@@ -183,9 +186,21 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     return Ok(b);
                 }
                 Take::Down(until) => {
-                    let server = ctx.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                    let server = self.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
                     let seconds = until.saturating_duration_since(Instant::now()).as_secs().max(1);
                     return Err(AcquireError::Down { server, seconds });
+                }
+                Take::Removed => {
+                    // A reload moved the session's primary: follow the user to the new one.
+                    if let (None, Some(user)) = (self.route, self.user) {
+                        let primary = crate::router::target(&ctx.config(), user).id;
+                        if primary != key.server {
+                            key.server = primary;
+                            continue;
+                        }
+                    }
+                    let server = self.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                    return Err(AcquireError::Removed { server });
                 }
                 Take::Open => return self.open(key).await,
                 Take::Replace(mut other) => {
@@ -212,7 +227,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     crate::status::Slot::add(&slot.pool_wait_us, waiting.elapsed().as_micros() as u64);
                     if !woken {
                         crate::status::Slot::add(&slot.pool_timeouts, 1);
-                        let server = ctx.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
+                        let server = self.config.server(key.server).map(|s| s.address.clone()).unwrap_or_default();
                         let (limit, _, _) = ctx.pool.stats(key.server);
                         return Err(AcquireError::Timeout { server, waited: wait, limit });
                     }
@@ -224,7 +239,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Opens a connection in a slot the pool reserved.
     async fn open(&mut self, key: Key) -> Result<Backend<N::Conn>, AcquireError> {
         let ctx = self.ctx;
-        let config = &ctx.config;
+        let config = self.config.clone();
         let db_user = &config.db_users[key.db_user];
         let server = match config.server(key.server) {
             Some(s) => s,
@@ -241,7 +256,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             database: self.schema.as_deref(),
             charset: key.charset,
             client_caps: self.caps,
-            reply_timeout: reply_timeout(config),
+            reply_timeout: reply_timeout(&config),
         };
         let timeout = Duration::from_millis(server.connect_timeout_ms);
         let mut last = None;
@@ -350,6 +365,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 );
                 self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
             }
+            AcquireError::Removed { server } => {
+                let msg = format!(
+                    "corelay: db server {server} was removed from the configuration; the statement was not sent, run it again"
+                );
+                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+            }
             AcquireError::Timeout { server, waited, limit } => {
                 let msg = format!(
                     "corelay: no connection to {server} became free within {} ms (this shard's share of max_connections is {limit}); \
@@ -371,7 +392,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
         self.presence.backend.set(None);
         b.uses += 1;
         b.idle_since = Instant::now();
-        if b.uses >= self.ctx.config.proxy.backend_max_uses {
+        if b.uses >= self.config.proxy.backend_max_uses {
             // Recycled: dropping the stream closes it.
             self.ctx.pool.forget(b.key.server);
             self.ctx.publish_pool();

@@ -58,6 +58,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 };
             }
             let Some(h) = Header::parse(self.cbuf.filled()) else { continue };
+            self.follow_config();
             let reply_seq = h.seq.wrapping_add(1);
             if h.len == 0 {
                 self.cbuf.consume(HEADER_LEN);
@@ -78,7 +79,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             self.cmd_class = crate::status::Class::Other;
             self.cmd_server = None;
-            if self.ctx.log.on {
+            if self.ctx.log().on {
                 self.trace.start();
             }
             let pins_before = self.pins;
@@ -87,7 +88,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if presence.abort.get() == Some(super::Abort::Timeout) {
                 presence.abort.set(None);
             }
-            let started = self.ctx.log.timed.then_some(now);
+            let started = self.ctx.log().timed.then_some(now);
             let result = self.dispatch(command, h).await;
             self.account(command, started, pins_before);
             match result {
@@ -124,10 +125,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let end = std::time::Instant::now();
             let us = end.duration_since(started).as_micros() as u64;
             // Slow statements go to the query log; failed ones to the warning log too.
-            if self.ctx.log.on && (us >= self.ctx.log.min_us || self.trace.error != 0) && command != cmd::QUIT {
+            if self.ctx.log().on && (us >= self.ctx.log().min_us || self.trace.error != 0) && command != cmd::QUIT {
                 self.log_statement(command, started, end);
             }
-            if self.ctx.log.histograms {
+            if self.ctx.log().histograms {
                 status.latency(shard, self.cmd_class).record(us);
                 if let Some(b) = self.cmd_server.and_then(|id| status.server_latency(shard, id)) {
                     b.record(us);
@@ -146,7 +147,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let us = |a: std::time::Instant, b: std::time::Instant| b.saturating_duration_since(a).as_micros() as u64;
         let sent = t.sent.unwrap_or(started);
         let first = t.first_byte.unwrap_or(end);
-        let server = self.cmd_server.and_then(|id| self.ctx.config.server(id)).map_or("", |s| s.address.as_str());
+        let server = self.cmd_server.and_then(|id| self.config.server(id)).map_or("", |s| s.address.as_str());
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -177,7 +178,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// The command's last byte went to the server.
     fn trace_sent(&mut self) {
-        if self.ctx.log.on {
+        if self.ctx.log().on {
             self.trace.sent = Some(std::time::Instant::now());
         }
     }
@@ -257,8 +258,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.consume(h.total());
             return self.kill(h.seq.wrapping_add(1), query_only, id).await;
         }
-        if self.ctx.log.on {
-            keep_sql(&mut self.trace.sql, text, self.ctx.log.sql_max_chars);
+        if self.ctx.log().on {
+            keep_sql(&mut self.trace.sql, text, self.ctx.log().sql_max_chars);
         }
         let fx = statement::analyse(text);
         let mut class = classify::classify(text);
@@ -317,7 +318,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// (or ends the pin), answered by the proxy.
     async fn dbconnect(&mut self, seq: u8, cmd: classify::DbConnect) -> Result<(), SessionError> {
         let (Some(key), Some(user)) = (self.key, self.user) else { return Ok(()) };
-        let config = self.ctx.config.clone();
+        let config = self.config.clone();
         let cluster = &config.clusters[config.db_users[config.users[user].db_user].cluster];
         let target = match &cmd {
             classify::DbConnect::Release => {
@@ -357,7 +358,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// `checkproxystatus type1|type2|type3`, answered from the status region when
     /// `proxy.status_queries` is on.
     async fn proxy_status(&mut self, seq: u8, kind: Result<u8, String>) -> Result<(), SessionError> {
-        if !self.ctx.config.proxy.status_queries {
+        if !self.config.proxy.status_queries {
             let msg = "checkproxystatus is disabled on this corelay (proxy.status_queries = false)";
             self.send_err(seq, code::SPECIFIC_ACCESS_DENIED, msg).await;
             return Ok(());
@@ -369,7 +370,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 return Ok(());
             }
         };
-        let view = crate::admin::View { config: &self.ctx.config, status: &self.ctx.status };
+        let view = crate::admin::View { config: &self.config, status: &self.ctx.status };
         let rs = crate::admin::proxystatus::result(&view, kind);
         let flags = self.session_status();
         let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
@@ -464,7 +465,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Whether the session's cluster lets read-only transactions run on replicas.
     fn read_only_transactions_allowed(&self) -> bool {
-        let config = &self.ctx.config;
+        let config = &self.config;
         self.user.is_some_and(|u| {
             config.clusters[config.db_users[config.users[u].db_user].cluster].read_only_transactions_on_replicas
         })
@@ -838,7 +839,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             match read {
                 Ok(n) if n > 0 => {
                     Slot::add(&self.ctx.slot().bytes_from_backends, n as u64);
-                    if self.ctx.log.on && self.trace.first_byte.is_none() {
+                    if self.ctx.log().on && self.trace.first_byte.is_none() {
                         self.trace.first_byte = Some(std::time::Instant::now());
                     }
                 }

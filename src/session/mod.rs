@@ -48,12 +48,15 @@ use io::{Buffer, Connector, Transport};
 
 /// What a shard gives each of its sessions.
 pub struct Context<N: Connector> {
-    pub config: Arc<Config>,
+    /// The shard's current configuration; sessions take a copy of the pointer per command
+    /// when its version changes ([`Context::apply`]).
+    config: std::cell::RefCell<Arc<Config>>,
+    config_version: Cell<u64>,
     pub status: Arc<StatusRegion>,
     pub shard: usize,
     pub connector: N,
     pub pool: Pool<N::Conn>,
-    pub log: LogPolicy,
+    log: Cell<LogPolicy>,
     /// Backend read buffers of sessions that hold no connection, for the next borrower:
     /// an idle session keeps none, and a busy one allocates none.
     spare_buffers: std::cell::RefCell<Vec<Buffer>>,
@@ -212,10 +215,11 @@ impl std::future::Future for Aborted<'_> {
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
         let pool = Pool::new(&config, status.shards());
-        let log = LogPolicy::new(&config);
+        let log = Cell::new(LogPolicy::new(&config));
         Context {
             log,
-            config,
+            config_version: Cell::new(config.version),
+            config: std::cell::RefCell::new(config),
             status,
             shard,
             connector,
@@ -225,6 +229,28 @@ impl<N: Connector> Context<N> {
             next_id: Cell::new(0),
             draining: Cell::new(false),
         }
+    }
+
+    /// The shard's current configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    pub fn config_version(&self) -> u64 {
+        self.config_version.get()
+    }
+
+    pub fn log(&self) -> LogPolicy {
+        self.log.get()
+    }
+
+    /// Switches the shard to `next`: new sessions and every session's next command use it;
+    /// pools follow it (see [`Pool::reconfigure`]); nothing established is dropped.
+    pub fn apply(&self, next: Arc<Config>) {
+        self.pool.reconfigure(&next, self.status.shards());
+        self.log.set(LogPolicy::new(&next));
+        self.config_version.set(next.version);
+        *self.config.borrow_mut() = next;
     }
 
     /// Backend read buffers kept for reuse.
@@ -363,6 +389,9 @@ impl Drop for Counted<'_> {
 /// One client connection.
 pub struct Session<'a, C: Transport, N: Connector> {
     ctx: &'a Context<N>,
+    /// The configuration this command runs with (the shard's, as of the command's start).
+    config: Arc<Config>,
+    config_version: u64,
     client: C,
     peer: SocketAddr,
     cbuf: Buffer,
@@ -417,10 +446,11 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
     let slot = ctx.slot();
     Slot::add(&slot.clients_accepted, 1);
     let mut client = client;
-    if ctx.status.total_clients() >= ctx.config.proxy.max_client_connections {
+    let config = ctx.config();
+    if ctx.status.total_clients() >= config.proxy.max_client_connections {
         Slot::add(&slot.clients_rejected, 1);
         let mut out = Vec::new();
-        let limit = ctx.config.proxy.max_client_connections;
+        let limit = config.proxy.max_client_connections;
         write_err(
             &mut out,
             0,
@@ -436,6 +466,8 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
     ctx.sessions.borrow_mut().insert(conn_id, presence.clone());
     let mut s = Session {
         ctx,
+        config_version: config.version,
+        config,
         client,
         peer,
         cbuf: Buffer::new(),
@@ -508,16 +540,32 @@ impl<N: Connector> Context<N> {
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     fn config(&self) -> &Config {
-        &self.ctx.config
+        &self.config
+    }
+
+    /// Between commands: takes the shard's configuration if a reload changed it. The
+    /// session's connections follow its user to the (possibly new) primary and db user;
+    /// one it holds now stays until released.
+    fn follow_config(&mut self) {
+        if self.config_version == self.ctx.config_version() {
+            return;
+        }
+        self.config = self.ctx.config();
+        self.config_version = self.config.version;
+        if let (Some(key), Some(user)) = (self.key.as_mut(), self.user) {
+            key.server = crate::router::target(&self.config, user).id;
+            key.db_user = self.config.users[user].db_user;
+        }
     }
 
     fn user_name(&self) -> &str {
-        self.user.and_then(|u| self.ctx.config.users.get(u)).map_or("", |u| u.name.as_str())
+        self.user.and_then(|u| self.config.users.get(u)).map_or("", |u| u.name.as_str())
     }
 
     /// A connect or quit line in the query log.
     fn log_connection(&self, event: &str, reason: Option<&str>) {
-        if self.ctx.log.on && self.ctx.log.connections {
+        let log = self.ctx.log();
+        if log.on && log.connections {
             tracing::info!(target: crate::log::CONN, event, conn = self.conn_id, client = %self.peer, user = self.user_name(), reason = reason.unwrap_or(""));
         }
     }

@@ -14,7 +14,7 @@ use crate::status::tables::{PoolRow, Snapshot};
 impl<N: Connector> Context<N> {
     /// Rebuilds this shard's status tables.
     pub fn publish_status(&self) {
-        let config = &self.config;
+        let config = self.config();
         let mut clients: HashMap<(u32, IpAddr), u32> = HashMap::new();
         let mut backends: HashMap<(u32, u32, IpAddr), u32> = HashMap::new();
         let mut busy: HashMap<(usize, usize), u32> = HashMap::new();
@@ -38,7 +38,9 @@ impl<N: Connector> Context<N> {
         };
         snap.clients.sort_unstable_by_key(|c| (c.0, c.1));
         snap.backends.sort_unstable_by_key(|b| (b.0, b.1, b.2, b.3));
-        for server in config.servers() {
+        // Removed servers too, while connections to them finish.
+        let servers = (0..config.server_ids()).filter_map(|id| config.server(id));
+        for server in servers.filter(|s| !s.removed || self.pool.stats(s.id).0 > 0) {
             let (_, _, waiting) = self.pool.stats(server.id);
             let mut per: HashMap<usize, (u32, u32)> = HashMap::new();
             for (db_user, idle) in self.pool.idle_by_db_user(server.id) {

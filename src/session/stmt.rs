@@ -161,8 +161,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.read_local_packet(reply_seq).await?;
             return self.answer_session_function(reply_seq, function, &name, true).await;
         }
-        if let (true, Some(st)) = (self.ctx.log.on, self.stmts.map.get(&id)) {
-            super::command::keep_sql(&mut self.trace.sql, &st.sql, self.ctx.log.sql_max_chars);
+        if let (true, Some(st)) = (self.ctx.log().on, self.stmts.map.get(&id)) {
+            super::command::keep_sql(&mut self.trace.sql, &st.sql, self.ctx.log().sql_max_chars);
         }
         self.route_statement(class, None);
         if let Err(e) = self.ensure_routed().await {
@@ -352,6 +352,7 @@ impl From<AcquireError> for SessionError {
             AcquireError::Connect(b) => SessionError::Backend(b),
             AcquireError::Timeout { waited, .. } => SessionError::PoolTimeout(waited),
             AcquireError::Down { server, .. } => SessionError::LoginRefused(format!("{server} is down")),
+            AcquireError::Removed { server } => SessionError::LoginRefused(format!("{server} was removed")),
             AcquireError::Replay(err) => SessionError::LoginRefused(err.message),
         }
     }

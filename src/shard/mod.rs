@@ -119,12 +119,14 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
 async fn serve(spec: ShardSpec) {
     let ShardSpec { index, cpu, listeners, config, status } = spec;
     let Listeners { proxy: listener, admin, metrics } = listeners;
+    // A copy of its own: shards share nothing, not even a reference count.
+    let config = Arc::new(Config::clone(&config));
     status.slot(index).start(std::process::id(), cpu);
+    status.slot(index).config_version.store(config.version, std::sync::atomic::Ordering::Relaxed);
     status.tables(index).clear();
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
-    let drain = Duration::from_secs(config.proxy.drain_timeout_s);
     let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
     if let Some(fd) = admin {
@@ -135,9 +137,8 @@ async fn serve(spec: ShardSpec) {
     }
     glommio::spawn_local(maintain_pool(ctx.clone())).detach();
     glommio::spawn_local(publish_status(ctx.clone())).detach();
-    if ctx.config.proxy.query_timeout_ms > 0 {
-        glommio::spawn_local(sweep_statements(ctx.clone())).detach();
-    }
+    glommio::spawn_local(sweep_statements(ctx.clone())).detach();
+    glommio::spawn_local(follow_config(ctx.clone())).detach();
     loop {
         while status.paused() && !status.shutdown_requested() {
             // PAUSE (admin port): new clients wait in the listen backlog.
@@ -173,6 +174,7 @@ async fn serve(spec: ShardSpec) {
     // a transaction or a statement finish it first, for up to drain_timeout_s.
     drop(listener);
     let started = Instant::now();
+    let drain = Duration::from_secs(ctx.config().proxy.drain_timeout_s);
     let slot = status.slot(index);
     let open = || slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
     ctx.start_drain();
@@ -270,23 +272,49 @@ async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side)
         let id = ((ctx.shard as u32 & 0xFF) << 24) | (next_id & 0x00FF_FFFF);
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
-            let view = crate::admin::View { config: &ctx.config, status: &ctx.status };
             let conn = Conn::new(stream, Some(Duration::from_secs(10)));
             match side {
-                Side::Admin => crate::admin::session::serve(&view, conn, peer, id).await,
-                Side::Metrics => crate::admin::metrics::serve(&view, conn).await,
+                Side::Admin => {
+                    let host = AdminHost(&ctx);
+                    crate::admin::session::serve(&host, conn, peer, id).await
+                }
+                Side::Metrics => {
+                    let config = ctx.config();
+                    let view = crate::admin::View { config: &config, status: &ctx.status };
+                    crate::admin::metrics::serve(&view, conn).await
+                }
             }
         })
         .detach();
     }
 }
 
-/// Once a second: closes pooled connections idle longer than `server_idle_timeout_s`, and
-/// opens connections up to each server's `min_connections` share.
+/// What the admin port's sessions get from the shard: its current configuration and the
+/// status region, and its timer.
+struct AdminHost<'a>(&'a Context<GlommioConnector>);
+
+impl crate::admin::Host for AdminHost<'_> {
+    fn config(&self) -> Arc<Config> {
+        self.0.config()
+    }
+
+    fn status(&self) -> &crate::status::StatusRegion {
+        &self.0.status
+    }
+
+    async fn sleep(&self, d: Duration) {
+        glommio::timer::sleep(d).await;
+    }
+}
+
+/// Once a second: closes pooled connections idle longer than `server_idle_timeout_s` and
+/// those a reload retired, and opens connections up to each server's `min_connections`
+/// share.
 async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
-    let max_idle = Duration::from_secs(ctx.config.proxy.server_idle_timeout_s);
     while !ctx.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
+        let max_idle = Duration::from_secs(ctx.config().proxy.server_idle_timeout_s);
+        close_retired(&ctx).await;
         let expired = ctx.pool.take_expired(Instant::now(), max_idle);
         for mut b in expired {
             b.quit().await;
@@ -299,24 +327,76 @@ async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
     }
 }
 
+/// Closes (COM_QUIT) the connections the pool retired and frees their slots.
+async fn close_retired(ctx: &Context<GlommioConnector>) {
+    for mut b in ctx.pool.take_retired() {
+        b.quit().await;
+        ctx.pool.forget(b.key.server);
+    }
+    ctx.publish_pool();
+}
+
 /// Interrupts statements that run past `query_timeout_ms`, checking ten times per timeout
 /// (at most every second, at least every 10 ms): one timer for the shard, none per session.
 async fn sweep_statements(ctx: Rc<Context<GlommioConnector>>) {
-    let limit = Duration::from_millis(ctx.config.proxy.query_timeout_ms);
-    let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     while !ctx.status.shutdown_requested() {
+        let limit = Duration::from_millis(ctx.config().proxy.query_timeout_ms);
+        let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
         glommio::timer::sleep(every).await;
-        ctx.sweep_timeouts(limit);
+        if !limit.is_zero() {
+            ctx.sweep_timeouts(limit);
+        }
+    }
+}
+
+/// How often a shard looks for a new configuration version (one atomic load).
+const CONFIG_POLL: Duration = Duration::from_millis(50);
+
+/// Takes every configuration version the master publishes: parses it, builds it on the
+/// shard's current one (whose removed entries become tombstones) and switches to it. One
+/// that cannot be built is logged and the shard keeps what it runs.
+async fn follow_config(ctx: Rc<Context<GlommioConnector>>) {
+    let slot = ctx.slot();
+    let mut failed = 0;
+    while !ctx.status.shutdown_requested() {
+        glommio::timer::sleep(CONFIG_POLL).await;
+        let version = ctx.status.config_version();
+        if version == ctx.config_version() || version == failed {
+            continue;
+        }
+        let Some(text) = ctx.status.published_config() else { continue };
+        let next = crate::config::Published::parse(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|p| ctx.config().adopt(p).map_err(|e| e.to_string()));
+        match next {
+            Ok(next) if next.version == version => {
+                ctx.apply(Arc::new(next));
+                slot.config_version.store(version, std::sync::atomic::Ordering::Relaxed);
+                close_retired(&ctx).await;
+                info!(shard = ctx.shard, version, "configuration version {version} applied");
+            }
+            // Read while the master wrote the next one: look again.
+            Ok(_) => {}
+            Err(e) => {
+                error!(
+                    shard = ctx.shard,
+                    version,
+                    "cannot apply configuration version {version}: {e}; keeping version {}",
+                    ctx.config_version()
+                );
+                failed = version;
+            }
+        }
     }
 }
 
 /// Every `status_interval_ms`: rebuilds this shard's status tables and flushes its query
 /// log.
 async fn publish_status(ctx: Rc<Context<GlommioConnector>>) {
-    let every = Duration::from_millis(ctx.config.proxy.status_interval_ms.max(10));
     while !ctx.status.shutdown_requested() {
         ctx.publish_status();
         crate::log::flush();
+        let every = Duration::from_millis(ctx.config().proxy.status_interval_ms.max(10));
         glommio::timer::sleep(every).await;
     }
 }

@@ -12,6 +12,7 @@
 //!   totals are kept.
 
 pub mod latency;
+pub mod reload;
 pub mod tables;
 
 use std::fs::File;
@@ -36,7 +37,7 @@ pub const COMMAND_KINDS: usize = 33;
 pub const PIN_KINDS: usize = 16;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -115,6 +116,8 @@ pub struct Slot {
     pub session_panics: AtomicU64,
     /// 1 when the master stopped restarting this shard (a crash loop).
     pub given_up: AtomicU64,
+    /// The configuration version the shard runs.
+    pub config_version: AtomicU64,
     /// ERR packets servers answered statements with.
     pub error_replies: AtomicU64,
     /// Sessions that had to wait for a backend connection, the time they waited, and the
@@ -240,7 +243,8 @@ pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 /// The mapped region. Cheap to share: an `Arc` in thread mode, inherited across fork.
 ///
 /// Layout: [`Header`], one [`Slot`] per shard, one [`Tables`] area per shard (sized by the
-/// table capacity), [`Buckets`] (`HISTOGRAMS` per shard), [`ServerHealth`] per server.
+/// table capacity), [`Buckets`] (`HISTOGRAMS` per shard), [`ServerHealth`] per server, the
+/// [`reload::ReloadArea`].
 pub struct StatusRegion {
     map: MmapRaw,
     shards: usize,
@@ -266,7 +270,7 @@ impl StatusRegion {
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
         let capacity = capacity.max(1);
-        let len = Self::health_offset(shards, capacity) + MAX_SERVERS * std::mem::size_of::<ServerHealth>();
+        let len = Self::reload_offset(shards, capacity) + std::mem::size_of::<reload::ReloadArea>();
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
         let region = StatusRegion { map, shards, capacity, _file: file };
@@ -294,6 +298,17 @@ impl StatusRegion {
 
     fn health_offset(shards: usize, capacity: usize) -> usize {
         Self::latency_offset(shards, capacity, shards, 0)
+    }
+
+    fn reload_offset(shards: usize, capacity: usize) -> usize {
+        Self::health_offset(shards, capacity) + MAX_SERVERS * std::mem::size_of::<ServerHealth>()
+    }
+
+    fn reload_area(&self) -> &reload::ReloadArea {
+        let off = Self::reload_offset(self.shards, self.capacity);
+        // SAFETY: the area is the last thing in the mapping (sized for it), 64-byte
+        // aligned (every part before it is a multiple of 64 long), atomics only.
+        unsafe { &*(self.map.as_ptr().add(off) as *const reload::ReloadArea) }
     }
 
     pub fn header(&self) -> &Header {

@@ -1,4 +1,6 @@
-//! `RELOAD`: asks the master to reload the configuration file (SIGHUP).
+//! `RELOAD`: asks the master to re-read the configuration file (as SIGHUP does) and
+//! answers what came of it: the new version and what changed, or why the file was refused
+//! (the old configuration keeps running then).
 
 use crate::admin::{Command, Reply, View};
 
@@ -10,14 +12,10 @@ impl Command for Reload {
     }
 
     fn help(&self) -> &'static str {
-        "RELOAD: re-read the configuration file (not available in this version)"
+        "RELOAD: re-read the configuration file; users, servers, timeouts and limits change without dropping sessions"
     }
 
-    fn run(&self, _view: &View, _args: &[String]) -> Reply {
-        Reply::Err(
-            1235,
-            "42000",
-            "RELOAD: this version of corelay cannot reload its configuration; restart it to apply a new one".into(),
-        )
+    fn run(&self, view: &View, _args: &[String]) -> Reply {
+        Reply::AwaitReload(view.status.request_reload())
     }
 }

@@ -13,7 +13,7 @@ impl Command for ShowShards {
     }
 
     fn help(&self) -> &'static str {
-        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS, status-table overflow per shard"
+        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS, status-table overflow, configuration version per shard"
     }
 
     fn run(&self, view: &View, _args: &[String]) -> Reply {
@@ -31,6 +31,7 @@ impl Command for ShowShards {
             "status_updated",
             "table_overflow",
             "given_up",
+            "config_version",
         ]);
         for k in 0..view.status.shards() {
             let s = view.status.slot(k);
@@ -49,6 +50,7 @@ impl Command for ShowShards {
                 format_time(t.updated_unix_ms),
                 t.overflow.to_string(),
                 s.given_up.load(Relaxed).to_string(),
+                s.config_version.load(Relaxed).to_string(),
             ]);
         }
         Reply::Rows(rs)
