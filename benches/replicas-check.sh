@@ -126,3 +126,28 @@ sleep 5
 r0=$(status replica2 Com_select)
 sysbench oltp_point_select "${SB[@]}" --mysql-port="$CR" --threads=4 --time=5 run 2>&1 | grep -E "queries:|FATAL|errors:" | head -3
 echo "replica2 Com_select after restart +$(( $(status replica2 Com_select) - r0 ))"
+echo "## 4. SIGHUP during oltp_read_only (--skip_trx): replica2 removed, user sb2 added"
+sleep 3
+cp "$work/corelay.toml" "$work/corelay.toml.orig"
+python3 - "$work/corelay.toml" "${PORT[replica2]}" <<'PY'
+import sys
+path, port = sys.argv[1], sys.argv[2]
+text = open(path).read()
+block = f'[[cluster.server]]\naddress = "127.0.0.1:{port}"\nrole = "replica"\nreconnect_interval_s = 2\n'
+assert block in text
+text = text.replace(block, "") + '\n[[user]]\nname = "sb2"\npassword = "sb2_pw"\ndb_user = "sb"\n'
+open(path, "w").write(text)
+PY
+set +e
+sysbench oltp_read_only "${SB[@]}" --mysql-port="$CR" --threads="$THREADS" --time=20 --skip_trx=on run >"$work/hup.txt" 2>&1 &
+sbpid=$!
+sleep 8
+kill -HUP "$(pgrep -f "corelay --config $work/corelay.toml")"
+sleep 2
+r2=$(status replica2 Com_select) r1=$(status replica1 Com_select)
+mariadb --no-defaults -h127.0.0.1 -P"$CR" -usb2 -psb2_pw -N -e 'SELECT CONCAT("new user sb2 logged in as ", CURRENT_USER())'
+wait "$sbpid"; echo "sysbench exit status: $?"
+set -e
+grep -E "queries:|ignored errors|FATAL" "$work/hup.txt" | head -5
+echo "after the reload: replica2 Com_select +$(( $(status replica2 Com_select) - r2 )), replica1 Com_select +$(( $(status replica1 Com_select) - r1 ))"
+grep -E "SIGHUP|configuration version" "$work/corelay.log" | sed 's/^[^ ]* *//' | head -5

@@ -299,11 +299,11 @@ fn a_read_is_retried_when_its_connection_dies_before_replying() {
     assert!(killer.join().unwrap(), "the statement was never seen running");
     assert_eq!(v, Some(0));
     assert!(started.elapsed() >= Duration::from_millis(1500));
-    // A write is not sent twice: the client gets 2013 and the session carries on.
+    // A write is not sent twice: the client gets 1927 and the session carries on.
     let killer = kill_when_running("pool_retry", "DO SLEEP(1.5)");
     let e = conn.query_drop("DO SLEEP(1.5)").unwrap_err();
     assert!(killer.join().unwrap());
-    assert_eq!(err_code(&e), Some(2013), "{e}");
+    assert_eq!(err_code(&e), Some(1927), "{e}");
     assert_alive(&mut conn);
 }
 

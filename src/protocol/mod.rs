@@ -180,8 +180,13 @@ pub mod code {
     pub const SPECIFIC_ACCESS_DENIED: (u16, &str) = (1227, "42000");
     pub const NOT_SUPPORTED_AUTH_MODE: (u16, &str) = (1251, "08004");
     pub const SERVER_SHUTDOWN: (u16, &str) = (1053, "08S01");
-    pub const CONN_HOST_ERROR: (u16, &str) = (2003, "HY000");
-    pub const SERVER_LOST: (u16, &str) = (2013, "HY000");
+    // What corelay says about its backends uses server error codes: MariaDB's client
+    // library takes an ERR packet carrying a client code such as 2003 or 2013 for a broken
+    // packet and reports 2027 (malformed packet) instead of the message.
+    /// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: corelay cannot reach the db server.
+    pub const BACKEND_UNREACHABLE: (u16, &str) = (1429, "HY000");
+    /// ER_CONNECTION_KILLED: the db server connection died under a statement.
+    pub const BACKEND_LOST: (u16, &str) = (1927, "70100");
 }
 
 /// What can be wrong with bytes handed to this module.

@@ -357,19 +357,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             AcquireError::Connect(other) => {
                 let msg = format!("corelay {other}; check that the server is up and reachable");
-                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+                self.send_err(seq, code::BACKEND_UNREACHABLE, &msg).await;
             }
             AcquireError::Down { server, seconds } => {
                 let msg = format!(
                     "corelay can't connect to db server {server}: it failed {CONNECT_ATTEMPTS} connection attempts and is skipped for another {seconds} s (reconnect_interval_s)"
                 );
-                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+                self.send_err(seq, code::BACKEND_UNREACHABLE, &msg).await;
             }
             AcquireError::Removed { server } => {
                 let msg = format!(
                     "corelay: db server {server} was removed from the configuration; the statement was not sent, run it again"
                 );
-                self.send_err(seq, code::CONN_HOST_ERROR, &msg).await;
+                self.send_err(seq, code::BACKEND_UNREACHABLE, &msg).await;
             }
             AcquireError::Timeout { server, waited, limit } => {
                 let msg = format!(

@@ -457,7 +457,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             Err(e) => {
                 self.drop_backend();
                 let msg = format!("KILL failed: {e}");
-                self.send_err(seq, code::SERVER_LOST, &msg).await;
+                self.send_err(seq, code::BACKEND_LOST, &msg).await;
                 Ok(())
             }
         }
@@ -537,7 +537,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 Err(SessionError::Retry) => {
                     self.cbuf.consume(h.total());
                     let msg = "Lost connection to db server during query, twice; the statement did not complete";
-                    self.send_err(h.seq.wrapping_add(1), code::SERVER_LOST, msg).await;
+                    self.send_err(h.seq.wrapping_add(1), code::BACKEND_LOST, msg).await;
                     return Err(SessionError::StatementFailed { addr: ([0, 0, 0, 0], 0).into(), reason: msg.into() });
                 }
                 Err(e) => {
@@ -915,7 +915,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    /// The borrowed connection failed mid-command. The client gets 2013 saying what was
+    /// The borrowed connection failed mid-command. The client gets 1927 saying what was
     /// lost, and the session goes on with another connection next time: whatever lived on
     /// the dead connection (an open transaction, temporary tables, user variables, locks,
     /// cursors) is gone, which the message says, and the session's pins are cleared. Only a
@@ -940,7 +940,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 ({held}); this session can go on"
             ),
         };
-        self.send_err(seq, code::SERVER_LOST, &msg).await;
+        self.send_err(seq, code::BACKEND_LOST, &msg).await;
         self.forget_connection_state();
         Err(SessionError::StatementFailed { addr, reason })
     }

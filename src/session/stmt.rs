@@ -340,8 +340,8 @@ async fn close_on_backend<T: Transport>(b: &mut crate::backend::Backend<T>, id: 
 
 fn no_conn() -> ErrPacket {
     ErrPacket {
-        code: crate::protocol::code::SERVER_LOST.0,
-        sql_state: crate::protocol::code::SERVER_LOST.1.into(),
+        code: crate::protocol::code::BACKEND_LOST.0,
+        sql_state: crate::protocol::code::BACKEND_LOST.1.into(),
         message: "corelay lost the backend connection while preparing the statement".into(),
     }
 }
