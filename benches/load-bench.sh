@@ -4,6 +4,7 @@
 #
 #   benches/load-bench.sh [--reps N] [--time SECONDS] [--tables N] [--rows N]
 #                         [--workers N] [--mode thread|fork] [--replica] [--cost] [--out FILE]
+#                         [--corelay-args "FLAGS"]
 #
 # Cells: oltp_point_select and oltp_read_only, prepared (--db-ps-mode=auto) and text
 # (--db-ps-mode=disable), 8 and 64 client threads. For each cell and target it prints the
@@ -18,7 +19,7 @@
 # threshold) and one with latency histograms and the log off; it prints on/off ratios.
 set -euo pipefail
 
-REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0 COST=0
+REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0 COST=0 CARGS=
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -30,7 +31,8 @@ while [ $# -gt 0 ]; do
     --replica) REPLICA=1; shift ;;
     --cost) COST=1; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --corelay-args) CARGS=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -142,7 +144,8 @@ if [ "$COST" = 1 ]; then
   OFF_PID=$!
 fi
 corelay_config "$CR_PORT" "$ON_KEYS" >"$work/corelay.toml"
-"$BIN" --config "$work/corelay.toml" >"$work/corelay.log" 2>&1 &
+# shellcheck disable=SC2086
+"$BIN" --config "$work/corelay.toml" $CARGS >"$work/corelay.log" 2>&1 &
 pids+=($!)
 CR_PID=$!
 
@@ -234,10 +237,11 @@ print(f"Process CPU over the whole run: on {int(on_ticks)/100:.1f} s for {served
 PY
 )
 else
-report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" <<'PY'
+ha_ticks=$(awk '{print $14 + $15}' /proc/"$(cat "$work/haproxy.pid")"/stat 2>/dev/null || echo 0)
+report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" "$ha_ticks" <<'PY'
 import statistics, sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-reps, secs, mode, cpus, ticks = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+reps, secs, mode, cpus, ticks, ha_ticks = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 cells = collections.defaultdict(lambda: collections.defaultdict(list))
 for t, script, ps, th, qps, p95, p99 in rows:
     cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p95), float(p99)))
@@ -255,7 +259,13 @@ for key in sorted(cells):
           f"{q['corelay']/q['direct']:.2f} | {q['corelay']/q['haproxy']:.2f} | "
           f"{p95['direct']:.2f}/{p95['corelay']:.2f}/{p95['haproxy']:.2f} | {p99['direct']:.2f}/{p99['corelay']:.2f}/{p99['haproxy']:.2f} |")
 print()
-print(f"corelay process CPU over the whole run: {int(ticks)/100:.1f} s")
+served = collections.Counter()
+for t, script, ps, th, qps, p95, p99 in rows:
+    served[t] += float(qps) * float(secs)
+cr_us = int(ticks) / 100 * 1e6 / served["corelay"]
+ha_us = int(ha_ticks) / 100 * 1e6 / served["haproxy"]
+print(f"Process CPU over the whole run: corelay {int(ticks)/100:.1f} s for {served['corelay']:.0f} statements ({cr_us:.2f} us each); "
+      f"HAProxy {int(ha_ticks)/100:.1f} s for {served['haproxy']:.0f} ({ha_us:.2f} us each); corelay/HAProxy {cr_us/ha_us:.2f}.")
 PY
 )
 fi
@@ -266,7 +276,7 @@ if [ -n "$OUT" ]; then
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
     echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
-    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')\`"
+    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')$([ -n "$CARGS" ] && echo " --corelay-args \"$CARGS\"")\`"
     [ "$REPLICA" = 1 ] && echo "corelay's cluster has a replica (binlog replication from the primary): its reads go to the replica; direct and HAProxy use the primary."
     echo "Everything (MariaDB, corelay, HAProxy, sysbench) shares the same CPUs: compare ratios, not absolute numbers."
     echo

@@ -165,8 +165,12 @@ sample() {
   while [ "$(date +%s)" -lt "$t_end" ]; do
     local fds=0 rss=0
     for p in $CPID $(cat /proc/$CPID/task/*/children 2>/dev/null); do
-      fds=$((fds + $(ls /proc/$p/fd 2>/dev/null | wc -l)))
-      rss=$((rss + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0)))
+      # A shard just killed may be a zombie: no descriptors, no VmRSS line.
+      local f r
+      f=$(ls /proc/$p/fd 2>/dev/null | wc -l)
+      r=$(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || true)
+      fds=$((fds + ${f:-0}))
+      rss=$((rss + ${r:-0}))
     done
     echo "$(date +%s) $fds $rss" >>"$work/samples.tsv"
     sleep 10
@@ -225,14 +229,13 @@ mariadb --no-defaults -h127.0.0.1 -P"$ADMIN" -uadmin -padmin_pw -e 'SHOW SHARDS;
     echo '```'
     runs=$(wc -l <"$work/sb-$s.runs")
     echo "runs: $runs"
-    awk '{ $1=""; $2=""; print }' "$work/sb-$s.runs" | sed 's/^ *//' | sort | uniq -c | sort -rn
-    tx=0 q=0 ign=0
-    for f in "$work"/sb-$s.*.txt; do
-      v=$(awk '/transactions:/{print $2; exit}' "$f"); tx=$((tx + ${v:-0}))
-      v=$(awk '/queries:/{print $2; exit}' "$f"); q=$((q + ${v:-0}))
-      v=$(awk '/ignored errors:/{print $3; exit}' "$f"); ign=$((ign + ${v:-0}))
-    done
-    echo "transactions: $tx  queries: $q  ignored errors: $ign, by kind:"
+    awk '{ $1 = $2 = $3 = ""; print }' "$work/sb-$s.runs" | sed 's/^ *//' | sort | uniq -c | sort -rn
+    # A run that ends at an error prints no totals: add up its 10-second reports instead.
+    read -r tx q err < <(cat "$work"/sb-$s.*.txt | awk '/^\[ *[0-9]+s \]/ {
+        for (i = 1; i <= NF; i++) { if ($i == "tps:") t += $(i+1) * 10; if ($i == "qps:") q += $(i+1) * 10; if ($i == "err/s:") e += $(i+1) * 10 }
+      } END { printf "%.0f %.0f %.0f\n", t, q, e }')
+    ign=$(cat "$work"/sb-$s.*.txt | grep -c 'Ignoring error' || true)
+    echo "transactions: $tx  queries: $q (from the 10 s reports; err/s x 10: $err)  ignored errors: $ign, by kind:"
     cat "$work"/sb-$s.*.txt | grep -o 'Ignoring error [0-9]* [^,]*' | cut -c1-110 | sort | uniq -c | sort -rn
     echo '```'
   done

@@ -168,7 +168,7 @@ impl Default for Proxy {
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,
-            spin_before_park_us: 0,
+            spin_before_park_us: 50,
             preempt_timer_ms: 100,
             log_level: "info".into(),
             log_dir: String::new(),

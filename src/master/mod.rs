@@ -153,10 +153,8 @@ fn reload(current: &Config, from: &Source, status: &StatusRegion) -> Result<(Arc
         0 => String::new(),
         n => format!("; {n} start-only key(s) kept their running value (see the log)"),
     };
-    Ok((
-        Arc::new(next.clone()),
-        format!("configuration version {} loaded from {}: {changes}{kept}", next.version, path.display()),
-    ))
+    let message = format!("configuration version {} loaded from {}: {changes}{kept}", next.version, path.display());
+    Ok((Arc::new(next), message))
 }
 
 /// The file's modification time and size, to notice it changed (`watch_config`).

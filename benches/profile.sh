@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Where a statement's CPU goes in corelay: syscalls per statement (strace -c), a perf
+# profile of the hot path, and an A/B of a glommio knob, all under sysbench
+# oltp_point_select against a throwaway MariaDB on this machine.
+#
+#   benches/profile.sh [--time SECONDS] [--knob "--spin-before-park-us 50"] [--out DIR]
+set -euo pipefail
+TIME=10 KNOB="--spin-before-park-us 50" OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --time) TIME=$2; shift 2 ;;
+    --knob) KNOB=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+top=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$top/benches/results/profile-$(date -u +%Y-%m-%d)}
+mkdir -p "$OUT"
+cargo build --release --quiet --manifest-path "$top/Cargo.toml"
+BIN=$top/target/release/corelay
+work=$(mktemp -d /tmp/corelay-prof.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
+trap cleanup EXIT
+user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DB=$(free_port)
+mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/data" --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
+mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/data" --port="$DB" --socket="$work/sock" --bind-address=127.0.0.1 \
+  --skip-name-resolve --performance-schema=OFF --innodb-buffer-pool-size=256M --max-connections=1000 >"$work/db.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do mariadb --no-defaults -uroot -S "$work/sock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+mariadb --no-defaults -uroot -S "$work/sock" -e "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
+SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb --tables=4 --table-size=10000)
+sysbench oltp_point_select "${SB[@]}" --mysql-port="$DB" --threads=4 prepare >/dev/null
+config() { # port
+  cat <<TOML
+[proxy]
+listen = "127.0.0.1:$1"
+admin_listen = ""
+metrics_listen = ""
+log_level = "warn"
+[[cluster]]
+name = "c"
+[[cluster.server]]
+address = "127.0.0.1:$DB"
+role = "primary"
+[[db_user]]
+name = "sb"
+password = "sb_pw"
+cluster = "c"
+default_db = "sb"
+[[user]]
+name = "sb"
+password = "sb_pw"
+db_user = "sb"
+TOML
+}
+A=$(free_port) B=$(free_port)
+config "$A" >"$work/a.toml"; config "$B" >"$work/b.toml"
+"$BIN" --config "$work/a.toml" >"$work/a.log" 2>&1 &
+APID=$!; pids+=($APID)
+# shellcheck disable=SC2086
+"$BIN" --config "$work/b.toml" $KNOB >"$work/b.log" 2>&1 &
+BPID=$!; pids+=($BPID)
+sleep 1
+qps() { # port threads psmode seconds
+  sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |
+    sed -n 's/.*queries: *\([0-9]*\) *(\([0-9.]*\) per sec.).*/\1 \2/p'
+}
+ticks() { # pid: user+system CPU of the process and its threads, in 1/100 s
+  awk '{print $14 + $15}' /proc/"$1"/stat
+}
+shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
+
+{
+  echo "# corelay profile $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -r))"
+  echo
+  echo "Command: \`benches/profile.sh --time $TIME --knob \"$KNOB\"\`. sysbench oltp_point_select, 4 tables x 10,000 rows; corelay with the"
+  echo "default configuration ($(nproc) shards, thread mode) in front of one MariaDB; everything on this machine."
+  echo
+  echo "## Syscalls per statement (strace -c -f, text protocol, 8 threads, $TIME s)"
+  echo '```'
+  strace -c -f -p "$APID" -o "$work/strace.txt" &
+  SPID=$!
+  sleep 1
+  read -r n rate < <(qps "$A" 8 disable "$TIME")
+  kill -INT $SPID; wait $SPID 2>/dev/null || true
+  echo "statements: $n ($rate/s under strace)"
+  head -20 "$work/strace.txt"
+  total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace.txt" | tail -1)
+  [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
+  echo '```'
+  echo
+  echo "## perf profile (perf record -g, prepared, 8 threads, $TIME s): top of perf report --no-children"
+  echo '```'
+  perf record -F 999 -g -p "$APID" -o "$work/perf.data" -- sleep "$TIME" >/dev/null 2>&1 &
+  PPID2=$!
+  qps "$A" 8 auto "$TIME" >/dev/null
+  wait $PPID2 || true
+  perf report -i "$work/perf.data" --no-children --stdio --percent-limit 1.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+  echo '```'
+  echo
+  echo "## A/B: default vs \`$KNOB\` (3 alternating repetitions x $TIME s, medians)"
+  echo
+  echo "| protocol | threads | default QPS | knob QPS | knob/default | CPU us/stmt default | CPU us/stmt knob |"
+  echo "|---|---|---|---|---|---|---|"
+  for ps in auto disable; do
+    for th in 8 64; do
+      ra=() rb=() ca=() cb=()
+      for rep in 1 2 3; do
+        for side in a b; do
+          [ $(( rep % 2 )) = 0 ] && side=$([ $side = a ] && echo b || echo a)
+          port=$([ $side = a ] && echo "$A" || echo "$B"); pid=$([ $side = a ] && echo "$APID" || echo "$BPID")
+          t0=$(ticks "$pid")
+          read -r n rate < <(qps "$port" "$th" "$ps" "$TIME")
+          t1=$(ticks "$pid")
+          us=$(awk -v d=$((t1 - t0)) -v n="$n" 'BEGIN { printf "%.2f", d / 100 * 1e6 / n }')
+          if [ $side = a ]; then ra+=("$rate"); ca+=("$us"); else rb+=("$rate"); cb+=("$us"); fi
+        done
+      done
+      med() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+      qa=$(med "${ra[@]}") qb=$(med "${rb[@]}")
+      echo "| $([ $ps = auto ] && echo prepared || echo text) | $th | $qa | $qb | $(awk -v a="$qa" -v b="$qb" 'BEGIN{printf "%.3f", b/a}') | $(med "${ca[@]}") | $(med "${cb[@]}") |"
+    done
+  done
+} | tee "$OUT/summary.md"
