@@ -121,11 +121,8 @@ impl<T> Pool<T> {
                 let excess = (busy + sp.idle.len()).saturating_sub(sp.limit).min(sp.idle.len());
                 retired.extend(sp.idle.drain(..excess));
             }
-            while let Some(w) = sp.waiters.pop_front() {
-                w.notified.set(true);
-                if let Some(waker) = w.waker.borrow_mut().take() {
-                    waker.wake();
-                }
+            while !sp.waiters.is_empty() {
+                wake_one(&mut sp.waiters);
             }
         }
     }

@@ -125,10 +125,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let end = std::time::Instant::now();
             let us = end.duration_since(started).as_micros() as u64;
             // Slow statements go to the query log; failed ones to the warning log too.
-            if self.ctx.log().on && (us >= self.ctx.log().min_us || self.trace.error != 0) && command != cmd::QUIT {
+            let log = self.ctx.log();
+            if log.on && (us >= log.min_us || self.trace.error != 0) && command != cmd::QUIT {
                 self.log_statement(command, started, end);
             }
-            if self.ctx.log().histograms {
+            if log.histograms {
                 status.latency(shard, self.cmd_class).record(us);
                 if let Some(b) = self.cmd_server.and_then(|id| status.server_latency(shard, id)) {
                     b.record(us);

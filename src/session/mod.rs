@@ -552,9 +552,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.config = self.ctx.config();
         self.config_version = self.config.version;
-        if let (Some(key), Some(user)) = (self.key.as_mut(), self.user) {
-            key.server = crate::router::target(&self.config, user).id;
-            key.db_user = self.config.users[user].db_user;
+        if let (Some(key), Some(user)) = (self.key, self.user) {
+            self.key = Some(self.key_for(user, key.charset));
         }
     }
 
