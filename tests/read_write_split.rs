@@ -214,14 +214,21 @@ fn a_flapping_replica_costs_readers_nothing() {
     let cfg = cfg.replace("name = \"main\"", "name = \"main\"\nhealth_interval_ms = 200");
     let c = Corelay::start(&cfg, "thread", 2);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
+    // Half the readers use the text protocol, half prepared statements: both are sent
+    // again elsewhere when their replica dies under them.
+    let readers: Vec<_> = (0..6)
+        .map(|i| {
             let mut conn = c.connect("app", "app_pw").unwrap();
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let (mut reads, mut errors, mut seen) = (0u64, Vec::new(), std::collections::BTreeMap::new());
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    match conn.query_first::<i64, _>("SELECT @@server_id") {
+                    let read = if i % 2 == 0 {
+                        conn.query_first::<i64, _>("SELECT @@server_id")
+                    } else {
+                        conn.exec_first::<i64, _, _>("SELECT @@server_id + ?", (0,))
+                    };
+                    match read {
                         Ok(Some(id)) => *seen.entry(id).or_insert(0u64) += 1,
                         Ok(None) => errors.push("no row".to_string()),
                         Err(e) => errors.push(e.to_string()),

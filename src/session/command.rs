@@ -178,7 +178,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// The command's last byte went to the server.
-    fn trace_sent(&mut self) {
+    pub(super) fn trace_sent(&mut self) {
         if self.ctx.log().on {
             self.trace.sent = Some(std::time::Instant::now());
         }

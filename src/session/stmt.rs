@@ -16,10 +16,11 @@ use super::borrow::AcquireError;
 use super::io::{Connector, Transport};
 use super::{Session, SessionError};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
-use crate::protocol::response::{ErrPacket, Expect};
+use crate::protocol::response::{ErrPacket, Expect, Scanner};
 use crate::protocol::{command as cmd, status};
 use crate::router::classify::{classify, hint, session_function_query, Class, SessionFunction};
 use crate::router::statement::pin;
+use crate::status::Slot;
 
 /// One prepared statement of a session.
 #[derive(Debug)]
@@ -137,7 +138,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         Ok(Ok(backend_id))
     }
 
-    /// COM_STMT_EXECUTE.
+    /// COM_STMT_EXECUTE. A read that holds nothing of the session on its connection is
+    /// kept whole in the client buffer and, if its connection dies before any byte of the
+    /// reply reached the client, executed once more on another connection (prepared there
+    /// first), as text reads are.
     pub(super) async fn stmt_execute(&mut self, h: Header) -> Result<(), SessionError> {
         let reply_seq = h.seq.wrapping_add(1);
         let idle = self.idle_timeout();
@@ -170,14 +174,84 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
         }
-        let backend_id = match self.prepared_on_backend(id).await? {
-            Ok(bid) => bid,
-            Err(err) => {
-                self.read_local_packet(reply_seq).await?;
+        let retryable = class == Class::Read && self.pins == 0 && self.locks == 0 && !h.continued();
+        if retryable {
+            self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
+        }
+        let exec = Execute { h, id, params, retryable };
+        let mut attempt = 0;
+        let scanner = loop {
+            self.retry_armed = retryable && attempt == 0;
+            let result = self.execute_once(&exec).await;
+            self.retry_armed = false;
+            match result {
+                Ok(Some(scanner)) => break scanner,
+                // The client was told why it did not run.
+                Ok(None) => return Ok(()),
+                Err(SessionError::Retry) if attempt == 0 => {
+                    attempt += 1;
+                    Slot::add(&self.ctx.slot().retries, 1);
+                    if let Err(e) = self.ensure_routed().await {
+                        self.cbuf.consume(h.total());
+                        self.report_acquire_error(reply_seq, e).await;
+                        return Err(SessionError::StatementFailed {
+                            addr: ([0, 0, 0, 0], 0).into(),
+                            reason: "no connection for the retry".into(),
+                        });
+                    }
+                }
+                Err(SessionError::Retry) => {
+                    self.cbuf.consume(h.total());
+                    let msg = "Lost connection to db server during query, twice; the statement did not complete";
+                    self.send_err(reply_seq, crate::protocol::code::BACKEND_LOST, msg).await;
+                    return Err(SessionError::StatementFailed { addr: ([0, 0, 0, 0], 0).into(), reason: msg.into() });
+                }
+                Err(e) => {
+                    if retryable {
+                        self.cbuf.consume(h.total());
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        if retryable {
+            self.cbuf.consume(h.total());
+        }
+        self.pins &= !pin::LONG_DATA;
+        if class == Class::Write {
+            self.last_write = Some(std::time::Instant::now());
+        }
+        if scanner.status_seen() && scanner.status & status::CURSOR_EXISTS != 0 {
+            self.pins |= pin::CURSOR;
+            self.stmts.cursor = Some(id);
+        }
+        self.after_response(&scanner);
+        Ok(())
+    }
+
+    /// Sends an EXECUTE on the borrowed connection (preparing the statement there first if
+    /// it has not been) and relays the reply. Returns None when the client got an error
+    /// instead. A retryable EXECUTE stays in the client buffer (the caller consumes it); a
+    /// failure before any reply byte is then `SessionError::Retry`.
+    async fn execute_once(&mut self, exec: &Execute) -> Result<Option<Scanner>, SessionError> {
+        let Execute { h, id, params, retryable } = *exec;
+        let reply_seq = h.seq.wrapping_add(1);
+        let idle = self.idle_timeout();
+        let backend_id = match self.prepared_on_backend(id).await {
+            Ok(Ok(bid)) => bid,
+            Ok(Err(err)) => {
+                if retryable {
+                    self.cbuf.consume(h.total());
+                } else {
+                    self.read_local_packet(reply_seq).await?;
+                }
                 self.send_err(reply_seq, (err.code, &err.sql_state.clone()), &err.message).await;
                 self.release_if_unpinned();
-                return Ok(());
+                return Ok(None);
             }
+            // The connection died while preparing: nothing reached the client.
+            Err(SessionError::BackendLost { .. }) if self.retry_armed => return Err(SessionError::Retry),
+            Err(e) => return Err(e),
         };
         // Parameter types: where they are, whether the client sent them this time.
         let nb = usize::from(params).div_ceil(8);
@@ -201,41 +275,41 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let st = &self.stmts.map[&id];
         let (hash, sql, schema, have_types) = (st.hash, st.sql.clone(), st.schema.clone(), st.types.is_some());
-        let Some(b) = self.backend.as_mut() else { return Ok(()) };
+        let Some(b) = self.backend.as_mut() else { return Ok(None) };
         let cached = b.stmts.get(hash, &sql, schema.as_deref());
         let needs_types = params > 0 && !bound && cached.as_ref().is_some_and(|c| !c.types_sent);
         if let Some(c) = cached {
             c.types_sent |= bound || needs_types;
         }
         self.backend_clean = false;
-        if needs_types && have_types {
+        let types = self.stmts.map.get(&id).and_then(|s| s.types.as_deref()).filter(|_| needs_types && have_types);
+        if retryable {
+            // The whole packet is buffered; it stays there for a second attempt.
+            self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
+            let packet = &self.cbuf.filled()[..h.total()];
+            let with_types = types.map(|t| execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, t));
+            let bytes = with_types.as_deref().unwrap_or(packet);
+            let Some(b) = self.backend.as_mut() else { return Err(SessionError::Retry) };
+            self.cmd_server = Some(b.key.server);
+            self.trace.thread = b.thread_id;
+            if b.stream.write_all(bytes).await.is_err() {
+                self.drop_backend();
+                return Err(SessionError::Retry);
+            }
+            Slot::add(&self.ctx.slot().bytes_from_clients, bytes.len() as u64);
+            self.trace_sent();
+        } else if let Some(types) = types.map(<[u8]>::to_vec) {
             // This connection never saw the types the client sent elsewhere: add them.
-            let (seq, payload) = self.read_local_packet(reply_seq).await?;
-            let types = self.stmts.map.get(&id).and_then(|s| s.types.clone()).unwrap_or_default();
-            let mut p = Vec::with_capacity(payload.len() + types.len());
-            p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
-            p.push(1);
-            p.extend_from_slice(&types);
-            p.extend_from_slice(payload.get(flag_at + 1..).unwrap_or_default());
-            p[1..5].copy_from_slice(&backend_id.to_le_bytes());
-            let mut out = Vec::with_capacity(p.len() + 8);
-            write_packet(&mut out, seq, &p);
+            let (seq, mut payload) = self.read_local_packet(reply_seq).await?;
+            payload[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            let out = execute_with_types(seq, &payload, flag_at, &types);
             self.send_to_backend(&out, seq).await?;
         } else {
             self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
             self.forward_packet().await?;
         }
         let (scanner, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
-        self.pins &= !pin::LONG_DATA;
-        if class == Class::Write {
-            self.last_write = Some(std::time::Instant::now());
-        }
-        if scanner.status_seen() && scanner.status & status::CURSOR_EXISTS != 0 {
-            self.pins |= pin::CURSOR;
-            self.stmts.cursor = Some(id);
-        }
-        self.after_response(&scanner);
-        Ok(())
+        Ok(Some(scanner))
     }
 
     /// COM_STMT_SEND_LONG_DATA: no reply; the data waits on the connection for the next
@@ -329,6 +403,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.release_if_unpinned();
         Ok(())
     }
+}
+
+/// What `execute_once` needs of an EXECUTE, for each attempt.
+#[derive(Clone, Copy)]
+struct Execute {
+    h: Header,
+    id: u32,
+    params: u16,
+    retryable: bool,
+}
+
+/// An EXECUTE packet (`payload` with the server's statement id already in it) with the
+/// parameter types put in after the null bitmap, for a connection that never saw them.
+fn execute_with_types(seq: u8, payload: &[u8], flag_at: usize, types: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(payload.len() + types.len());
+    p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
+    p.push(1);
+    p.extend_from_slice(types);
+    p.extend_from_slice(payload.get(flag_at + 1..).unwrap_or_default());
+    let mut out = Vec::with_capacity(p.len() + 8);
+    write_packet(&mut out, seq, &p);
+    out
 }
 
 /// Closes a statement on a connection (COM_STMT_CLOSE has no reply).
