@@ -255,5 +255,7 @@ mariadb --no-defaults -h127.0.0.1 -P"$ADMIN" -uadmin -padmin_pw -e 'SHOW SHARDS;
   echo '```'
 } >"$OUT/summary.md"
 cp "$work/samples.tsv" "$OUT/samples.tsv"
+# The raw sysbench outputs and the ledger's error list, for whoever wants to look closer.
+tar -czf "$OUT/raw.tar.gz" -C "$work" $(cd "$work" && ls sb-* faults.log corelay.log 2>/dev/null)
 python3 "$top/benches/soak.py" plot "$work/samples.tsv" "$OUT/fds-rss.svg"
 cat "$OUT/summary.md"
