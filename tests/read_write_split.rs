@@ -169,11 +169,11 @@ fn lagging_replica_gets_no_reads_until_it_catches_up() {
     }
 }
 
-#[test]
-fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
-    let db = shared_mariadb();
+/// corelay with a replica that is down and a primary with two connections, one reserved
+/// for writes.
+fn reserved_primary_config(proxy_extra: &str) -> String {
     let dead_replica = format!("127.0.0.1:{}", free_port());
-    let cfg = config_for(db.addr(), &[TestUser::default()], "pool_wait_timeout_ms = 300")
+    config_for(shared_mariadb().addr(), &[TestUser::default()], proxy_extra)
         .replace(
             "connect_timeout_ms = 1000",
             "connect_timeout_ms = 1000\nmax_connections = 2\nreserved_primary_connections = 1",
@@ -181,7 +181,13 @@ fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
         .replace(
             "[[db_user]]",
             &format!("[[cluster.server]]\naddress = \"{dead_replica}\"\nrole = \"replica\"\n\n[[db_user]]"),
-        );
+        )
+}
+
+#[test]
+fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
+    // Every statement on a connection of its own (no pipelining), as the reservation counts.
+    let cfg = reserved_primary_config("pool_wait_timeout_ms = 300\npipeline_depth = 0");
     let c = Corelay::start(&cfg, "thread", 1);
     // (The mysql crate reads a few variables when it connects: connect both first.)
     let mut reader = c.connect("app", "app_pw").unwrap();
@@ -196,6 +202,36 @@ fn fallback_reads_leave_the_reserved_primary_connections_to_writes() {
     holder.query_drop("COMMIT").unwrap();
     let one: Option<i64> = reader.query_first("SELECT 1").unwrap();
     assert_eq!(one, Some(1));
+}
+
+#[test]
+fn writes_get_the_connection_of_a_pipe_of_fallback_reads() {
+    let cfg = reserved_primary_config("pool_wait_timeout_ms = 3000");
+    let c = Corelay::start(&cfg, "thread", 1);
+    let mut reader = c.connect("app", "app_pw").unwrap();
+    let mut holder = c.connect("app", "app_pw").unwrap();
+    let mut writer = c.connect("app", "app_pw").unwrap();
+    // Fallback reads share one pipelined connection to the primary; a transaction holds
+    // the other: both of the primary's connections are in use.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let one: Option<i64> = reader.query_first("SELECT 1").unwrap();
+                assert_eq!(one, Some(1));
+                n += 1;
+            }
+            n
+        })
+    };
+    holder.query_drop("START TRANSACTION").unwrap();
+    // A write waits for a connection: the pipe gives its connection back between two reads.
+    writer.query_drop("CREATE TABLE IF NOT EXISTS pipe_give_back_t (id INT)").unwrap();
+    holder.query_drop("COMMIT").unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reading.join().unwrap() > 0);
 }
 
 #[test]

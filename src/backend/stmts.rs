@@ -13,8 +13,10 @@ pub struct CachedStmt {
     pub schema: Option<Rc<str>>,
     /// The server's statement id on this connection.
     pub id: u32,
-    /// Whether parameter types were sent on this connection (later executes may omit them).
-    pub types_sent: bool,
+    /// The parameter types this connection last got for the statement (empty: none yet).
+    /// The server decodes an EXECUTE that leaves them out with these, whichever session
+    /// sent them, so a session whose own differ must put its own in.
+    pub types: Vec<u8>,
     last_used: u64,
 }
 
@@ -41,7 +43,7 @@ impl StmtCache {
     /// than `cap` (least recently used first) or the same text was prepared again.
     pub fn insert(&mut self, hash: u64, sql: Rc<[u8]>, schema: Option<Rc<str>>, id: u32, cap: usize) -> Option<u32> {
         self.clock += 1;
-        let entry = CachedStmt { sql, schema, id, types_sent: false, last_used: self.clock };
+        let entry = CachedStmt { sql, schema, id, types: Vec::new(), last_used: self.clock };
         if let Some(old) = self.map.insert(hash, entry) {
             return Some(old.id);
         }

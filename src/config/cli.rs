@@ -146,6 +146,17 @@ pub struct Overrides {
     /// Statements kept prepared per backend connection (proxy.max_prepared_per_connection).
     #[arg(long, global = true, value_name = "N")]
     pub max_prepared_per_connection: Option<usize>,
+    /// Stateless reads in flight per pipelined backend connection; 0 = no pipelining
+    /// (proxy.pipeline_depth).
+    #[arg(long, global = true, value_name = "N")]
+    pub pipeline_depth: Option<usize>,
+    /// Pipelined connections per shard, server and connection state (proxy.pipeline_connections).
+    #[arg(long, global = true, value_name = "N")]
+    pub pipeline_connections: Option<usize>,
+    /// A pipelined connection busy this long with one statement takes no new ones, ms
+    /// (proxy.pipeline_stall_ms).
+    #[arg(long, global = true, value_name = "MS")]
+    pub pipeline_stall_ms: Option<u64>,
     /// glommio io_memory per shard, KiB (proxy.io_memory_kib).
     #[arg(long, global = true, value_name = "KIB")]
     pub io_memory_kib: Option<usize>,
@@ -203,6 +214,9 @@ impl Overrides {
             backend_max_uses,
             ping_after_idle_ms,
             max_prepared_per_connection,
+            pipeline_depth,
+            pipeline_connections,
+            pipeline_stall_ms,
             watch_config,
             watch_interval_ms,
             io_memory_kib,

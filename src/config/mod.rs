@@ -250,6 +250,12 @@ impl Config {
         if p.pool_wait_timeout_ms == 0 {
             return Err(bad("proxy.pool_wait_timeout_ms".into(), "must be at least 1".into()));
         }
+        if p.pipeline_depth > 0 && p.pipeline_connections == 0 {
+            return Err(bad(
+                "proxy.pipeline_connections".into(),
+                "must be at least 1 when pipeline_depth is on (set pipeline_depth = 0 to turn pipelining off)".into(),
+            ));
+        }
         if p.max_prepared_per_connection == 0 {
             return Err(bad("proxy.max_prepared_per_connection".into(), "must be at least 1".into()));
         }

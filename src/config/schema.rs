@@ -103,6 +103,15 @@ pub struct Proxy {
     pub ping_after_idle_ms: u64,
     /// Statements kept prepared per backend connection (least recently used closed first).
     pub max_prepared_per_connection: usize,
+    /// Stateless reads of different sessions share a backend connection, sent back to back
+    /// without waiting for each reply, up to this many in flight per connection; 0 = off
+    /// (every statement has a connection to itself).
+    pub pipeline_depth: usize,
+    /// Pipelined connections per shard, server, db user and connection state.
+    pub pipeline_connections: usize,
+    /// A pipelined connection whose current statement has run this long takes no new ones
+    /// (they go to another connection) until it finishes, milliseconds.
+    pub pipeline_stall_ms: u64,
     /// Server version string announced to clients.
     pub server_version: String,
     /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
@@ -165,6 +174,9 @@ impl Default for Proxy {
             backend_max_uses: 100_000,
             ping_after_idle_ms: 30_000,
             max_prepared_per_connection: 256,
+            pipeline_depth: 16,
+            pipeline_connections: 2,
+            pipeline_stall_ms: 10,
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,

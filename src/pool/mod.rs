@@ -11,6 +11,8 @@
 //! connection's state (schema, variables, prepared statements) is brought in line by the
 //! session when it borrows it.
 
+pub mod pipe;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -247,6 +249,11 @@ impl<T> Pool<T> {
     /// Takes out every idle connection (at shutdown).
     pub fn take_all_idle(&self) -> Vec<Backend<T>> {
         self.servers.borrow_mut().iter_mut().flat_map(|sp| std::mem::take(&mut sp.idle)).collect()
+    }
+
+    /// Whether sessions wait for a connection to `server`.
+    pub fn has_waiters(&self, server: usize) -> bool {
+        self.servers.borrow().get(server).is_some_and(|s| !s.waiters.is_empty())
     }
 
     /// Statements routed to `server` by this shard so far.

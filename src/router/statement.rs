@@ -72,6 +72,29 @@ pub struct Effects {
     /// Every statement starts with SELECT, SHOW, DESC(RIBE), EXPLAIN or HELP: sending the
     /// text twice does no harm (pins aside, which the caller checks).
     pub reads_only: bool,
+    /// The statement reads what the connection's previous statement left (its warnings,
+    /// errors, row counts, insert id): it must run where that statement ran, so it is
+    /// never pipelined with other sessions' statements.
+    pub connection_bound: bool,
+}
+
+/// Words and system variables that refer to the connection's previous statement.
+const PREVIOUS_STATEMENT: &[&str] =
+    &["WARNINGS", "ERRORS", "ROW_COUNT", "FOUND_ROWS", "LAST_INSERT_ID", "IDENTITY", "warning_count", "error_count"];
+
+impl Effects {
+    /// Whether the text may share a connection with other sessions' statements, sent
+    /// back to back (see [`crate::pool::pipe`]): reads that leave nothing behind on the
+    /// connection and read nothing a previous statement left there.
+    pub fn pipelinable(&self) -> bool {
+        self.reads_only
+            && self.pin == 0
+            && self.unpin == 0
+            && self.lock_delta == 0
+            && self.assignments.is_empty()
+            && self.use_schema.is_none()
+            && !self.connection_bound
+    }
 }
 
 /// Variables that cannot be replayed on another connection: they change the protocol,
@@ -188,6 +211,12 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
         }
         (_, Token::Word(w)) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin |= pin::FOUND_ROWS,
         _ => {}
+    }
+    if let Token::Word(w) | Token::SysVar(w) = t {
+        let name = w.rsplit(|&b| b == b'.').next().unwrap_or(w);
+        if PREVIOUS_STATEMENT.iter().any(|kw| name.eq_ignore_ascii_case(kw.as_bytes())) {
+            fx.connection_bound = true;
+        }
     }
 }
 
@@ -455,6 +484,30 @@ mod tests {
         }
         let fx = analyse(b"SELECT RELEASE_LOCK('x'), GET_LOCK('y', 0), GET_LOCK('z', 0)");
         assert_eq!(fx.lock_delta, 1);
+    }
+
+    #[test]
+    fn pipelinable() {
+        assert!(analyse(b"SELECT c FROM sbtest1 WHERE id = 5").pipelinable());
+        assert!(analyse(b"select @@server_id, @@session.sql_mode; show tables").pipelinable());
+        for sql in [
+            "SHOW WARNINGS",
+            "SHOW ERRORS",
+            "SELECT @@warning_count",
+            "SELECT @@session.error_count",
+            "SELECT ROW_COUNT()",
+            "SELECT FOUND_ROWS()",
+            "SELECT @@IDENTITY",
+            "SELECT SQL_CALC_FOUND_ROWS * FROM t",
+            "SELECT @a := 1",
+            "SELECT 1 INTO @x",
+            "SELECT GET_LOCK('a', 1)",
+            "SET @a = 1",
+            "USE db",
+            "SELECT 1; UPDATE t SET a = 1",
+        ] {
+            assert!(!analyse(sql.as_bytes()).pipelinable(), "{sql}");
+        }
     }
 
     #[test]

@@ -208,6 +208,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     return self.open(key).await;
                 }
                 Take::Full => {
+                    // Pipelined connections to the server come back to the pool once their
+                    // replies are in.
+                    ctx.pipes.give_back(key.server);
                     let left = deadline.saturating_duration_since(Instant::now());
                     let slot = ctx.slot();
                     crate::status::Slot::add(&slot.pool_waits, 1);

@@ -269,6 +269,26 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let hint = classify::hint(text);
         self.route_statement(class, hint);
+        let pipelinable = class == classify::Class::Read && fx.pipelinable() && !h.continued();
+        if pipelinable && self.may_pipeline(h.total()) {
+            match self.pipe().await {
+                Ok(Some(pipe)) => match self.query_piped(&pipe, h).await {
+                    Ok(scanner) => {
+                        self.after_piped(&scanner);
+                        return Ok(());
+                    }
+                    // Nothing reached the client: the ordinary path sends it again.
+                    Err(SessionError::Retry) => Slot::add(&self.ctx.slot().retries, 1),
+                    Err(e) => return Err(e),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.read_local_packet(h.seq.wrapping_add(1)).await?;
+                    self.report_acquire_error(h.seq.wrapping_add(1), e).await;
+                    return Ok(());
+                }
+            }
+        }
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(h.seq.wrapping_add(1)).await?;
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
@@ -865,7 +885,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// is over (1053, and the session ends). The connection, with a statement still running
     /// or a reply half read, is closed. A client in the middle of a reply cannot be told:
     /// it is disconnected.
-    async fn interrupted<T>(
+    pub(super) async fn interrupted<T>(
         &mut self,
         why: super::Abort,
         seq: u8,

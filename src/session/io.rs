@@ -1,5 +1,5 @@
-//! The two things a session needs from the runtime: a byte stream with timeouts, and a
-//! way to open a backend connection. `shard::net` implements them with glommio; the
+//! What a session needs from the runtime: a byte stream with timeouts, a way to open a
+//! backend connection, and a way to run a task of its own. `shard::net` implements them with glommio; the
 //! session, backend and pool code only see these traits.
 
 use std::io;
@@ -22,10 +22,13 @@ pub trait Transport {
 /// Opens backend connections.
 #[allow(async_fn_in_trait)]
 pub trait Connector {
-    type Conn: Transport;
+    type Conn: Transport + 'static;
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Self::Conn>;
     /// Sleeps for `d` (used for waits with a deadline).
     async fn sleep(&self, d: Duration);
+    /// Runs `task` on the shard beside the sessions (a pipelined connection's driver). The
+    /// runtime may poll it once before this returns.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static);
 }
 
 /// A read buffer: bytes received but not yet consumed sit in `data[start..end]`.

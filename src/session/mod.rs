@@ -26,6 +26,7 @@ mod borrow;
 pub use borrow::prewarm;
 mod command;
 pub mod io;
+mod pipelined;
 mod report;
 pub mod state;
 mod stmt;
@@ -55,7 +56,10 @@ pub struct Context<N: Connector> {
     pub status: Arc<StatusRegion>,
     pub shard: usize,
     pub connector: N,
-    pub pool: Pool<N::Conn>,
+    /// Shared with the drivers of pipelined connections, which give connections back.
+    pub pool: std::rc::Rc<Pool<N::Conn>>,
+    /// Connections carrying several sessions' stateless reads at once.
+    pub pipes: crate::pool::pipe::Pipes,
     log: Cell<LogPolicy>,
     /// Backend read buffers of sessions that hold no connection, for the next borrower:
     /// an idle session keeps none, and a busy one allocates none.
@@ -214,7 +218,7 @@ impl std::future::Future for Aborted<'_> {
 
 impl<N: Connector> Context<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, shard: usize, connector: N) -> Self {
-        let pool = Pool::new(&config, status.shards());
+        let pool = std::rc::Rc::new(Pool::new(&config, status.shards()));
         let log = Cell::new(LogPolicy::new(&config));
         Context {
             log,
@@ -224,6 +228,7 @@ impl<N: Connector> Context<N> {
             shard,
             connector,
             pool,
+            pipes: Default::default(),
             spare_buffers: Default::default(),
             sessions: Default::default(),
             next_id: Cell::new(0),
@@ -248,6 +253,7 @@ impl<N: Connector> Context<N> {
     /// pools follow it (see [`Pool::reconfigure`]); nothing established is dropped.
     pub fn apply(&self, next: Arc<Config>) {
         self.pool.reconfigure(&next, self.status.shards());
+        self.pipes.retire_where(|p| next.server(p.key.server).is_none_or(|s| s.removed));
         self.log.set(LogPolicy::new(&next));
         self.config_version.set(next.version);
         *self.config.borrow_mut() = next;
@@ -426,6 +432,10 @@ pub struct Session<'a, C: Transport, N: Connector> {
     backend_clean: bool,
     /// The statement in flight may be sent again if the connection dies before replying.
     retry_armed: bool,
+    /// Where a pipelined connection hands this session its replies (reused).
+    reply: std::rc::Rc<crate::pool::pipe::Reply>,
+    /// Reply bytes taken from `reply`, on their way to the client (reused).
+    piped: Vec<u8>,
     /// Why the session keeps its connection ([`crate::router::statement::pin`] bits).
     pins: u32,
     /// GET_LOCK calls minus releases.
@@ -490,6 +500,8 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         backend: None,
         backend_clean: true,
         retry_armed: false,
+        reply: Default::default(),
+        piped: Vec::new(),
         pins: 0,
         locks: 0,
         schema: None,

@@ -35,12 +35,14 @@ pub struct Stmt {
     pub class: Class,
     /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
     pub session_function: Option<(SessionFunction, String)>,
+    /// A read that may share a pipelined connection ([`crate::pool::pipe`]).
+    pub pipelinable: bool,
 }
 
 /// A session's statements by the ids it handed out.
 #[derive(Debug, Default)]
 pub struct Statements {
-    map: HashMap<u32, Stmt>,
+    pub(super) map: HashMap<u32, Stmt>,
     next: u32,
     /// The statement whose cursor is open, if any.
     pub cursor: Option<u32>,
@@ -95,7 +97,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     close_on_backend(b, old).await;
                 }
                 let session_function = session_function_query(&sql);
-                self.stmts.map.insert(id, Stmt { sql, schema, hash, params, types: None, class, session_function });
+                let pipelinable = class == Class::Read && crate::router::statement::analyse(&sql).pipelinable();
+                let st = Stmt { sql, schema, hash, params, types: None, class, session_function, pipelinable };
+                self.stmts.map.insert(id, st);
             }
         }
         self.release_if_unpinned();
@@ -169,14 +173,38 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             super::command::keep_sql(&mut self.trace.sql, &st.sql, self.ctx.log().sql_max_chars);
         }
         self.route_statement(class, None);
+        let retryable = class == Class::Read && self.pins == 0 && self.locks == 0 && !h.continued();
+        if retryable {
+            self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
+            let no_cursor = self.cbuf.filled()[HEADER_LEN + 5] == 0;
+            let pipelinable = self.stmts.map.get(&id).is_some_and(|s| s.pipelinable);
+            if pipelinable && no_cursor && self.may_pipeline(h.total()) {
+                match self.pipe().await {
+                    Ok(Some(pipe)) => {
+                        let flag_at = self.note_types(id, params, h).await?;
+                        match self.execute_piped(&pipe, h, id, flag_at).await {
+                            Ok(Some(scanner)) => {
+                                self.after_piped(&scanner);
+                                return Ok(());
+                            }
+                            Ok(None) => return Ok(()),
+                            Err(SessionError::Retry) => Slot::add(&self.ctx.slot().retries, 1),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.read_local_packet(reply_seq).await?;
+                        self.report_acquire_error(reply_seq, e).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(reply_seq).await?;
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
-        }
-        let retryable = class == Class::Read && self.pins == 0 && self.locks == 0 && !h.continued();
-        if retryable {
-            self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
         }
         let exec = Execute { h, id, params, retryable };
         let mut attempt = 0;
@@ -229,6 +257,31 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         Ok(())
     }
 
+    /// Reads an EXECUTE of statement `id` as far as its parameter types and records them
+    /// when the client sent them (new-params-bound flag). Returns the flag's offset in the
+    /// payload.
+    pub(super) async fn note_types(&mut self, id: u32, params: u16, h: Header) -> Result<usize, SessionError> {
+        let flag_at = 10 + usize::from(params).div_ceil(8);
+        let types_len = 2 * usize::from(params);
+        if params == 0 || h.len <= flag_at {
+            return Ok(flag_at);
+        }
+        let want = (flag_at + 1 + types_len).min(h.len);
+        let idle = self.idle_timeout();
+        self.cbuf.fill_to(&mut self.client, HEADER_LEN + want, idle).await.map_err(SessionError::ClientGone)?;
+        let payload = &self.cbuf.filled()[HEADER_LEN..];
+        if payload[flag_at] == 1 && payload.len() >= flag_at + 1 + types_len {
+            let types = &payload[flag_at + 1..flag_at + 1 + types_len];
+            if let Some(st) = self.stmts.map.get_mut(&id) {
+                // Reuse the vector: no allocation once a statement has run.
+                let v = st.types.get_or_insert_with(Vec::new);
+                v.clear();
+                v.extend_from_slice(types);
+            }
+        }
+        Ok(flag_at)
+    }
+
     /// Sends an EXECUTE on the borrowed connection (preparing the statement there first if
     /// it has not been) and relays the reply. Returns None when the client got an error
     /// instead. A retryable EXECUTE stays in the client buffer (the caller consumes it); a
@@ -236,7 +289,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn execute_once(&mut self, exec: &Execute) -> Result<Option<Scanner>, SessionError> {
         let Execute { h, id, params, retryable } = *exec;
         let reply_seq = h.seq.wrapping_add(1);
-        let idle = self.idle_timeout();
         let backend_id = match self.prepared_on_backend(id).await {
             Ok(Ok(bid)) => bid,
             Ok(Err(err)) => {
@@ -253,36 +305,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             Err(SessionError::BackendLost { .. }) if self.retry_armed => return Err(SessionError::Retry),
             Err(e) => return Err(e),
         };
-        // Parameter types: where they are, whether the client sent them this time.
-        let nb = usize::from(params).div_ceil(8);
-        let flag_at = 10 + nb;
-        let types_len = 2 * usize::from(params);
-        let mut bound = false;
-        if params > 0 && h.len > flag_at {
-            let want = (flag_at + 1 + types_len).min(h.len);
-            self.cbuf.fill_to(&mut self.client, HEADER_LEN + want, idle).await.map_err(SessionError::ClientGone)?;
-            let payload = &self.cbuf.filled()[HEADER_LEN..];
-            bound = payload[flag_at] == 1;
-            if bound && payload.len() >= flag_at + 1 + types_len {
-                let types = &payload[flag_at + 1..flag_at + 1 + types_len];
-                if let Some(st) = self.stmts.map.get_mut(&id) {
-                    // Reuse the vector: no allocation once a statement has run.
-                    let v = st.types.get_or_insert_with(Vec::new);
-                    v.clear();
-                    v.extend_from_slice(types);
-                }
-            }
-        }
+        let flag_at = self.note_types(id, params, h).await?;
+        let bound = params > 0 && self.cbuf.filled().get(HEADER_LEN + flag_at) == Some(&1);
         let st = &self.stmts.map[&id];
-        let (hash, sql, schema, have_types) = (st.hash, st.sql.clone(), st.schema.clone(), st.types.is_some());
+        let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
+        let session_types = st.types.as_deref();
         let Some(b) = self.backend.as_mut() else { return Ok(None) };
         let cached = b.stmts.get(hash, &sql, schema.as_deref());
-        let needs_types = params > 0 && !bound && cached.as_ref().is_some_and(|c| !c.types_sent);
-        if let Some(c) = cached {
-            c.types_sent |= bound || needs_types;
-        }
+        let needs_types = match (cached, session_types) {
+            (Some(c), Some(t)) if params > 0 && (bound || c.types != t) => {
+                c.types.clear();
+                c.types.extend_from_slice(t);
+                !bound
+            }
+            _ => false,
+        };
         self.backend_clean = false;
-        let types = self.stmts.map.get(&id).and_then(|s| s.types.as_deref()).filter(|_| needs_types && have_types);
+        let types = session_types.filter(|_| needs_types);
         if retryable {
             // The whole packet is buffered; it stays there for a second attempt.
             self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
@@ -416,7 +455,7 @@ struct Execute {
 
 /// An EXECUTE packet (`payload` with the server's statement id already in it) with the
 /// parameter types put in after the null bitmap, for a connection that never saw them.
-fn execute_with_types(seq: u8, payload: &[u8], flag_at: usize, types: &[u8]) -> Vec<u8> {
+pub(super) fn execute_with_types(seq: u8, payload: &[u8], flag_at: usize, types: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(payload.len() + types.len());
     p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
     p.push(1);
@@ -429,9 +468,14 @@ fn execute_with_types(seq: u8, payload: &[u8], flag_at: usize, types: &[u8]) -> 
 
 /// Closes a statement on a connection (COM_STMT_CLOSE has no reply).
 async fn close_on_backend<T: Transport>(b: &mut crate::backend::Backend<T>, id: u32) {
+    let _ = b.stream.write_all(&close_packet(id)).await;
+}
+
+/// COM_STMT_CLOSE for a server statement id.
+pub(super) fn close_packet(id: u32) -> [u8; 9] {
     let mut p = [5, 0, 0, 0, cmd::STMT_CLOSE, 0, 0, 0, 0];
     p[5..9].copy_from_slice(&id.to_le_bytes());
-    let _ = b.stream.write_all(&p).await;
+    p
 }
 
 fn no_conn() -> ErrPacket {

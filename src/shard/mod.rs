@@ -190,9 +190,14 @@ async fn serve(spec: ShardSpec) {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
     }
-    // Pooled connections are closed politely (COM_QUIT).
+    // Pooled and pipelined connections are closed politely (COM_QUIT).
     for mut b in ctx.pool.take_all_idle() {
         b.quit().await;
+    }
+    ctx.pipes.retire_where(|_| true);
+    let retiring = Instant::now();
+    while !ctx.pipes.all_closed() && retiring.elapsed() < Duration::from_secs(1) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     info!(shard = index, "shard stopped");
     crate::log::flush();
@@ -308,13 +313,14 @@ impl crate::admin::Host for AdminHost<'_> {
 }
 
 /// Once a second: closes pooled connections idle longer than `server_idle_timeout_s` and
-/// those a reload retired, and opens connections up to each server's `min_connections`
-/// share.
+/// those a reload retired, retires idle pipelined connections and forgets closed ones, and
+/// opens connections up to each server's `min_connections` share.
 async fn maintain_pool(ctx: Rc<Context<GlommioConnector>>) {
     while !ctx.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         let max_idle = Duration::from_secs(ctx.config().proxy.server_idle_timeout_s);
         close_retired(&ctx).await;
+        ctx.pipes.reap(max_idle);
         let expired = ctx.pool.take_expired(Instant::now(), max_idle);
         for mut b in expired {
             b.quit().await;

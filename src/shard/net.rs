@@ -81,6 +81,10 @@ impl Connector for GlommioConnector {
     async fn sleep(&self, d: Duration) {
         glommio::timer::sleep(d).await;
     }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        glommio::spawn_local(task).detach();
+    }
 }
 
 /// Accepted and connected sockets are not close-on-exec by default in glommio.

@@ -37,7 +37,7 @@ pub const COMMAND_KINDS: usize = 33;
 pub const PIN_KINDS: usize = 16;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 3;
+const LAYOUT_VERSION: u32 = 4;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -112,6 +112,8 @@ pub struct Slot {
     pub respawns: AtomicU64,
     /// Statements sent again after their connection died before replying.
     pub retries: AtomicU64,
+    /// Statements sent down a pipelined connection shared with other sessions.
+    pub statements_pipelined: AtomicU64,
     /// Sessions that ended in a panic (contained at the session boundary).
     pub session_panics: AtomicU64,
     /// 1 when the master stopped restarting this shard (a crash loop).

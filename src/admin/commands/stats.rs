@@ -33,6 +33,7 @@ pub fn counters() -> Vec<(&'static str, Field)> {
         ("client_errors", |s| &s.client_errors),
         ("error_replies", |s| &s.error_replies),
         ("retries", |s| &s.retries),
+        ("statements_pipelined", |s| &s.statements_pipelined),
         ("pool_waits", |s| &s.pool_waits),
         ("pool_wait_us", |s| &s.pool_wait_us),
         ("pool_timeouts", |s| &s.pool_timeouts),

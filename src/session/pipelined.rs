@@ -1,0 +1,320 @@
+//! Stateless reads sent down a pipelined connection ([`crate::pool::pipe`]) shared with
+//! other sessions, instead of a connection of the session's own.
+//!
+//! A read qualifies when the session holds nothing on a connection (no pin, no lock, no
+//! transaction), the statement leaves nothing behind and reads nothing a previous
+//! statement left (see [`crate::router::statement::Effects::pipelinable`]), its packet is
+//! whole in the client buffer and small, and a pipe of the routed server has the session's
+//! schema and variables. Everything else takes the ordinary path; so does a read whose
+//! pipe failed before any byte of its reply reached the client (it is sent again there).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::borrow::AcquireError;
+use super::io::{Connector, Transport};
+use super::{Abort, Session, SessionError};
+use crate::pool::pipe::{self, Pipe, ReplyState};
+use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
+use crate::protocol::response::{ErrPacket, Expect, Scanner};
+use crate::protocol::{code, command as cmd};
+use crate::status::Slot;
+
+/// Largest command sent down a pipe: one that takes long to write would hold up the
+/// replies of everyone behind it.
+pub(super) const MAX_PIPED_COMMAND: usize = 64 * 1024;
+
+impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// Whether the session may use a pipe now: pipelining is on and the session holds
+    /// nothing on a connection of its own.
+    pub(super) fn may_pipeline(&self, packet_len: usize) -> bool {
+        self.config.proxy.pipeline_depth > 0
+            && self.backend.is_none()
+            && self.pins == 0
+            && self.locks == 0
+            && packet_len <= MAX_PIPED_COMMAND
+    }
+
+    /// Whether `pipe`'s connection is in the state this session's statements expect.
+    fn fits(&self, pipe: &Pipe) -> bool {
+        (self.schema.is_none() || pipe.schema == self.schema)
+            && (pipe.vars == self.vars || self.vars.replay_sql(&pipe.vars, pipe.charset_name, pipe.mariadb).is_none())
+    }
+
+    /// A pipe to the routed server for this session: the least busy one that fits and
+    /// takes another command, or a new one made from a borrowed connection while the shard
+    /// has fewer than `pipeline_connections` for the server. None: use the ordinary path.
+    pub(super) async fn pipe(&mut self) -> Result<Option<Rc<Pipe>>, AcquireError> {
+        let Some(mut key) = self.key else { return Ok(None) };
+        if let Some(server) = self.route {
+            key.server = server;
+        }
+        let p = &self.config.proxy;
+        let (depth, wanted, max_uses) = (p.pipeline_depth, p.pipeline_connections, p.backend_max_uses);
+        let stall = Duration::from_millis(p.pipeline_stall_ms);
+        if let Some(pipe) = self.ctx.pipes.find(&key, |pipe| self.fits(pipe), stall) {
+            return Ok(Some(pipe));
+        }
+        if self.ctx.pipes.count(&key) >= wanted {
+            return Ok(None);
+        }
+        // A connection of the session's state, as for the ordinary path; it becomes a pipe.
+        self.ensure_routed().await?;
+        let Some(mut b) = self.backend.take() else { return Ok(None) };
+        self.presence.backend.set(None);
+        self.backend_clean = true;
+        let pipe = Pipe::new(&mut b, depth, max_uses);
+        self.ctx.pipes.add(pipe.clone());
+        // The runtime may drive the new pipe once right away, before the command is queued.
+        self.ctx.connector.spawn(pipe::drive(pipe.clone(), b, self.ctx.pool.clone()));
+        Ok(Some(pipe))
+    }
+
+    /// COM_QUERY down `pipe`: the packet (whole in the client buffer) is consumed on
+    /// success. Err(Retry): the pipe failed before any reply byte reached the client; the
+    /// packet is still buffered.
+    pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Result<Scanner, SessionError> {
+        let reply = self.reply.clone();
+        pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply);
+        self.piped_sent(pipe, h.total());
+        let scanner = self.relay_piped(pipe, h.seq).await;
+        if !matches!(scanner, Err(SessionError::Retry)) {
+            self.cbuf.consume(h.total());
+        }
+        scanner
+    }
+
+    /// COM_STMT_EXECUTE of statement `id` down `pipe`, preparing it there first if the
+    /// pipe's connection has not; the parameter types the connection last got for it are
+    /// put in when the client leaves them out and they differ. Ok(None): the client got an
+    /// error instead (the statement cannot be prepared any more). Errors as for
+    /// [`Session::query_piped`].
+    pub(super) async fn execute_piped(
+        &mut self,
+        pipe: &Rc<Pipe>,
+        h: Header,
+        id: u32,
+        flag_at: usize,
+    ) -> Result<Option<Scanner>, SessionError> {
+        let Some(st) = self.stmts.map.get(&id) else { return Ok(None) };
+        let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
+        let known = pipe.stmts().get(hash, &sql, schema.as_deref()).map(|c| c.id);
+        let server_id = match known {
+            Some(server_id) => server_id,
+            None => match self.prepare_piped(pipe, &sql).await? {
+                Ok(server_id) => {
+                    let cap = self.config.proxy.max_prepared_per_connection;
+                    let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, cap);
+                    if let Some(old) = replaced {
+                        pipe.send_only(&super::stmt::close_packet(old));
+                    }
+                    server_id
+                }
+                Err(err) => {
+                    self.cbuf.consume(h.total());
+                    self.send_err(h.seq.wrapping_add(1), (err.code, &err.sql_state.clone()), &err.message).await;
+                    return Ok(None);
+                }
+            },
+        };
+        // From the lookup (or the insert) to the submit there is no await: a statement the
+        // pipe closes later is closed after this EXECUTE.
+        let session_types = self.stmts.map.get(&id).and_then(|s| s.types.as_deref());
+        let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
+        let bound = payload.get(flag_at) == Some(&1);
+        let inject = match (pipe.stmts().get(hash, &sql, schema.as_deref()), session_types) {
+            (Some(c), Some(types)) if bound || c.types != types => {
+                c.types.clear();
+                c.types.extend_from_slice(types);
+                !bound
+            }
+            _ => false,
+        };
+        let reply = self.reply.clone();
+        self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&server_id.to_le_bytes());
+        let packet = &self.cbuf.filled()[..h.total()];
+        let sent = match (inject, session_types) {
+            (true, Some(types)) => {
+                let with_types = super::stmt::execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, types);
+                pipe.submit(&with_types, Expect::ResultSets, &reply);
+                with_types.len()
+            }
+            _ => {
+                pipe.submit(packet, Expect::ResultSets, &reply);
+                packet.len()
+            }
+        };
+        self.piped_sent(pipe, sent);
+        let scanner = self.relay_piped(pipe, h.seq).await;
+        match scanner {
+            Ok(s) => {
+                self.cbuf.consume(h.total());
+                Ok(Some(s))
+            }
+            Err(SessionError::Retry) => Err(SessionError::Retry),
+            Err(e) => {
+                self.cbuf.consume(h.total());
+                Err(e)
+            }
+        }
+    }
+
+    /// Prepares `sql` on the pipe's connection; the reply is the proxy's, not the
+    /// client's. Returns the server's statement id, or the server's error.
+    async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Result<Result<u32, ErrPacket>, SessionError> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(cmd::STMT_PREPARE);
+        payload.extend_from_slice(sql);
+        let mut req = Vec::with_capacity(payload.len() + HEADER_LEN);
+        write_packet(&mut req, 0, &payload);
+        let reply = self.reply.clone();
+        pipe.submit(&req, Expect::Prepare, &reply);
+        loop {
+            match reply.state() {
+                ReplyState::Waiting => {}
+                ReplyState::Failed => return Err(SessionError::Retry),
+                ReplyState::Done => break,
+            }
+            let presence = self.presence.clone();
+            let changed = async {
+                reply.changed().await;
+                None
+            };
+            let aborted = async { Some(presence.aborted().await) };
+            match futures_lite::future::or(changed, aborted).await {
+                None => {}
+                Some(Abort::Drain) => presence.abort.set(None),
+                Some(_) => {
+                    // Too slow (or the drain is over): nothing reached the client yet.
+                    reply.abandon();
+                    pipe.interrupt("a statement on this connection was interrupted");
+                    return Err(SessionError::Retry);
+                }
+            }
+        }
+        reply.take_bytes(&mut self.piped);
+        let first = Header::parse(&self.piped)
+            .filter(|h| self.piped.len() >= h.total() && h.len >= 1)
+            .map(|h| &self.piped[HEADER_LEN..h.total()]);
+        Ok(match first {
+            Some(p) if p[0] == 0 && p.len() >= 5 => Ok(u32::from_le_bytes([p[1], p[2], p[3], p[4]])),
+            Some(p) => Err(ErrPacket::parse(p).unwrap_or_else(|_| lost_prepare())),
+            None => Err(lost_prepare()),
+        })
+    }
+
+    /// Accounting for a command handed to a pipe.
+    fn piped_sent(&mut self, pipe: &Pipe, bytes: usize) {
+        self.cmd_server = Some(pipe.key.server);
+        self.trace.thread = pipe.thread_id;
+        Slot::add(&self.ctx.slot().bytes_from_clients, bytes as u64);
+        Slot::add(&self.ctx.slot().statements_pipelined, 1);
+        self.trace_sent();
+    }
+
+    /// Streams the reply of the command just submitted to the client as the pipe hands it
+    /// over. `request_seq` is the client's command sequence id.
+    async fn relay_piped(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Result<Scanner, SessionError> {
+        let reply = self.reply.clone();
+        let presence = self.presence.clone();
+        let mut forwarded = false;
+        loop {
+            // The state first: when it says done, every byte of the reply is there to take.
+            let state = reply.state();
+            reply.take_bytes(&mut self.piped);
+            if !self.piped.is_empty() {
+                pipe.taken();
+                if let Err(e) = self.client.write_all(&self.piped).await {
+                    // The rest of the reply may be long: close the connection, as for a
+                    // connection of the session's own (the others in flight are sent
+                    // again, none of their reply having reached a client).
+                    reply.abandon();
+                    if state == ReplyState::Waiting {
+                        pipe.interrupt("a client went away in the middle of its reply");
+                    }
+                    return Err(SessionError::ClientGone(e));
+                }
+                let n = self.piped.len() as u64;
+                Slot::add(&self.ctx.slot().bytes_from_backends, n);
+                if self.ctx.log().on && self.trace.first_byte.is_none() {
+                    self.trace.first_byte = Some(std::time::Instant::now());
+                }
+                self.trace.bytes += n;
+                forwarded = true;
+            }
+            match state {
+                ReplyState::Done => {
+                    let scanner = reply.take_scanner().ok_or_else(|| SessionError::BackendLost {
+                        addr: pipe.addr,
+                        reason: "a finished reply without its scan".into(),
+                    })?;
+                    return Ok(scanner);
+                }
+                ReplyState::Failed if !forwarded => return Err(SessionError::Retry),
+                ReplyState::Failed => {
+                    let reason = reply.failure().clone();
+                    let seq = reply.last_seq().wrapping_add(1);
+                    return self.piped_lost(seq, pipe, reason, reply.at_boundary()).await;
+                }
+                ReplyState::Waiting => {}
+            }
+            let changed = async {
+                reply.changed().await;
+                None
+            };
+            let aborted = async { Some(presence.aborted().await) };
+            match futures_lite::future::or(changed, aborted).await {
+                None => {}
+                // Drains reach idle sessions only; this one is busy.
+                Some(Abort::Drain) => presence.abort.set(None),
+                Some(why) => {
+                    // The statement ran too long (or the drain is over): close the pipe's
+                    // connection, which stops it; the others in flight there are sent again.
+                    reply.abandon();
+                    pipe.interrupt("a statement on this connection was interrupted");
+                    let seq = if forwarded { reply.last_seq() } else { request_seq };
+                    return self.interrupted(why, seq.wrapping_add(1), pipe.addr, reply.at_boundary()).await;
+                }
+            }
+        }
+    }
+
+    /// The pipe failed after part of the reply reached the client: 1927 if the client can
+    /// still be told, else the session ends.
+    async fn piped_lost<T>(
+        &mut self,
+        seq: u8,
+        pipe: &Pipe,
+        reason: String,
+        at_boundary: bool,
+    ) -> Result<T, SessionError> {
+        let addr = pipe.addr;
+        if !at_boundary {
+            return Err(SessionError::BackendLost { addr, reason });
+        }
+        let msg =
+            format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run");
+        self.send_err(seq, code::BACKEND_LOST, &msg).await;
+        Err(SessionError::StatementFailed { addr, reason })
+    }
+
+    /// After a pipelined reply: what the server said about the statement (the connection
+    /// was not the session's, so no pin or state comes from it).
+    pub(super) fn after_piped(&mut self, scanner: &Scanner) {
+        if let Some(code) = scanner.error {
+            Slot::add(&self.ctx.slot().error_replies, 1);
+            self.trace.error = code;
+        }
+        if let Some(ok) = scanner.ok {
+            self.trace.rows = ok.affected_rows;
+        }
+    }
+}
+
+fn lost_prepare() -> ErrPacket {
+    ErrPacket {
+        code: code::BACKEND_LOST.0,
+        sql_state: code::BACKEND_LOST.1.into(),
+        message: "corelay could not read the server's reply while preparing the statement".into(),
+    }
+}
