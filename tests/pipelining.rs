@@ -257,3 +257,31 @@ fn a_slow_read_does_not_hold_up_reads_that_come_later() {
     assert!(!slow_done.load(Ordering::SeqCst), "the later reads finished while the slow one still ran");
     assert_eq!(slow.join().unwrap(), Some(SLOW_SUM));
 }
+
+#[test]
+fn show_warnings_reads_the_warnings_of_the_last_statement() {
+    // With pipelined reads, and with every statement on a pooled connection of its own:
+    // either way another session's statement runs between the two.
+    for extra in ["pipeline_depth = 16", "pipeline_depth = 0"] {
+        let cfg = config_for(shared_mariadb().addr(), &[TestUser::default()], extra)
+            .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 2");
+        let c = Corelay::start(&cfg, "thread", 1);
+        let mut a = c.connect("app", "app_pw").unwrap();
+        let mut b = c.connect("app", "app_pw").unwrap();
+        a.query_drop("SELECT 1/0").unwrap();
+        b.query_drop("SELECT 2").unwrap();
+        let warnings: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").unwrap();
+        assert_eq!(warnings.len(), 1, "{extra}: {warnings:?}");
+        assert_eq!(warnings[0].1, 1365, "{extra}: division by zero");
+        a.query_drop("SELECT 1/0").unwrap();
+        b.query_drop("SELECT 3").unwrap();
+        let count: Option<u32> = a.query_first("SELECT @@warning_count").unwrap();
+        assert_eq!(count, Some(1), "{extra}");
+        // (MariaDB clears the list at the next statement that uses a table.) Another
+        // session's warnings are not this one's.
+        a.query_drop("SELECT seq FROM seq_1_to_1").unwrap();
+        b.query_drop("SELECT 1/0").unwrap();
+        let none: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").unwrap();
+        assert!(none.is_empty(), "{extra}: {none:?}");
+    }
+}

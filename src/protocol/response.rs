@@ -269,6 +269,8 @@ pub struct Scanner {
     pub ok: Option<OkPacket>,
     /// Error code, if the response ended with an ERR packet.
     pub error: Option<u16>,
+    /// Warnings the last OK or EOF reported (what SHOW WARNINGS would list now).
+    pub warnings: u16,
     /// Read session-state changes from OK packets (the connection has CLIENT_SESSION_TRACK).
     session_track: bool,
     /// What the server's session tracking reported, merged over the response.
@@ -293,6 +295,7 @@ impl Scanner {
             status_seen: false,
             ok: None,
             error: None,
+            warnings: 0,
             session_track: false,
             changes: SessionChanges::default(),
         }
@@ -308,6 +311,7 @@ impl Scanner {
     /// Records an OK packet.
     fn saw_ok(&mut self, payload: &[u8], ok: OkPacket) {
         self.ok = Some(ok);
+        self.warnings = ok.warnings;
         if self.session_track && ok.status & status::SESSION_STATE_CHANGED != 0 {
             // A malformed block is ignored: the OK itself was fine.
             if let Ok(c) = session_changes(payload) {
@@ -416,7 +420,7 @@ impl Scanner {
         } else {
             let mut r = Reader::new(payload);
             r.u8("eof marker")?;
-            r.u16("eof warnings")?;
+            self.warnings = r.u16("eof warnings")?;
             r.u16("eof status")
         }
     }

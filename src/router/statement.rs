@@ -25,10 +25,13 @@ pub mod pin {
     pub const LONG_DATA: u32 = 1 << 12;
     /// `dbconnect master` / `dbconnect <ip>:<port>` until `dbconnect release`.
     pub const DBCONNECT: u32 = 1 << 13;
+    /// The last reply reported warnings: the connection is kept for the next command, so
+    /// that SHOW WARNINGS (or @@warning_count) reads them there.
+    pub const WARNINGS: u32 = 1 << 14;
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 14] = [
+        const ALL: [(u32, &str); 15] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -43,6 +46,7 @@ pub mod pin {
             (CURSOR, "open cursor"),
             (LONG_DATA, "long data"),
             (DBCONNECT, "dbconnect"),
+            (WARNINGS, "warnings"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }

@@ -26,7 +26,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn command_loop(&mut self) -> Result<(), SessionError> {
         loop {
             let idle = self.idle_timeout();
-            let pinned = self.pins != 0 || self.locks > 0;
+            // A connection kept only for its warnings holds nothing a drain must wait for.
+            let pinned = self.pins & !pin::WARNINGS != 0 || self.locks > 0;
             let presence = self.presence.clone();
             presence.doing.set(super::Doing::Idle { pinned });
             if self.ctx.draining.get() && !pinned && self.cbuf.is_empty() {
@@ -89,6 +90,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 presence.abort.set(None);
             }
             let started = self.ctx.log().timed.then_some(now);
+            // The connection kept for the last reply's warnings serves this command; it is
+            // kept again only if this reply has warnings too.
+            self.pins &= !pin::WARNINGS;
+            if command != cmd::QUERY {
+                self.warned = None;
+            }
             let result = self.dispatch(command, h).await;
             self.account(command, started, pins_before);
             match result {
@@ -237,6 +244,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// COM_QUERY: read the text for state changes, forward, apply what succeeded.
     async fn query(&mut self, h: Header) -> Result<(), SessionError> {
+        let warned = self.warned.take();
         let idle = self.idle_timeout();
         if !h.continued() {
             self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
@@ -274,12 +282,21 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             match self.pipe().await {
                 Ok(Some(pipe)) => match self.query_piped(&pipe, h).await {
                     Ok(scanner) => {
+                        if scanner.warnings > 0 {
+                            // SHOW WARNINGS next would run on another connection: keep the
+                            // statement to run there first.
+                            self.warned = Some(self.cbuf.filled()[..h.total()].to_vec());
+                        }
+                        self.cbuf.consume(h.total());
                         self.after_piped(&scanner);
                         return Ok(());
                     }
                     // Nothing reached the client: the ordinary path sends it again.
                     Err(SessionError::Retry) => Slot::add(&self.ctx.slot().retries, 1),
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        self.cbuf.consume(h.total());
+                        return Err(e);
+                    }
                 },
                 Ok(None) => {}
                 Err(e) => {
@@ -289,10 +306,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
             }
         }
+        let held = self.backend.is_some();
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(h.seq.wrapping_add(1)).await?;
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());
+        }
+        if fx.connection_bound && !held {
+            // A connection just borrowed holds what its last statement left, which was
+            // not this session's: bring it to what this session's last statement left.
+            self.replay_last_statement(warned.as_deref()).await;
         }
         // A read on a connection that holds nothing of the session may be sent again on
         // another connection if the first one dies before any byte of the reply came back.
@@ -655,7 +678,31 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             set_bit(&mut self.pins, pin::TRANSACTION, st & status::IN_TRANS != 0);
             set_bit(&mut self.pins, pin::AUTOCOMMIT_OFF, st & status::AUTOCOMMIT == 0);
         }
+        set_bit(&mut self.pins, pin::WARNINGS, scanner.warnings > 0);
         self.release_if_unpinned();
+    }
+
+    /// Before a statement that reads what the previous one left (SHOW WARNINGS,
+    /// @@warning_count, ...) on a connection just borrowed: runs again `warned`, a pipelined
+    /// read whose reply had warnings, so that they are there to read; or, when the last
+    /// statement left none, a statement that clears what the connection's last user left.
+    /// The reply is dropped; if this fails, the statement finds nothing.
+    async fn replay_last_statement(&mut self, warned: Option<&[u8]>) {
+        // (MariaDB clears its warnings at a statement that uses a table, not at any.)
+        const CLEAR: &[u8] = b"\x03DO (SELECT 1 FROM information_schema.COLLATIONS LIMIT 0)";
+        let mut clear = Vec::new();
+        let command = match warned {
+            Some(w) => w,
+            None => {
+                crate::protocol::packet::write_packet(&mut clear, 0, CLEAR);
+                &clear
+            }
+        };
+        let Some(b) = self.backend.as_mut() else { return };
+        if b.exchange(command, &[Expect::ResultSets], &mut self.bbuf).await.is_err() {
+            self.drop_backend();
+            let _ = self.ensure_routed().await;
+        }
     }
 
     /// Reads a whole command the proxy handles itself (bounded by max_packet_bytes).
@@ -970,7 +1017,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// open transaction was rolled back; user variables, ..."), or None when it holds
     /// nothing there (a `dbconnect` pin is not state on the connection).
     fn held_on_connection(&self) -> Option<String> {
-        let held = pin::names(self.pins & !pin::DBCONNECT);
+        let held = pin::names(self.pins & !(pin::DBCONNECT | pin::WARNINGS));
         if held.is_empty() && self.locks == 0 {
             return None;
         }

@@ -436,6 +436,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     reply: std::rc::Rc<crate::pool::pipe::Reply>,
     /// Reply bytes taken from `reply`, on their way to the client (reused).
     piped: Vec<u8>,
+    /// The last command, when it was a pipelined read whose reply had warnings.
+    warned: Option<Vec<u8>>,
     /// Why the session keeps its connection ([`crate::router::statement::pin`] bits).
     pins: u32,
     /// GET_LOCK calls minus releases.
@@ -502,6 +504,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         retry_armed: false,
         reply: Default::default(),
         piped: Vec::new(),
+        warned: None,
         pins: 0,
         locks: 0,
         schema: None,

@@ -70,18 +70,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         Ok(Some(pipe))
     }
 
-    /// COM_QUERY down `pipe`: the packet (whole in the client buffer) is consumed on
-    /// success. Err(Retry): the pipe failed before any reply byte reached the client; the
-    /// packet is still buffered.
+    /// COM_QUERY down `pipe`; the packet (whole in the client buffer) stays there for the
+    /// caller. Err(Retry): the pipe failed before any reply byte reached the client.
     pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Result<Scanner, SessionError> {
         let reply = self.reply.clone();
         pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply);
         self.piped_sent(pipe, h.total());
-        let scanner = self.relay_piped(pipe, h.seq).await;
-        if !matches!(scanner, Err(SessionError::Retry)) {
-            self.cbuf.consume(h.total());
-        }
-        scanner
+        self.relay_piped(pipe, h.seq).await
     }
 
     /// COM_STMT_EXECUTE of statement `id` down `pipe`, preparing it there first if the
