@@ -9,7 +9,7 @@
 #   sb_prepare PORT TABLES ROWS      sysbench tables in database sb (exported as SB_TABLES/SB_ROWS)
 #   sb_run PORT SCRIPT PSMODE THREADS SECONDS   prints "statements qps p99_ms"
 #   haproxy_start PORT DB_PORT NBTHREAD         HAProxy in TCP mode; prints its pid
-#   corelay_config PORT DB_PORT [PROXY KEYS]    a corelay configuration for user sb
+#   corelay_config PORT DB_PORT [PROXY KEYS] [SERVER KEYS]   a corelay configuration for user sb
 #   cpu_ticks PID                    user+system ticks (1/100 s) of PID and its child processes
 
 bench_setup() {
@@ -100,7 +100,7 @@ name = "bench"
 [[cluster.server]]
 address = "127.0.0.1:$2"
 role = "primary"
-max_connections = 4000
+${4:-max_connections = 4000}
 [[db_user]]
 name = "sb"
 password = "sb_pw"
@@ -110,6 +110,7 @@ default_db = "sb"
 name = "sb"
 password = "sb_pw"
 db_user = "sb"
+max_connections = 100000
 [[admin_user]]
 name = "admin"
 password = "admin_pw"

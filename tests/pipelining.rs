@@ -164,6 +164,9 @@ fn two_sessions_two_types(c: &Corelay) {
 const SLOW_READ: &str = "SELECT SUM(seq % 7) FROM seq_1_to_30000000";
 const SLOW_SUM: i64 = 89_999_997;
 
+/// Well past a `pipeline_stall_ms` of 10.
+const STALL_PASSED: Duration = Duration::from_millis(150);
+
 /// The ids of `db_user`'s connections running `prefix` on the server.
 fn running(db_user: &str, prefix: &str) -> Vec<u64> {
     shared_mariadb()
@@ -246,7 +249,9 @@ fn a_slow_read_does_not_hold_up_reads_that_come_later() {
         })
     };
     wait_running("pipe_stall", "SELECT SUM(seq");
-    // The pipe is busy with the slow read: later reads take another connection.
+    // Reads sent within pipeline_stall_ms of the slow one queue behind it, by design; once
+    // the pipe counts as stalled, later reads take another connection.
+    std::thread::sleep(STALL_PASSED);
     let mut conn = c.connect("app", "app_pw").unwrap();
     for i in 0..20i64 {
         let v: Option<i64> = conn.query_first(format!("SELECT {i} * 2")).unwrap();
@@ -284,4 +289,32 @@ fn show_warnings_reads_the_warnings_of_the_last_statement() {
         let none: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").unwrap();
         assert!(none.is_empty(), "{extra}: {none:?}");
     }
+}
+
+#[test]
+fn kill_query_stops_a_read_that_waits_on_a_pipe() {
+    let c = start("pipe_killq", "pipeline_depth = 8\npipeline_connections = 1\npipeline_stall_ms = 10");
+    let mut victim = c.connect("app", "app_pw").unwrap();
+    let id: Option<u64> = victim.query_first("SELECT CONNECTION_ID()").unwrap();
+    let id = id.unwrap();
+    let port = c.port;
+    let slow = std::thread::spawn(move || (victim.query_first::<i64, _>(SLOW_READ), victim));
+    wait_running("pipe_killq", "SELECT SUM(seq");
+    // The killer's own reads (its client library's, at login) go elsewhere then.
+    std::thread::sleep(STALL_PASSED);
+    let mut killer = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
+    killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (got, mut victim) = slow.join().unwrap();
+    let e = got.unwrap_err();
+    assert_eq!(err_code(&e), Some(1317), "{e}");
+    // The statement stopped on the server (its connection was closed), and the session
+    // goes on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !running("pipe_killq", "SELECT SUM(seq").is_empty() {
+        assert!(Instant::now() < deadline, "the killed statement still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_alive(&mut victim);
+    let v: Option<i64> = victim.exec_first("SELECT ? + 1", (41,)).unwrap();
+    assert_eq!(v, Some(42));
 }

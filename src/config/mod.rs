@@ -694,6 +694,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
             "tuning/high-core.toml",
             "tuning/low-latency.toml",
             "tuning/many-clients.toml",
+            "tuning/shared-host.toml",
         ] {
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(f);
             let mut file = Config::read_file(&path).unwrap();

@@ -149,6 +149,14 @@ impl Reply {
         self.last_seq.get()
     }
 
+    /// Gives back the byte buffer's memory if it grew past `keep`.
+    pub fn shrink_to(&self, keep: usize) {
+        let mut bytes = self.bytes.borrow_mut();
+        if bytes.capacity() > keep {
+            *bytes = Vec::new();
+        }
+    }
+
     pub fn abandon(&self) {
         self.abandoned.set(true);
         self.bytes.borrow_mut().clear();

@@ -43,7 +43,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     presence.abort.set(None);
                     continue;
                 }
-                Err(super::Abort::Timeout) => {
+                Err(super::Abort::Timeout | super::Abort::Killed) => {
                     presence.abort.set(None);
                     continue;
                 }
@@ -461,6 +461,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         if !query_only {
             target.killed.set(true);
+        }
+        if target.piped.get() {
+            // Its statement waits on a shared connection: the session stops waiting and
+            // closes that connection, which stops the statement.
+            target.abort(super::Abort::Killed);
+            return self.ok_reply(seq).await;
         }
         let Some((server, thread)) = target.backend.get() else {
             return self.ok_reply(seq).await;
@@ -945,6 +951,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             super::Abort::Timeout => {
                 format!("no reply within query_timeout_ms ({} ms)", self.config().proxy.query_timeout_ms)
             }
+            super::Abort::Killed => "the statement was killed".into(),
             _ => "corelay's drain time is over".into(),
         };
         if !at_boundary {
@@ -960,6 +967,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.config().proxy.query_timeout_ms
             );
             self.send_err(seq, (1969, "70100"), &msg).await;
+            return Err(SessionError::StatementFailed { addr, reason });
+        }
+        if why == super::Abort::Killed {
+            self.send_err(seq, (1317, "70100"), "Query execution was interrupted").await;
             return Err(SessionError::StatementFailed { addr, reason });
         }
         let msg = format!(

@@ -132,6 +132,9 @@ impl Trace {
 #[derive(Debug)]
 pub struct Presence {
     pub backend: Cell<Option<(usize, u32)>>,
+    /// The session's statement waits on a pipelined connection (shared: KILL cannot reach
+    /// it there by thread id).
+    pub piped: Cell<bool>,
     pub killed: Cell<bool>,
     /// The product user, once logged in.
     pub user: Cell<Option<usize>>,
@@ -164,6 +167,8 @@ pub enum Abort {
     Stop,
     /// The statement ran longer than `query_timeout_ms`.
     Timeout,
+    /// KILL [QUERY] of a statement waiting on a pipelined connection.
+    Killed,
 }
 
 impl Presence {
@@ -171,6 +176,7 @@ impl Presence {
         let ip = crate::config::canonical_ip(ip);
         Presence {
             backend: Cell::new(None),
+            piped: Cell::new(false),
             killed: Cell::new(false),
             user: Cell::new(None),
             ip,

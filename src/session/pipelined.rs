@@ -24,6 +24,9 @@ use crate::status::Slot;
 /// replies of everyone behind it.
 pub(super) const MAX_PIPED_COMMAND: usize = 64 * 1024;
 
+/// Reply buffers larger than this are given back after the reply.
+const KEEP_REPLY_BUFFER: usize = 64 * 1024;
+
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Whether the session may use a pipe now: pipelining is on and the session holds
     /// nothing on a connection of its own.
@@ -210,6 +213,22 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Streams the reply of the command just submitted to the client as the pipe hands it
     /// over. `request_seq` is the client's command sequence id.
     async fn relay_piped(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Result<Scanner, SessionError> {
+        self.presence.piped.set(true);
+        let relayed = self.relay_piped_reply(pipe, request_seq).await;
+        self.presence.piped.set(false);
+        // A KILL QUERY that came as the reply ended finds nothing to stop, as on a server.
+        if self.presence.abort.get() == Some(Abort::Killed) {
+            self.presence.abort.set(None);
+        }
+        // A large reply leaves large buffers: an idle session keeps small ones.
+        if self.piped.capacity() > KEEP_REPLY_BUFFER {
+            self.piped = Vec::new();
+        }
+        self.reply.shrink_to(KEEP_REPLY_BUFFER);
+        relayed
+    }
+
+    async fn relay_piped_reply(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Result<Scanner, SessionError> {
         let reply = self.reply.clone();
         let presence = self.presence.clone();
         let mut forwarded = false;
@@ -263,8 +282,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 // Drains reach idle sessions only; this one is busy.
                 Some(Abort::Drain) => presence.abort.set(None),
                 Some(why) => {
-                    // The statement ran too long (or the drain is over): close the pipe's
-                    // connection, which stops it; the others in flight there are sent again.
+                    // The statement ran too long, was killed, or the drain is over: close
+                    // the pipe's connection, which stops it; the others in flight there are
+                    // sent again.
                     reply.abandon();
                     pipe.interrupt("a statement on this connection was interrupted");
                     let seq = if forwarded { reply.last_seq() } else { request_seq };
