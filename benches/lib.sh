@@ -47,7 +47,7 @@ mdb_start() {
   fi
   # shellcheck disable=SC2086
   mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/$name" --port="${MDB_PORT[$name]}" --socket="$work/$name.sock" \
-    --bind-address=127.0.0.1 --skip-name-resolve --performance-schema=OFF --max-connections=4000 \
+    --bind-address=127.0.0.1 --skip-name-resolve --performance-schema=OFF --max-connections=4000 --max-prepared-stmt-count=1000000 \
     --innodb-buffer-pool-size=512M --innodb-log-file-size=64M --innodb-flush-log-at-trx-commit=2 ${MDB_ARGS[$name]} \
     >>"$work/$name.log" 2>&1 &
   MDB_PID[$name]=$!
