@@ -318,3 +318,40 @@ fn kill_query_stops_a_read_that_waits_on_a_pipe() {
     let v: Option<i64> = victim.exec_first("SELECT ? + 1", (41,)).unwrap();
     assert_eq!(v, Some(42));
 }
+
+#[test]
+fn kill_query_stops_an_execute_whose_statement_is_being_prepared_on_a_pipe() {
+    // Everything queues on one pipe, behind a slow read: a statement the pipe's connection
+    // has not prepared waits there for its PREPARE.
+    let c = start("pipe_killp", "pipeline_depth = 8\npipeline_connections = 1\npipeline_stall_ms = 60000");
+    let port = c.port;
+    let mut killer = c.connect("app", "app_pw").unwrap();
+    let mut victim = c.connect("app", "app_pw").unwrap();
+    let id: Option<u64> = victim.query_first("SELECT CONNECTION_ID()").unwrap();
+    let id = id.unwrap();
+    let slow_done = Arc::new(AtomicBool::new(false));
+    let slow = {
+        let slow_done = slow_done.clone();
+        std::thread::spawn(move || {
+            let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
+            let v = conn.query_first::<i64, _>(SLOW_READ).unwrap();
+            slow_done.store(true, Ordering::SeqCst);
+            v
+        })
+    };
+    wait_running("pipe_killp", "SELECT SUM(seq");
+    // Prepared for the client on a connection of its own (the pipe's is busy).
+    let stmt = victim.prep("SELECT ? + 1").unwrap();
+    let waiting = std::thread::spawn(move || (victim.exec_first::<i64, _, _>(&stmt, (41,)), victim, stmt));
+    // Long enough for the EXECUTE to be queued, well within the slow read's run.
+    std::thread::sleep(Duration::from_millis(300));
+    killer.query_drop(format!("KILL QUERY {id}")).unwrap();
+    let (got, mut victim, stmt) = waiting.join().unwrap();
+    let e = got.unwrap_err();
+    assert_eq!(err_code(&e), Some(1317), "{e}");
+    assert!(!slow_done.load(Ordering::SeqCst), "the EXECUTE was stopped, not left to wait for the slow read");
+    // The slow read was on the same connection: it runs again elsewhere, to its end.
+    assert_eq!(slow.join().unwrap(), Some(SLOW_SUM));
+    let v: Option<i64> = victim.exec_first(&stmt, (41,)).unwrap();
+    assert_eq!(v, Some(42));
+}

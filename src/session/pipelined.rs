@@ -160,6 +160,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Prepares `sql` on the pipe's connection; the reply is the proxy's, not the
     /// client's. Returns the server's statement id, or the server's error.
     async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Result<Result<u32, ErrPacket>, SessionError> {
+        // A KILL meanwhile interrupts the pipe; the abort stays set, so the ordinary path
+        // this falls back to stops the EXECUTE at once and tells the client.
+        self.presence.piped.set(true);
+        let prepared = self.prepare_piped_reply(pipe, sql).await;
+        self.presence.piped.set(false);
+        prepared
+    }
+
+    async fn prepare_piped_reply(
+        &mut self,
+        pipe: &Rc<Pipe>,
+        sql: &[u8],
+    ) -> Result<Result<u32, ErrPacket>, SessionError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(cmd::STMT_PREPARE);
         payload.extend_from_slice(sql);
@@ -183,7 +196,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 None => {}
                 Some(Abort::Drain) => presence.abort.set(None),
                 Some(_) => {
-                    // Too slow (or the drain is over): nothing reached the client yet.
+                    // Too slow, killed, or the drain is over: nothing reached the client yet.
                     reply.abandon();
                     pipe.interrupt("a statement on this connection was interrupted");
                     return Err(SessionError::Retry);
