@@ -16,17 +16,7 @@ use mysql::Conn;
 /// corelay with one shard in front of the shared server, logging in as `db_user` (a user of
 /// this test alone, so its connections can be found on the server).
 fn start(db_user: &str, proxy_extra: &str) -> Corelay {
-    let db = shared_mariadb();
-    db.root()
-        .unwrap()
-        .query_drop(format!(
-            "CREATE USER IF NOT EXISTS {db_user}@'%' IDENTIFIED BY '{DB_PASSWORD}'; GRANT ALL ON *.* TO {db_user}@'%'"
-        ))
-        .unwrap();
-    let cfg = config_for(db.addr(), &[TestUser::default()], proxy_extra)
-        .replace(&format!("name = \"{DB_USER}\""), &format!("name = \"{db_user}\""))
-        .replace(&format!("db_user = \"{DB_USER}\""), &format!("db_user = \"{db_user}\""));
-    Corelay::start(&cfg, "thread", 1)
+    Corelay::start(&config_as_db_user(db_user, proxy_extra), "thread", 1)
 }
 
 /// One counter of the admin port's SHOW STATS.
@@ -178,6 +168,20 @@ fn running(db_user: &str, prefix: &str) -> Vec<u64> {
         .unwrap()
 }
 
+/// A client of corelay on `port` running [`SLOW_READ`]; the flag is set when its reply came.
+fn spawn_slow_read(port: u16) -> (std::thread::JoinHandle<Option<i64>>, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let slow = std::thread::spawn(move || {
+        let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
+        let v = conn.query_first::<i64, _>(SLOW_READ).unwrap();
+        flag.store(true, Ordering::SeqCst);
+        v
+    });
+    (slow, done)
+}
+
+/// Waits (up to 10 s) until `db_user` runs `prefix` on the server; the ids doing so.
 fn wait_running(db_user: &str, prefix: &str) -> Vec<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -238,16 +242,7 @@ fn a_pipe_that_dies_sends_its_reads_again() {
 fn a_slow_read_does_not_hold_up_reads_that_come_later() {
     let c = start("pipe_stall", "pipeline_depth = 64\npipeline_connections = 1\npipeline_stall_ms = 10");
     let port = c.port;
-    let slow_done = Arc::new(AtomicBool::new(false));
-    let slow = {
-        let slow_done = slow_done.clone();
-        std::thread::spawn(move || {
-            let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
-            let v = conn.query_first::<i64, _>(SLOW_READ).unwrap();
-            slow_done.store(true, Ordering::SeqCst);
-            v
-        })
-    };
+    let (slow, slow_done) = spawn_slow_read(port);
     wait_running("pipe_stall", "SELECT SUM(seq");
     // Reads sent within pipeline_stall_ms of the slow one queue behind it, by design; once
     // the pipe counts as stalled, later reads take another connection.
@@ -329,16 +324,7 @@ fn kill_query_stops_an_execute_whose_statement_is_being_prepared_on_a_pipe() {
     let mut victim = c.connect("app", "app_pw").unwrap();
     let id: Option<u64> = victim.query_first("SELECT CONNECTION_ID()").unwrap();
     let id = id.unwrap();
-    let slow_done = Arc::new(AtomicBool::new(false));
-    let slow = {
-        let slow_done = slow_done.clone();
-        std::thread::spawn(move || {
-            let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
-            let v = conn.query_first::<i64, _>(SLOW_READ).unwrap();
-            slow_done.store(true, Ordering::SeqCst);
-            v
-        })
-    };
+    let (slow, slow_done) = spawn_slow_read(port);
     wait_running("pipe_killp", "SELECT SUM(seq");
     // Prepared for the client on a connection of its own (the pipe's is busy).
     let stmt = victim.prep("SELECT ? + 1").unwrap();

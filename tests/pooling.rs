@@ -14,17 +14,8 @@ use mysql::Conn;
 /// proxy (two shards: `max / 2` each), logging in to the server as `db_user` (a user of
 /// this test alone, so its connections can be counted).
 fn start(db_user: &str, max: u32, extra: &str) -> Corelay {
-    let db = shared_mariadb();
-    db.root()
-        .unwrap()
-        .query_drop(format!(
-            "CREATE USER IF NOT EXISTS {db_user}@'%' IDENTIFIED BY '{DB_PASSWORD}'; GRANT ALL ON *.* TO {db_user}@'%'"
-        ))
-        .unwrap();
-    let cfg = config_for(db.addr(), &[TestUser::default()], extra)
-        .replace("connect_timeout_ms = 1000", &format!("connect_timeout_ms = 1000\nmax_connections = {max}"))
-        .replace(&format!("name = \"{DB_USER}\""), &format!("name = \"{db_user}\""))
-        .replace(&format!("db_user = \"{DB_USER}\""), &format!("db_user = \"{db_user}\""));
+    let cfg = config_as_db_user(db_user, extra)
+        .replace("connect_timeout_ms = 1000", &format!("connect_timeout_ms = 1000\nmax_connections = {max}"));
     Corelay::start(&cfg, "thread", 2)
 }
 
@@ -356,17 +347,8 @@ fn pool_wait_timeout_gives_a_clear_error() {
 
 #[test]
 fn min_connections_are_kept_open() {
-    let db = shared_mariadb();
-    db.root()
-        .unwrap()
-        .query_drop(format!(
-            "CREATE USER IF NOT EXISTS pool_min@'%' IDENTIFIED BY '{DB_PASSWORD}'; GRANT ALL ON *.* TO pool_min@'%'"
-        ))
-        .unwrap();
-    let cfg = config_for(db.addr(), &[TestUser::default()], "server_idle_timeout_s = 1")
-        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 10\nmin_connections = 3")
-        .replace(&format!("name = \"{DB_USER}\""), "name = \"pool_min\"")
-        .replace(&format!("db_user = \"{DB_USER}\""), "db_user = \"pool_min\"");
+    let cfg = config_as_db_user("pool_min", "server_idle_timeout_s = 1")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 10\nmin_connections = 3");
     // One shard: its share is all three.
     let c = Corelay::start(&cfg, "thread", 1);
     let mut conn = c.connect("app", "app_pw").unwrap();

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::borrow::AcquireError;
 use super::io::{Connector, Transport};
-use super::{Abort, Session, SessionError};
-use crate::pool::pipe::{self, Pipe, ReplyState};
+use super::{Abort, Presence, Session, SessionError};
+use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect, Scanner};
 use crate::protocol::{code, command as cmd};
@@ -186,21 +186,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 ReplyState::Failed => return Err(SessionError::Retry),
                 ReplyState::Done => break,
             }
-            let presence = self.presence.clone();
-            let changed = async {
-                reply.changed().await;
-                None
-            };
-            let aborted = async { Some(presence.aborted().await) };
-            match futures_lite::future::or(changed, aborted).await {
-                None => {}
-                Some(Abort::Drain) => presence.abort.set(None),
-                Some(_) => {
-                    // Too slow, killed, or the drain is over: nothing reached the client yet.
-                    reply.abandon();
-                    pipe.interrupt("a statement on this connection was interrupted");
-                    return Err(SessionError::Retry);
-                }
+            if wait_piped(&reply, pipe, &self.presence).await.is_some() {
+                // Nothing reached the client yet.
+                return Err(SessionError::Retry);
             }
         }
         reply.take_bytes(&mut self.piped);
@@ -285,24 +273,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
                 ReplyState::Waiting => {}
             }
-            let changed = async {
-                reply.changed().await;
-                None
-            };
-            let aborted = async { Some(presence.aborted().await) };
-            match futures_lite::future::or(changed, aborted).await {
-                None => {}
-                // Drains reach idle sessions only; this one is busy.
-                Some(Abort::Drain) => presence.abort.set(None),
-                Some(why) => {
-                    // The statement ran too long, was killed, or the drain is over: close
-                    // the pipe's connection, which stops it; the others in flight there are
-                    // sent again.
-                    reply.abandon();
-                    pipe.interrupt("a statement on this connection was interrupted");
-                    let seq = if forwarded { reply.last_seq() } else { request_seq };
-                    return self.interrupted(why, seq.wrapping_add(1), pipe.addr, reply.at_boundary()).await;
-                }
+            if let Some(why) = wait_piped(&reply, pipe, &presence).await {
+                let seq = if forwarded { reply.last_seq() } else { request_seq };
+                return self.interrupted(why, seq.wrapping_add(1), pipe.addr, reply.at_boundary()).await;
             }
         }
     }
@@ -335,6 +308,31 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         if let Some(ok) = scanner.ok {
             self.trace.rows = ok.affected_rows;
+        }
+    }
+}
+
+/// Waits until `reply` moves on or the shard interrupts the session. A drain is let go (it
+/// reaches idle sessions only; this one is busy). Any other interruption — the statement
+/// ran too long, was killed, or the drain time is over — abandons the reply and closes the
+/// pipe's connection, which stops the statement (the others in flight there are sent
+/// again), and is returned.
+async fn wait_piped(reply: &Reply, pipe: &Pipe, presence: &Presence) -> Option<Abort> {
+    let changed = async {
+        reply.changed().await;
+        None
+    };
+    let aborted = async { Some(presence.aborted().await) };
+    match futures_lite::future::or(changed, aborted).await {
+        None => None,
+        Some(Abort::Drain) => {
+            presence.abort.set(None);
+            None
+        }
+        Some(why) => {
+            reply.abandon();
+            pipe.interrupt("a statement on this connection was interrupted");
+            Some(why)
         }
     }
 }

@@ -283,6 +283,22 @@ pub fn shared_mariadb() -> &'static MariaDb {
     SHARED.get_or_init(MariaDb::start)
 }
 
+/// A config for the shared server (as [`config_for`], with the default product user) whose
+/// shards log in as `db_user`: a server user of the calling test alone, created here, so
+/// that its connections can be found or counted on the server.
+pub fn config_as_db_user(db_user: &str, proxy_extra: &str) -> String {
+    let db = shared_mariadb();
+    db.root()
+        .unwrap()
+        .query_drop(format!(
+            "CREATE USER IF NOT EXISTS {db_user}@'%' IDENTIFIED BY '{DB_PASSWORD}'; GRANT ALL ON *.* TO {db_user}@'%'"
+        ))
+        .unwrap();
+    config_for(db.addr(), &[TestUser::default()], proxy_extra)
+        .replace(&format!("name = \"{DB_USER}\""), &format!("name = \"{db_user}\""))
+        .replace(&format!("db_user = \"{DB_USER}\""), &format!("db_user = \"{db_user}\""))
+}
+
 /// A product user for generated configs.
 pub struct TestUser<'a> {
     pub name: &'a str,
