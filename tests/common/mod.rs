@@ -57,15 +57,19 @@ fn unregister_cleanup(pid: u32) {
 
 /// A port nobody listens on right now. Ports are handed out from a per-process range
 /// (derived from the pid) so parallel test binaries rarely collide, and each is checked.
+/// They stay below Linux's ephemeral range (32768 and up): a port from there can be taken
+/// as the local port of an outgoing connection between the check and the listen.
 pub fn free_port() -> u16 {
+    const FIRST: u16 = 10000;
+    const LAST: u16 = 32700;
     static NEXT: Mutex<u16> = Mutex::new(0);
     let mut next = NEXT.lock().unwrap();
     if *next == 0 {
-        *next = 20000 + (std::process::id() % 400) as u16 * 100;
+        *next = FIRST + (std::process::id() % 220) as u16 * 100;
     }
     loop {
         let p = *next;
-        *next = if p >= 60000 { 20000 } else { p + 1 };
+        *next = if p >= LAST { FIRST } else { p + 1 };
         if TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
