@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::{FileConfig, WorkerMode};
+use super::{AcceptBalance, FileConfig, WorkerMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +73,10 @@ pub struct Overrides {
     /// Listen backlog of each shard's socket (proxy.backlog).
     #[arg(long, global = true, value_name = "N")]
     pub backlog: Option<u32>,
+    /// How new clients are spread over the shards: fewest sessions (eBPF) or the kernel's
+    /// address hash (proxy.accept_balance).
+    #[arg(long, global = true, value_name = "sessions|hash")]
+    pub accept_balance: Option<AcceptBalance>,
     /// Admin port address (proxy.admin_listen).
     #[arg(long, global = true, value_name = "ADDR")]
     pub admin_listen: Option<String>,
@@ -190,6 +194,7 @@ impl Overrides {
             worker_mode,
             cpus,
             backlog,
+            accept_balance,
             admin_listen,
             metrics_listen,
             log_level,

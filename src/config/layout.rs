@@ -132,6 +132,7 @@ fn keep_start_only(old: &FileConfig, new: &mut FileConfig) -> Vec<String> {
         worker_mode,
         cpus,
         backlog,
+        accept_balance,
         admin_listen,
         metrics_listen,
         status_table_capacity,

@@ -44,6 +44,29 @@ impl std::str::FromStr for WorkerMode {
     }
 }
 
+/// How new clients are spread over the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptBalance {
+    /// A reuseport eBPF program gives each new client to the shard with fewer sessions
+    /// (needs CAP_BPF; falls back to `hash` without it).
+    #[default]
+    Sessions,
+    /// The kernel's SO_REUSEPORT hash of the client address.
+    Hash,
+}
+
+impl std::str::FromStr for AcceptBalance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sessions" => Ok(AcceptBalance::Sessions),
+            "hash" => Ok(AcceptBalance::Hash),
+            other => Err(format!("unknown accept balance {other:?}: use \"sessions\" or \"hash\"")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -62,6 +85,9 @@ pub struct Proxy {
     /// CPUs to pin shards to, in shard order; empty = 0..workers.
     pub cpus: Vec<usize>,
     pub backlog: u32,
+    /// How new clients are spread over the shards: `sessions` (fewest sessions, by a
+    /// reuseport eBPF program) or `hash` (the kernel's address hash).
+    pub accept_balance: AcceptBalance,
     /// Admin port address; empty = no admin port.
     pub admin_listen: String,
     /// Client addresses (CIDR) allowed on the admin port.
@@ -152,6 +178,7 @@ impl Default for Proxy {
             worker_mode: WorkerMode::Thread,
             cpus: Vec::new(),
             backlog: 1024,
+            accept_balance: AcceptBalance::Sessions,
             admin_listen: "127.0.0.1:6032".into(),
             admin_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
             metrics_listen: "127.0.0.1:9033".into(),

@@ -163,6 +163,30 @@ fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// With `accept_balance = "sessions"` and more than one shard: attaches the program that
+/// gives each new client to the shard with fewer sessions. Where the kernel refuses it
+/// (no CAP_BPF), says why and leaves the kernel's address hash in charge.
+fn balance_accepts(config: &Config, slots: &[ShardSlot]) -> Option<Arc<shard::balance::Balancer>> {
+    use std::os::fd::AsRawFd;
+    if slots.len() < 2 || config.proxy.accept_balance != crate::config::AcceptBalance::Sessions {
+        return None;
+    }
+    let fds: Vec<i32> = slots.iter().filter_map(|s| s.listener.as_ref().map(|l| l.as_raw_fd())).collect();
+    match shard::balance::Balancer::attach(&fds) {
+        Ok(b) => {
+            info!("new clients go to the shard with fewer sessions (reuseport eBPF program)");
+            Some(Arc::new(b))
+        }
+        Err(e) => {
+            warn!(
+                "cannot balance new clients by sessions ({e}); the kernel's address hash spreads them instead \
+                 (loading the program needs CAP_BPF; set proxy.accept_balance = \"hash\" to silence this)"
+            );
+            None
+        }
+    }
+}
+
 /// Runs corelay until it is told to stop. Returns the process exit code.
 pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
     let mut config = Arc::new(config);
@@ -200,6 +224,7 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
             deaths: Default::default(),
         });
     }
+    let balancer = balance_accepts(&config, &slots);
     info!(
         listen = %config.listen,
         shards = n,
@@ -250,8 +275,9 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
                         admin: slot.admin.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
                         metrics: slot.metrics.as_ref().map(OwnedFd::try_clone).transpose().map_err(err)?,
                     };
-                    let worker = spawn::start(mode, k, config.cpu_for_shard(k), listeners, &config, &status, &fds)
-                        .map_err(err)?;
+                    let worker =
+                        spawn::start(mode, k, config.cpu_for_shard(k), listeners, &config, &status, &fds, &balancer)
+                            .map_err(err)?;
                     slot.worker = Some(worker);
                     slot.started = Instant::now();
                 }

@@ -8,6 +8,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::config::{Config, WorkerMode};
+use crate::shard::balance::{Balancer, Share};
 use crate::shard::ShardSpec;
 use crate::status::StatusRegion;
 
@@ -57,6 +58,7 @@ pub fn ignore_shard_signals() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     mode: WorkerMode,
     index: usize,
@@ -65,8 +67,10 @@ pub fn start(
     config: &Arc<Config>,
     status: &Arc<StatusRegion>,
     all_listeners: &[i32],
+    balancer: &Option<Arc<Balancer>>,
 ) -> std::io::Result<Worker> {
-    let spec = ShardSpec { index, cpu, listeners, config: config.clone(), status: status.clone() };
+    let balance = balancer.as_ref().map(|b| Share::new(b.clone(), index));
+    let spec = ShardSpec { index, cpu, listeners, config: config.clone(), status: status.clone(), balance };
     match mode {
         WorkerMode::Thread => {
             let h =

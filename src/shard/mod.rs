@@ -9,6 +9,7 @@
 //! session state needs no locks and stays in one CPU's cache; the kernel spreads new
 //! connections over the shards' listeners (SO_REUSEPORT).
 
+pub mod balance;
 pub mod net;
 
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub struct ShardSpec {
     pub listeners: Listeners,
     pub config: Arc<Config>,
     pub status: Arc<StatusRegion>,
+    /// This shard's count in the accept balancer, when new clients are balanced by load.
+    pub balance: Option<balance::Share>,
 }
 
 /// Runs shard `spec.index` on the calling thread until shutdown. Returns when drained.
@@ -117,7 +120,7 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
 }
 
 async fn serve(spec: ShardSpec) {
-    let ShardSpec { index, cpu, listeners, config, status } = spec;
+    let ShardSpec { index, cpu, listeners, config, status, balance } = spec;
     let Listeners { proxy: listener, admin, metrics } = listeners;
     // A copy of its own: shards share nothing, not even a reference count.
     let config = Arc::new(Config::clone(&config));
@@ -139,6 +142,11 @@ async fn serve(spec: ShardSpec) {
     glommio::spawn_local(publish_status(ctx.clone())).detach();
     glommio::spawn_local(sweep_statements(ctx.clone())).detach();
     glommio::spawn_local(follow_config(ctx.clone())).detach();
+    let accepted = Rc::new(std::cell::Cell::new(0u64));
+    if let Some(share) = &balance {
+        glommio::spawn_local(settle_balance(ctx.clone(), share.clone(), accepted.clone())).detach();
+    }
+    let balance = Rc::new(balance);
     loop {
         while status.paused() && !status.shutdown_requested() {
             // PAUSE (admin port): new clients wait in the listen backlog.
@@ -155,17 +163,24 @@ async fn serve(spec: ShardSpec) {
                 continue;
             }
         };
+        accepted.set(accepted.get() + 1);
         net::set_cloexec(&stream);
-        let peer = match stream.peer_addr() {
-            Ok(p) => p,
-            Err(_) => continue,
+        let Ok(peer) = stream.peer_addr() else {
+            if let Some(share) = balance.as_ref() {
+                share.closed();
+            }
+            continue;
         };
         let ctx = ctx.clone();
+        let balance = balance.clone();
         glommio::spawn_local(async move {
             let conn = Conn::new(stream, ctx_write_timeout(&ctx));
             if let Err(why) = contained(session::serve(&ctx, conn, peer)).await {
                 error!(shard = index, peer = %peer, "session panicked ({why}); it was closed and the shard goes on");
                 crate::status::Slot::add(&ctx.slot().session_panics, 1);
+            }
+            if let Some(share) = balance.as_ref() {
+                share.closed();
             }
         })
         .detach();
@@ -201,6 +216,24 @@ async fn serve(spec: ShardSpec) {
     }
     info!(shard = index, "shard stopped");
     crate::log::flush();
+}
+
+/// Once a second, when the shard accepted nobody since the last look: writes its true
+/// session count into the balancer, undoing counts of connections that were given to it
+/// but never arrived (a handshake that did not complete, a restart of the shard).
+async fn settle_balance(ctx: Rc<Context<GlommioConnector>>, share: balance::Share, accepted: Rc<std::cell::Cell<u64>>) {
+    let mut seen = accepted.get();
+    while !ctx.status.shutdown_requested() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let now = accepted.get();
+        if now == seen {
+            let open = ctx.slot().client_connections.load(std::sync::atomic::Ordering::Relaxed);
+            if share.count() != open {
+                share.settle(open);
+            }
+        }
+        seen = now;
+    }
 }
 
 /// Runs a session's future with a panic contained at the session boundary: the policy is
