@@ -6,6 +6,8 @@
 #   mdb_start NAME [MARIADBD ARGS]   a MariaDB with its own datadir ($work/NAME), user sb/sb_pw,
 #                                    database sb; a second call restarts it on the same port
 #   mdb_port NAME, mdb_sql NAME SQL
+#   mdb_replicate REPLICA PRIMARY    REPLICA replicates from PRIMARY's first binary log
+#                                    (start PRIMARY with --log-bin, REPLICA with a server id)
 #   sb_prepare PORT TABLES ROWS      sysbench tables in database sb (exported as SB_TABLES/SB_ROWS)
 #   sb_run PORT SCRIPT PSMODE THREADS SECONDS   prints "statements qps p99_ms"
 #   haproxy_start PORT DB_PORT NBTHREAD         HAProxy in TCP mode; prints its pid
@@ -65,6 +67,12 @@ mdb_start() {
 
 mdb_port() { echo "${MDB_PORT[$1]}"; }
 mdb_sql() { mariadb --no-defaults -uroot -S "$work/$1.sock" -N -e "$2"; }
+mdb_replicate() {
+  local first
+  first=$(mdb_sql "$2" "SHOW BINARY LOGS" | head -1 | cut -f1)
+  mdb_sql "$1" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(mdb_port "$2"), MASTER_USER='root', \
+    MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE"
+}
 
 SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb)
 sb_prepare() {

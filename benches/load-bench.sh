@@ -42,121 +42,56 @@ done
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-for tool in mariadbd mariadb-install-db mariadb sysbench haproxy python3; do
-  command -v $tool >/dev/null || { echo "missing $tool (apt-get install mariadb-server mariadb-client sysbench haproxy)" >&2; exit 1; }
-done
-cargo build --release --quiet
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
+bench_setup bench
 BIN=$top/target/release/corelay
+CR_PORT=$(free_port); HA_PORT=$(free_port); HA1_PORT=$(free_port); OFF_PORT=$(free_port)
 
-work=$(mktemp -d /tmp/corelay-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work"/haproxy*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  sleep 1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-DB_PORT=$(free_port); CR_PORT=$(free_port); HA_PORT=$(free_port); HA1_PORT=$(free_port); OFF_PORT=$(free_port)
-user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
-
-echo "# starting MariaDB on $DB_PORT (datadir $work/data)" >&2
-mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/data" --auth-root-authentication-method=normal \
-  --skip-test-db --innodb-log-file-size=64M >"$work/install.log" 2>&1
-binlog=(--skip-log-bin)
 if [ "$REPLICA" = 1 ]; then
-  cp -a "$work/data" "$work/rdata"
-  binlog=(--log-bin=mysql-bin --server-id=1 --binlog-format=ROW)
+  mdb_start primary --log-bin=mysql-bin --server-id=1 --binlog-format=ROW
+  mdb_start replica --skip-log-bin --server-id=2
+  mdb_replicate replica primary
+else
+  mdb_start primary --skip-log-bin
 fi
-mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/data" --port="$DB_PORT" --socket="$work/sock" \
-  --bind-address=127.0.0.1 --skip-name-resolve "${binlog[@]}" --performance-schema=OFF --max-connections=4000 \
-  --innodb-buffer-pool-size=512M --innodb-log-file-size=64M --innodb-flush-log-at-trx-commit=2 >"$work/mariadb.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do mariadb --no-defaults -uroot -S "$work/sock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+DB_PORT=$(mdb_port primary)
+echo "# MariaDB on $DB_PORT (datadir $work/primary)" >&2
 REPLICA_SERVER=""
 if [ "$REPLICA" = 1 ]; then
-  R_PORT=$(free_port)
-  echo "# starting a replica on $R_PORT" >&2
-  mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/rdata" --port="$R_PORT" --socket="$work/rsock" \
-    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --server-id=2 --performance-schema=OFF \
-    --max-connections=4000 --innodb-buffer-pool-size=512M --innodb-log-file-size=64M \
-    --innodb-flush-log-at-trx-commit=2 >"$work/replica.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 200); do mariadb --no-defaults -uroot -S "$work/rsock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-  first=$(mariadb --no-defaults -uroot -S "$work/sock" -N -e "SHOW BINARY LOGS" | head -1 | cut -f1)
-  mariadb --no-defaults -uroot -S "$work/rsock" -e "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$DB_PORT, \
-    MASTER_USER='root', MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE"
-  REPLICA_SERVER=$(printf '[[cluster.server]]\naddress = "127.0.0.1:%s"\nrole = "replica"\nmax_connections = 4000\n' "$R_PORT")
+  REPLICA_SERVER=$(printf '[[cluster.server]]\naddress = "127.0.0.1:%s"\nrole = "replica"\nmax_connections = 4000\n' "$(mdb_port replica)")
 fi
-mariadb --no-defaults -uroot -S "$work/sock" -e "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
 
-SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb
-           --tables="$TABLES" --table-size="$ROWS")
 echo "# preparing $TABLES tables x $ROWS rows" >&2
-sysbench oltp_read_only "${SB_COMMON[@]}" --mysql-port="$DB_PORT" --threads=4 prepare >"$work/prepare.log" 2>&1
+sb_prepare "$DB_PORT" "$TABLES" "$ROWS"
+SB_COMMON+=(--tables="$TABLES" --table-size="$ROWS")
 if [ "$REPLICA" = 1 ]; then
   # Wait until the replica has every row.
-  want=$(mariadb --no-defaults -uroot -S "$work/sock" -N -e "SELECT COUNT(*) FROM sb.sbtest$TABLES")
+  want=$(mdb_sql primary "SELECT COUNT(*) FROM sb.sbtest$TABLES")
   for _ in $(seq 300); do
-    got=$(mariadb --no-defaults -uroot -S "$work/rsock" -N -e "SELECT COUNT(*) FROM sb.sbtest$TABLES" 2>/dev/null || echo 0)
+    got=$(mdb_sql replica "SELECT COUNT(*) FROM sb.sbtest$TABLES" 2>/dev/null || echo 0)
     [ "$got" = "$want" ] && break
     sleep 0.2
   done
 fi
 
-corelay_config() { # port extra-proxy-keys
-cat <<TOML
-[proxy]
-listen = "127.0.0.1:$1"
-$2
-workers = $WORKERS
-worker_mode = "$MODE"
-admin_listen = "127.0.0.1:$(free_port)"
-metrics_listen = "127.0.0.1:$(free_port)"
-log_level = "warn"
-
-[[cluster]]
-name = "bench"
-[[cluster.server]]
-address = "127.0.0.1:$DB_PORT"
-role = "primary"
-max_connections = 4000
-$REPLICA_SERVER
-
-[[db_user]]
-name = "sb"
-password = "sb_pw"
-cluster = "bench"
-default_db = "sb"
-
-[[user]]
-name = "sb"
-password = "sb_pw"
-db_user = "sb"
-allow = ["127.0.0.1/32"]
-TOML
+start_corelay() { # port extra-proxy-keys [flags]: prints its pid
+  corelay_config "$1" "$DB_PORT" "$(printf 'workers = %s\nworker_mode = "%s"\n%s' "$WORKERS" "$MODE" "$2")" \
+    "$(printf 'max_connections = 4000\n%s' "$REPLICA_SERVER")" >"$work/corelay-$1.toml"
+  # shellcheck disable=SC2086
+  "$BIN" --config "$work/corelay-$1.toml" ${3:-} >"$work/corelay-$1.log" 2>&1 &
+  echo $!
 }
 ON_KEYS=""
 if [ "$COST" = 1 ]; then
   ON_KEYS=$(printf 'log_dir = "%s"\nlog_query_min_time_us = 1000000\nhistogram_dir = "%s"\nhistogram_interval_s = 10\n' "$work/log" "$work/hgrm")
-  corelay_config "$OFF_PORT" "latency_histograms = false" >"$work/corelay-off.toml"
-  "$BIN" --config "$work/corelay-off.toml" >"$work/corelay-off.log" 2>&1 &
-  pids+=($!)
-  OFF_PID=$!
+  OFF_PID=$(start_corelay "$OFF_PORT" "latency_histograms = false")
+  pids+=("$OFF_PID")
 fi
-corelay_config "$CR_PORT" "$ON_KEYS" >"$work/corelay.toml"
-# shellcheck disable=SC2086
-"$BIN" --config "$work/corelay.toml" $CARGS >"$work/corelay.log" 2>&1 &
-pids+=($!)
-CR_PID=$!
-
-printf 'global\n  maxconn 8000\n  nbthread %s\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nlisten m\n  bind 127.0.0.1:%s\n  server db 127.0.0.1:%s\n' \
-  "$(nproc)" "$HA_PORT" "$DB_PORT" >"$work/haproxy.cfg"
-haproxy -f "$work/haproxy.cfg" -D -p "$work/haproxy.pid"
-sed "s/nbthread .*/nbthread 1/; s/bind 127.0.0.1:$HA_PORT/bind 127.0.0.1:$HA1_PORT/" "$work/haproxy.cfg" >"$work/haproxy1.cfg"
-haproxy -f "$work/haproxy1.cfg" -D -p "$work/haproxy1.pid"
+CR_PID=$(start_corelay "$CR_PORT" "$ON_KEYS" "$CARGS")
+pids+=("$CR_PID")
+HA_PID=$(haproxy_start "$HA_PORT" "$DB_PORT" "$(nproc)")
+HA1_PID=$(haproxy_start "$HA1_PORT" "$DB_PORT" 1)
 sleep 1
 for port in $CR_PORT $HA_PORT $HA1_PORT; do
   mariadb --no-defaults -h127.0.0.1 -P$port -usb -psb_pw -e 'SELECT 1' sb >/dev/null
@@ -205,10 +140,10 @@ for rep in $(seq "$REPS"); do
   echo "# repetition $rep done" >&2
 done
 
-cpu_ticks=$(awk '{print $14 + $15}' /proc/$CR_PID/stat)
+cr_ticks=$(cpu_ticks "$CR_PID")
 if [ "$COST" = 1 ]; then
-  off_ticks=$(awk '{print $14 + $15}' /proc/$OFF_PID/stat)
-  report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" "$off_ticks" <<'PY'
+  off_ticks=$(cpu_ticks "$OFF_PID")
+  report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cr_ticks" "$off_ticks" <<'PY'
 import statistics, sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 reps, secs, mode, cpus, on_ticks, off_ticks = sys.argv[2:8]
@@ -242,9 +177,9 @@ print(f"Process CPU over the whole run: on {int(on_ticks)/100:.1f} s for {served
 PY
 )
 else
-ha_ticks=$(awk '{print $14 + $15}' /proc/"$(cat "$work/haproxy.pid")"/stat 2>/dev/null || echo 0)
-ha1_ticks=$(awk '{print $14 + $15}' /proc/"$(cat "$work/haproxy1.pid")"/stat 2>/dev/null || echo 0)
-report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cpu_ticks" "$ha_ticks" "$ha1_ticks" <<'PY'
+ha_ticks=$(cpu_ticks "$HA_PID")
+ha1_ticks=$(cpu_ticks "$HA1_PID")
+report=$(python3 - "$results" "$REPS" "$TIME" "$MODE" "$(nproc)" "$cr_ticks" "$ha_ticks" "$ha1_ticks" <<'PY'
 import statistics, sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 reps, secs, mode, cpus = sys.argv[2:6]
