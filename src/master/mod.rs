@@ -224,6 +224,18 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
             deaths: Default::default(),
         });
     }
+    let proxy: Vec<OwnedFd> = slots.iter().filter_map(|s| s.listener.as_ref()?.try_clone().ok()).collect();
+    shard::check_alone(config.listen, &proxy)?;
+    for (addr, side) in [(config.admin_addr, 0), (config.metrics_addr, 1)] {
+        let Some(addr) = addr else { continue };
+        let fds: Vec<OwnedFd> = slots
+            .iter()
+            .filter_map(|s| if side == 0 { s.admin.as_ref() } else { s.metrics.as_ref() })
+            .filter_map(|f| f.try_clone().ok())
+            .collect();
+        shard::check_alone(addr, &fds)?;
+    }
+    drop(proxy);
     let balancer = balance_accepts(&config, &slots);
     info!(
         listen = %config.listen,

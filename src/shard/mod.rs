@@ -54,6 +54,43 @@ pub fn check_free(addr: SocketAddr) -> Result<(), ShardError> {
     Ok(())
 }
 
+/// After binding: fails if a socket other than `ours` listens on `addr`. SO_REUSEPORT lets
+/// a process of the same user join the port between [`check_free`] and the bind (two
+/// corelays started at once); the kernel's table of sockets (`/proc/net/tcp`, `tcp6`)
+/// shows it then, by an inode that is none of ours.
+pub fn check_alone(addr: SocketAddr, ours: &[OwnedFd]) -> Result<(), ShardError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes = Vec::with_capacity(ours.len());
+    for fd in ours {
+        let file = std::fs::File::from(fd.try_clone().map_err(|source| ShardError::Listen { addr, source })?);
+        inodes.push(file.metadata().map(|m| m.ino()).unwrap_or(0));
+    }
+    let (table, local) = match addr {
+        SocketAddr::V4(a) => ("/proc/net/tcp", format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())),
+        SocketAddr::V6(a) => {
+            let o = a.ip().octets();
+            let words: String =
+                o.chunks(4).map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))).collect();
+            ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    // No table (no /proc): nothing more to learn than check_free did.
+    let Ok(text) = std::fs::read_to_string(table) else { return Ok(()) };
+    let foreign = text.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let inode = f.get(9).and_then(|i| i.parse::<u64>().ok());
+        f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A") && inode.is_some_and(|i| !inodes.contains(&i))
+    });
+    if foreign {
+        let source = std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another process listens there too (SO_REUSEPORT); stop it or choose another address",
+        );
+        return Err(ShardError::Listen { addr, source });
+    }
+    Ok(())
+}
+
 /// Creates one shard's listening socket: SO_REUSEADDR + SO_REUSEPORT, the configured
 /// backlog, non-blocking, close-on-exec. The master creates these before spawning shards
 /// and keeps a copy, so connections queued on a shard that dies wait for its successor.
@@ -447,6 +484,24 @@ fn ctx_write_timeout(ctx: &Context<GlommioConnector>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A socket that joined the port through SO_REUSEPORT is found by its inode, for IPv4
+    /// and IPv6 addresses alike.
+    #[test]
+    fn another_listener_sharing_the_port_is_found() {
+        for local in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(ours) = bind_listener(local.parse().unwrap(), 16) else {
+                assert!(local.starts_with('['), "binding {local}");
+                continue; // no IPv6 on this host
+            };
+            let addr = std::net::TcpListener::from(ours.try_clone().unwrap()).local_addr().unwrap();
+            assert!(check_alone(addr, std::slice::from_ref(&ours)).is_ok(), "{addr}: alone");
+            let theirs = bind_listener(addr, 16).unwrap();
+            let e = check_alone(addr, std::slice::from_ref(&ours)).unwrap_err().to_string();
+            assert!(e.contains("another process listens there too"), "{addr}: {e}");
+            assert!(check_alone(addr, &[ours, theirs]).is_ok(), "{addr}: both ours");
+        }
+    }
 
     #[test]
     fn a_panicking_session_leaves_the_shard_running() {
