@@ -17,48 +17,16 @@ done
 top=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$top/benches/results/profile-$(date -u +%Y-%m-%d)}
 mkdir -p "$OUT"
-cargo build --release --quiet --manifest-path "$top/Cargo.toml"
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
+bench_setup prof
 BIN=$top/target/release/corelay
-work=$(mktemp -d /tmp/corelay-prof.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
-trap cleanup EXIT
-user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-DB=$(free_port)
-mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/data" --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
-mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/data" --port="$DB" --socket="$work/sock" --bind-address=127.0.0.1 \
-  --skip-name-resolve --performance-schema=OFF --innodb-buffer-pool-size=256M --max-connections=1000 >"$work/db.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do mariadb --no-defaults -uroot -S "$work/sock" -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-mariadb --no-defaults -uroot -S "$work/sock" -e "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb --tables=4 --table-size=10000)
-sysbench oltp_point_select "${SB[@]}" --mysql-port="$DB" --threads=4 prepare >/dev/null
-config() { # port
-  cat <<TOML
-[proxy]
-listen = "127.0.0.1:$1"
-admin_listen = ""
-metrics_listen = ""
-log_level = "warn"
-[[cluster]]
-name = "c"
-[[cluster.server]]
-address = "127.0.0.1:$DB"
-role = "primary"
-[[db_user]]
-name = "sb"
-password = "sb_pw"
-cluster = "c"
-default_db = "sb"
-[[user]]
-name = "sb"
-password = "sb_pw"
-db_user = "sb"
-TOML
-}
+mdb_start db --skip-log-bin
+DB=$(mdb_port db)
+sb_prepare "$DB" 4 10000
+SB=("${SB_COMMON[@]}" --tables=4 --table-size=10000)
 A=$(free_port) B=$(free_port)
-config "$A" >"$work/a.toml"; config "$B" >"$work/b.toml"
+corelay_config "$A" "$DB" >"$work/a.toml"; corelay_config "$B" "$DB" >"$work/b.toml"
 "$BIN" --config "$work/a.toml" >"$work/a.log" 2>&1 &
 APID=$!; pids+=($APID)
 # shellcheck disable=SC2086
@@ -68,9 +36,6 @@ sleep 1
 qps() { # port threads psmode seconds
   sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |
     sed -n 's/.*queries: *\([0-9]*\) *(\([0-9.]*\) per sec.).*/\1 \2/p'
-}
-ticks() { # pid: user+system CPU of the process and its threads, in 1/100 s
-  awk '{print $14 + $15}' /proc/"$1"/stat
 }
 shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
 
@@ -113,9 +78,9 @@ shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
         for side in a b; do
           [ $(( rep % 2 )) = 0 ] && side=$([ $side = a ] && echo b || echo a)
           port=$([ $side = a ] && echo "$A" || echo "$B"); pid=$([ $side = a ] && echo "$APID" || echo "$BPID")
-          t0=$(ticks "$pid")
+          t0=$(cpu_ticks "$pid")
           read -r n rate < <(qps "$port" "$th" "$ps" "$TIME")
-          t1=$(ticks "$pid")
+          t1=$(cpu_ticks "$pid")
           us=$(awk -v d=$((t1 - t0)) -v n="$n" 'BEGIN { printf "%.2f", d / 100 * 1e6 / n }')
           if [ $side = a ]; then ra+=("$rate"); ca+=("$us"); else rb+=("$rate"); cb+=("$us"); fi
         done
