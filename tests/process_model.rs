@@ -324,6 +324,8 @@ fn new_clients_go_to_the_shard_with_fewer_sessions_in_both_modes() {
         let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), mode, 2);
         assert!(c.log().contains("new clients go to the shard with fewer sessions"), "{mode}: {}", c.log());
         for round in 0..2 {
+            // Sessions still open count: wait for the readiness probe's to end.
+            assert_eq!(spread_when(&c, 0), vec![0, 0], "{mode}, before round {round}");
             let clients: Vec<mysql::Conn> = (0..40).map(|_| c.connect("app", "app_pw").unwrap()).collect();
             assert_eq!(spread_when(&c, 40), vec![20, 20], "{mode}, round {round}");
             drop(clients);

@@ -10,8 +10,9 @@
 //!
 //! The counts live in a BPF array map that corelay also maps into memory: the program
 //! adds one when it gives a shard a connection, the shard subtracts one when that session
-//! ends, and a shard that accepted nothing for a while writes its true session count back
-//! (a connection whose handshake never completed was counted but never accepted). Each
+//! ends, and a shard whose accepts and count stood still for a second writes its true
+//! session count back (a connection whose handshake never completed was counted but never
+//! accepted). Each
 //! shard writes only its own count; nothing on the query path touches the map.
 //!
 //! Loading a BPF program needs CAP_BPF (or root). Without it, or on a kernel without
@@ -102,10 +103,10 @@ impl Share {
             self.balancer.count(self.shard).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
     }
 
-    /// Writes back the true number of sessions, when the shard has accepted nothing for
-    /// a while (so nothing counted is still on its way).
-    pub fn settle(&self, sessions: u64) {
-        self.balancer.count(self.shard).store(sessions, Ordering::Relaxed);
+    /// Writes back the true number of sessions, if the count is still `seen` (the program
+    /// did not count a new connection meanwhile).
+    pub fn settle(&self, seen: u64, sessions: u64) {
+        let _ = self.balancer.count(self.shard).compare_exchange(seen, sessions, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -343,7 +344,9 @@ mod tests {
         let share = Share::new(balancer.clone(), 1);
         share.closed();
         assert_eq!(balancer.counts(), vec![32, 31]);
-        share.settle(0);
+        share.settle(5, 0);
+        assert_eq!(balancer.counts(), vec![32, 31], "settles only from the value it saw");
+        share.settle(31, 0);
         drop(clients);
         let _next = TcpStream::connect(addr).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -255,21 +255,22 @@ async fn serve(spec: ShardSpec) {
     crate::log::flush();
 }
 
-/// Once a second, when the shard accepted nobody since the last look: writes its true
-/// session count into the balancer, undoing counts of connections that were given to it
-/// but never arrived (a handshake that did not complete, a restart of the shard).
+/// Once a second: when neither the shard's accepts nor its count in the balancer moved
+/// for a whole second and the count is not its number of sessions, writes that number
+/// there (if the count still has the value looked at). This undoes connections that were
+/// given to the shard but never arrived (a handshake that did not complete, sessions of a
+/// shard that died) without racing a connection on its way in: one counted but not yet
+/// accepted changes the count or the accepts within the second.
 async fn settle_balance(ctx: Rc<Context<GlommioConnector>>, share: balance::Share, accepted: Rc<std::cell::Cell<u64>>) {
-    let mut seen = accepted.get();
+    let mut last = None;
     while !ctx.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
-        let now = accepted.get();
-        if now == seen {
-            let open = ctx.slot().client_connections.load(std::sync::atomic::Ordering::Relaxed);
-            if share.count() != open {
-                share.settle(open);
-            }
+        let seen = (accepted.get(), share.count());
+        let open = ctx.slot().client_connections.load(std::sync::atomic::Ordering::Relaxed);
+        if seen.1 != open && last == Some(seen) {
+            share.settle(seen.1, open);
         }
-        seen = now;
+        last = Some(seen);
     }
 }
 
