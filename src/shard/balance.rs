@@ -185,22 +185,29 @@ fn map_update(map: RawFd, key: &u32, value: &u64) -> io::Result<()> {
     bpf(CMD_MAP_UPDATE_ELEM, &mut a).map(|_| ())
 }
 
+/// Loads the program; when the kernel refuses it, loads it again with the verifier's log
+/// on (a log that does not fit would itself fail a load) to say why.
 fn prog_load(insns: &[[u8; 8]]) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
-    let mut a = Attr::new();
-    a.u32(0, PROG_TYPE_SK_REUSEPORT)
-        .u32(4, insns.len() as u32)
-        .u64(8, insns.as_ptr() as u64)
-        .u64(16, license.as_ptr() as u64)
-        .u32(24, 1)
-        .u32(28, log.len() as u32)
-        .u64(32, log.as_mut_ptr() as u64)
-        .name(48, "corelay_accept")
-        .u32(68, ATTACH_SK_REUSEPORT_SELECT);
-    bpf(CMD_PROG_LOAD, &mut a).and_then(owned).map_err(|e| {
+    let attempt = |log: &mut [u8]| {
+        let mut a = Attr::new();
+        a.u32(0, PROG_TYPE_SK_REUSEPORT)
+            .u32(4, insns.len() as u32)
+            .u64(8, insns.as_ptr() as u64)
+            .u64(16, license.as_ptr() as u64)
+            .name(48, "corelay_accept")
+            .u32(68, ATTACH_SK_REUSEPORT_SELECT);
+        if !log.is_empty() {
+            a.u32(24, 1).u32(28, log.len() as u32).u64(32, log.as_mut_ptr() as u64);
+        }
+        bpf(CMD_PROG_LOAD, &mut a).and_then(owned)
+    };
+    attempt(&mut []).map_err(|e| {
+        let mut log = vec![0u8; 256 * 1024];
+        let _ = attempt(&mut log);
         let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned();
-        match text.lines().rev().find(|l| !l.trim().is_empty()) {
+        // The last line is the verifier's statistics; the one before says what it refused.
+        match text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")) {
             Some(last) => io::Error::new(e.kind(), format!("{e} (verifier: {last})")),
             None => e,
         }
@@ -351,6 +358,17 @@ mod tests {
         let _next = TcpStream::connect(addr).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!((accepted(&first), accepted(&second)), (0, 1), "the emptier shard gets the next client");
+    }
+
+    #[test]
+    fn a_program_the_verifier_refuses_says_why() {
+        // Returns without setting r0.
+        let e = prog_load(&[ins(0x95, 0, 0, 0, 0)]).map(|_| ()).unwrap_err();
+        if privileged() {
+            assert!(e.to_string().contains("verifier: R0"), "{e}");
+        } else {
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        }
     }
 
     #[test]
