@@ -348,3 +348,27 @@ fn accept_balance_hash_leaves_spreading_to_the_kernel() {
     drop(clients);
     assert_eq!(c.stop(), Some(0));
 }
+
+#[test]
+fn clients_reconnecting_after_a_shard_died_are_spread_over_its_successor_too() {
+    let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), "fork", 2);
+    assert_eq!(spread_when(&c, 0), vec![0, 0], "the readiness probe's session ended");
+    let first: Vec<mysql::Conn> = (0..20).map(|_| c.connect("app", "app_pw").unwrap()).collect();
+    assert_eq!(spread_when(&c, 20), vec![10, 10]);
+    let shards = c.shard_pids();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    // SAFETY: killing a child process of the corelay we started.
+    unsafe { libc::kill(shards[0] as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.shard_pids().len() != 2 || c.shard_pids().contains(&shards[0]) {
+        assert!(Instant::now() < deadline, "no respawn: {}", c.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The dead shard's 10 sessions are gone, the other's 10 remain: 20 newcomers fill the
+    // successor up to them and then split, 15/15 (with the dead sessions still counted,
+    // it would be 20/10).
+    let again: Vec<mysql::Conn> = (0..20).map(|_| c.connect("app", "app_pw").unwrap()).collect();
+    assert_eq!(spread_when(&c, 30), vec![15, 15], "{}", c.log());
+    drop((first, again));
+    assert_eq!(c.stop(), Some(0));
+}

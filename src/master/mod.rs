@@ -355,6 +355,10 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
             // What the dead shard published is gone with it.
             status.slot(k).reset_gauges();
             status.tables(k).clear();
+            if let Some(b) = &balancer {
+                // Its clients reconnect now: to its successor as much as to the others.
+                b.forget(k);
+            }
             if stopping.is_some() {
                 continue;
             }

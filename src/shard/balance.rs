@@ -79,6 +79,13 @@ impl Balancer {
         unsafe { &*(self.counts.as_ptr().add(shard * 8) as *const AtomicU64) }
     }
 
+    /// A shard ended: its sessions went with it, and nobody is left to count them down.
+    /// (Connections still queued on its socket wait for its successor and are not counted
+    /// again; the successor writes its true count back once it has accepted them.)
+    pub fn forget(&self, shard: usize) {
+        self.count(shard).store(0, Ordering::Relaxed);
+    }
+
     /// Every shard's count, in shard order.
     pub fn counts(&self) -> Vec<u64> {
         (0..self.shards).map(|i| self.count(i).load(Ordering::Relaxed)).collect()
@@ -112,6 +119,25 @@ impl Share {
     pub fn count(&self) -> u64 {
         self.balancer.count(self.shard).load(Ordering::Relaxed)
     }
+}
+
+/// Connections waiting in a listening socket's accept queue (TCP_INFO's `tcpi_unacked` on
+/// a listener); None if the kernel does not say.
+pub fn accept_queue(listener: &impl AsRawFd) -> Option<u32> {
+    // SAFETY: all-zero is a valid tcp_info (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt into a local struct of the length passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info.tcpi_unacked)
 }
 
 // Kernel ABI numbers (include/uapi/linux/bpf.h, asm-generic/socket.h).
@@ -345,6 +371,7 @@ mod tests {
             std::iter::from_fn(|| l.accept().ok()).count()
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!((accept_queue(&first), accept_queue(&second)), (Some(32), Some(32)));
         let (a, b) = (accepted(&first), accepted(&second));
         assert_eq!((a, b), (32, 32), "accept queues");
         assert_eq!(balancer.counts(), vec![32, 32]);

@@ -164,6 +164,8 @@ async fn serve(spec: ShardSpec) {
     status.slot(index).start(std::process::id(), cpu);
     status.slot(index).config_version.store(config.version, std::sync::atomic::Ordering::Relaxed);
     status.tables(index).clear();
+    // The balancer looks at the accept queue through a copy of the descriptor.
+    let queue = balance.as_ref().and_then(|_| listener.try_clone().ok());
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
@@ -180,8 +182,8 @@ async fn serve(spec: ShardSpec) {
     glommio::spawn_local(sweep_statements(ctx.clone())).detach();
     glommio::spawn_local(follow_config(ctx.clone())).detach();
     let accepted = Rc::new(std::cell::Cell::new(0u64));
-    if let Some(share) = &balance {
-        glommio::spawn_local(settle_balance(ctx.clone(), share.clone(), accepted.clone())).detach();
+    if let (Some(share), Some(queue)) = (&balance, queue) {
+        glommio::spawn_local(settle_balance(ctx.clone(), share.clone(), queue, accepted.clone())).detach();
     }
     let balance = Rc::new(balance);
     loop {
@@ -256,18 +258,23 @@ async fn serve(spec: ShardSpec) {
 }
 
 /// Once a second: when neither the shard's accepts nor its count in the balancer moved
-/// for a whole second and the count is not its number of sessions, writes that number
-/// there (if the count still has the value looked at). This undoes connections that were
-/// given to the shard but never arrived (a handshake that did not complete, sessions of a
-/// shard that died) without racing a connection on its way in: one counted but not yet
-/// accepted changes the count or the accepts within the second.
-async fn settle_balance(ctx: Rc<Context<GlommioConnector>>, share: balance::Share, accepted: Rc<std::cell::Cell<u64>>) {
+/// for a whole second, nothing waits in its accept queue, and the count is not its number
+/// of sessions, writes that number there (if the count still has the value looked at).
+/// This undoes connections that were given to the shard but never arrived (a handshake
+/// that did not complete) without racing one on its way in: a connection counted but not
+/// yet accepted is in the queue, or changes the count or the accepts within the second.
+async fn settle_balance(
+    ctx: Rc<Context<GlommioConnector>>,
+    share: balance::Share,
+    queue: OwnedFd,
+    accepted: Rc<std::cell::Cell<u64>>,
+) {
     let mut last = None;
     while !ctx.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         let seen = (accepted.get(), share.count());
         let open = ctx.slot().client_connections.load(std::sync::atomic::Ordering::Relaxed);
-        if seen.1 != open && last == Some(seen) {
+        if seen.1 != open && last == Some(seen) && balance::accept_queue(&queue) == Some(0) {
             share.settle(seen.1, open);
         }
         last = Some(seen);
