@@ -224,18 +224,17 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
             deaths: Default::default(),
         });
     }
-    let proxy: Vec<OwnedFd> = slots.iter().filter_map(|s| s.listener.as_ref()?.try_clone().ok()).collect();
-    shard::check_alone(config.listen, &proxy)?;
-    for (addr, side) in [(config.admin_addr, 0), (config.metrics_addr, 1)] {
-        let Some(addr) = addr else { continue };
-        let fds: Vec<OwnedFd> = slots
-            .iter()
-            .filter_map(|s| if side == 0 { s.admin.as_ref() } else { s.metrics.as_ref() })
-            .filter_map(|f| f.try_clone().ok())
-            .collect();
-        shard::check_alone(addr, &fds)?;
+    type Socket = fn(&ShardSlot) -> Option<&OwnedFd>;
+    let sockets: [(Option<std::net::SocketAddr>, Socket); 3] = [
+        (Some(config.listen), |s| s.listener.as_ref()),
+        (config.admin_addr, |s| s.admin.as_ref()),
+        (config.metrics_addr, |s| s.metrics.as_ref()),
+    ];
+    for (addr, socket) in sockets {
+        if let Some(addr) = addr {
+            shard::check_alone(addr, &slots.iter().filter_map(socket).collect::<Vec<_>>())?;
+        }
     }
-    drop(proxy);
     let balancer = balance_accepts(&config, &slots);
     info!(
         listen = %config.listen,

@@ -87,6 +87,7 @@ impl Balancer {
     }
 
     /// Every shard's count, in shard order.
+    #[cfg(test)]
     pub fn counts(&self) -> Vec<u64> {
         (0..self.shards).map(|i| self.count(i).load(Ordering::Relaxed)).collect()
     }

@@ -58,13 +58,10 @@ pub fn check_free(addr: SocketAddr) -> Result<(), ShardError> {
 /// a process of the same user join the port between [`check_free`] and the bind (two
 /// corelays started at once); the kernel's table of sockets (`/proc/net/tcp`, `tcp6`)
 /// shows it then, by an inode that is none of ours.
-pub fn check_alone(addr: SocketAddr, ours: &[OwnedFd]) -> Result<(), ShardError> {
-    use std::os::unix::fs::MetadataExt;
-    let mut inodes = Vec::with_capacity(ours.len());
-    for fd in ours {
-        let file = std::fs::File::from(fd.try_clone().map_err(|source| ShardError::Listen { addr, source })?);
-        inodes.push(file.metadata().map(|m| m.ino()).unwrap_or(0));
-    }
+pub fn check_alone(addr: SocketAddr, ours: &[&OwnedFd]) -> Result<(), ShardError> {
+    use std::os::fd::AsRawFd;
+    let inodes: Vec<u64> =
+        ours.iter().map(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).map(|st| st.st_ino).unwrap_or(0)).collect();
     let (table, local) = match addr {
         SocketAddr::V4(a) => ("/proc/net/tcp", format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())),
         SocketAddr::V6(a) => {
@@ -503,11 +500,11 @@ mod tests {
                 continue; // no IPv6 on this host
             };
             let addr = std::net::TcpListener::from(ours.try_clone().unwrap()).local_addr().unwrap();
-            assert!(check_alone(addr, std::slice::from_ref(&ours)).is_ok(), "{addr}: alone");
+            assert!(check_alone(addr, &[&ours]).is_ok(), "{addr}: alone");
             let theirs = bind_listener(addr, 16).unwrap();
-            let e = check_alone(addr, std::slice::from_ref(&ours)).unwrap_err().to_string();
+            let e = check_alone(addr, &[&ours]).unwrap_err().to_string();
             assert!(e.contains("another process listens there too"), "{addr}: {e}");
-            assert!(check_alone(addr, &[ours, theirs]).is_ok(), "{addr}: both ours");
+            assert!(check_alone(addr, &[&ours, &theirs]).is_ok(), "{addr}: both ours");
         }
     }
 
