@@ -367,7 +367,7 @@ fn backend_that_stops_answering_gets_1969_and_is_discarded() {
     let (code, msg) = parse_err(&p);
     assert_eq!((seq, code), (1, 1969), "{msg}");
     assert!(msg.contains("query_timeout_ms (300 ms)"), "{msg}");
-    assert!(t.elapsed() < Duration::from_secs(2), "interrupted after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "interrupted after {:?}", t.elapsed());
     // The session goes on, on a fresh connection; the silent one was closed.
     send_command(&mut s, b"\x03DO 1");
     let (_, p) = read_raw_packet(&mut s).unwrap();

@@ -105,7 +105,7 @@ fn a_second_signal_stops_at_once() {
     let second = Instant::now();
     signal(&c, libc::SIGINT);
     assert_eq!(wait_exit(&mut c, Duration::from_secs(5)), Some(0));
-    assert!(second.elapsed() < Duration::from_secs(2));
+    assert!(second.elapsed() < Duration::from_secs(5), "the drain would have waited 60 s");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn statements_past_query_timeout_are_interrupted() {
     let e = conn.query_drop("SELECT SLEEP(5)").unwrap_err();
     assert_eq!(err_code(&e), Some(1969), "{e}");
     assert!(e.to_string().contains("query_timeout_ms"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(2), "interrupted after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(4), "interrupted after {:?} (SLEEP(5))", t.elapsed());
     // The session goes on, on another connection; a prepared statement too.
     assert_alive(&mut conn);
     let e = conn.exec_drop("SELECT SLEEP(?)", (5,)).unwrap_err();
