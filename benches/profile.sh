@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Where a statement's CPU goes in corelay: syscalls per statement (strace -c), a perf
-# profile of the hot path, and an A/B of a glommio knob, all under sysbench
-# oltp_point_select against a throwaway MariaDB on this machine.
+# profile of the hot path, and an A/B of a knob, all under a sysbench script
+# (oltp_point_select unless told) against a throwaway MariaDB on this machine.
 #
-#   benches/profile.sh [--time SECONDS] [--knob "--spin-before-park-us 50"] [--out DIR]
+#   benches/profile.sh [--time SECONDS] [--knob "--spin-before-park-us 50"]
+#                      [--script oltp_read_only] [--out DIR]
 set -euo pipefail
-TIME=10 KNOB="--spin-before-park-us 50" OUT=""
+TIME=10 KNOB="--spin-before-park-us 50" OUT="" SCRIPT=oltp_point_select
 while [ $# -gt 0 ]; do
   case "$1" in
     --time) TIME=$2; shift 2 ;;
     --knob) KNOB=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --script) SCRIPT=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +36,7 @@ APID=$!; pids+=($APID)
 BPID=$!; pids+=($BPID)
 sleep 1
 qps() { # port threads psmode seconds
-  sysbench oltp_point_select "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |
+  sysbench "$SCRIPT" "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |
     sed -n 's/.*queries: *\([0-9]*\) *(\([0-9.]*\) per sec.).*/\1 \2/p'
 }
 shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
@@ -42,7 +44,7 @@ shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
 {
   echo "# corelay profile $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -r))"
   echo
-  echo "Command: \`benches/profile.sh --time $TIME --knob \"$KNOB\"\`. sysbench oltp_point_select, 4 tables x 10,000 rows; corelay with the"
+  echo "Command: \`benches/profile.sh --time $TIME --knob \"$KNOB\" --script $SCRIPT\`. sysbench $SCRIPT, 4 tables x 10,000 rows; corelay with the"
   echo "default configuration ($(nproc) shards, thread mode) in front of one MariaDB; everything on this machine."
   echo
   echo "## Syscalls per statement (strace -c -f, text protocol, 8 threads, $TIME s)"
@@ -55,6 +57,23 @@ shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
   echo "statements: $n ($rate/s under strace)"
   head -20 "$work/strace.txt"
   total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace.txt" | tail -1)
+  [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
+  echo '```'
+  echo
+  echo "Same workload through HAProxy (TCP mode, nbthread 2), for comparison:"
+  echo '```'
+  H=$(free_port)
+  HPID=$(haproxy_start "$H" "$DB" 2)
+  pids+=("$HPID")
+  strace -c -f -p "$HPID" -o "$work/strace-haproxy.txt" &
+  SPID=$!
+  sleep 1
+  read -r n rate < <(qps "$H" 8 disable "$TIME")
+  kill -INT $SPID; wait $SPID 2>/dev/null || true
+  kill "$HPID" 2>/dev/null || true
+  echo "statements: $n ($rate/s under strace)"
+  head -12 "$work/strace-haproxy.txt"
+  total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace-haproxy.txt" | tail -1)
   [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
   echo '```'
   echo
