@@ -70,7 +70,7 @@ shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
   sleep 1
   read -r n rate < <(qps "$H" 8 disable "$TIME")
   kill -INT $SPID; wait $SPID 2>/dev/null || true
-  kill "$HPID" 2>/dev/null || true
+  kill "$HPID"
   echo "statements: $n ($rate/s under strace)"
   head -12 "$work/strace-haproxy.txt"
   total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace-haproxy.txt" | tail -1)
