@@ -370,6 +370,8 @@ fn last_insert_id_is_right_whichever_connection_ran_the_insert() {
     let c = start("pool_lid", 4, "pool_wait_timeout_ms = 20000");
     let mut setup = c.connect("app", "app_pw").unwrap();
     setup.query_drop("CREATE TABLE IF NOT EXISTS lid (id BIGINT AUTO_INCREMENT PRIMARY KEY, who VARCHAR(20))").unwrap();
+    setup.query_drop("CREATE TABLE IF NOT EXISTS lid_child (parent BIGINT, who VARCHAR(20))").unwrap();
+    setup.query_drop("DELETE FROM lid_child").unwrap();
     let port = c.port;
     let handles: Vec<_> = (0..20)
         .map(|t| {
@@ -387,6 +389,21 @@ fn last_insert_id_is_right_whichever_connection_ran_the_insert() {
                     let owner: Option<String> =
                         conn.exec_first("SELECT who FROM lid WHERE id = ?", (from_ok,)).unwrap();
                     assert_eq!(owner.as_deref(), Some(who.as_str()));
+                    // LAST_INSERT_ID() inside statements the server runs: the connection
+                    // lent for them last served another session, whose id it holds.
+                    let sum: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID() + 0").unwrap();
+                    assert_eq!(sum, Some(from_ok), "session {who}, text");
+                    conn.query_drop(format!("INSERT INTO lid_child VALUES (LAST_INSERT_ID(), '{who}')")).unwrap();
+                    conn.exec_drop("INSERT INTO lid_child VALUES (LAST_INSERT_ID(), ?)", (&who,)).unwrap();
+                    // In a transaction begun on a connection that did not run the insert.
+                    conn.query_drop("BEGIN").unwrap();
+                    conn.query_drop(format!("INSERT INTO lid_child VALUES (LAST_INSERT_ID(), '{who}')")).unwrap();
+                    let set: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID(77)").unwrap();
+                    let after: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID() + 0").unwrap();
+                    assert_eq!((set, after), (Some(77), Some(77)), "session {who}: LAST_INSERT_ID(expr) sets it");
+                    conn.query_drop("COMMIT").unwrap();
+                    let parents: Vec<u64> = conn.exec("SELECT parent FROM lid_child WHERE who = ?", (&who,)).unwrap();
+                    assert_eq!(parents, [from_ok; 3], "session {who}");
                 }
             })
         })

@@ -78,6 +78,9 @@ pub struct Backend<T> {
     pub schema: Option<String>,
     /// Session variables set on this connection by the proxy's replay or by a session.
     pub vars: Vars,
+    /// What `LAST_INSERT_ID()` returns on this connection, as far as the proxy knows
+    /// (None: not known).
+    pub last_insert_id: Option<u64>,
     /// Statements prepared on this connection.
     pub stmts: StmtCache,
     /// Times this connection has been lent.
@@ -232,6 +235,7 @@ pub async fn connect<N: Connector>(
                     charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
                     schema: login.database.map(str::to_string),
                     vars: Vars::default(),
+                    last_insert_id: Some(0),
                     stmts: StmtCache::default(),
                     uses: 0,
                     idle_since: Instant::now(),
@@ -308,6 +312,7 @@ mod tests {
             charset_name: "utf8mb4",
             schema: None,
             vars: Vars::default(),
+            last_insert_id: None,
             stmts: StmtCache::default(),
             uses: 0,
             idle_since: Instant::now(),

@@ -80,6 +80,13 @@ pub struct Effects {
     /// errors, row counts, insert id): it must run where that statement ran, so it is
     /// never pipelined with other sessions' statements.
     pub connection_bound: bool,
+    /// It reads LAST_INSERT_ID() (or @@identity, @@last_insert_id): the connection must
+    /// hold the session's value, even one the session holds on to (a transaction may have
+    /// started after the insert, on another connection).
+    pub reads_insert_id: bool,
+    /// It may leave the connection's LAST_INSERT_ID() at a value the proxy does not see in
+    /// the reply (`LAST_INSERT_ID(expr)`, inserts inside a procedure).
+    pub may_set_insert_id: bool,
 }
 
 /// Words and system variables that refer to the connection's previous statement.
@@ -183,6 +190,8 @@ fn leading(head: &[Option<Token<'_>>; 4], set: Option<&[Token<'_>]>, fx: &mut Ef
         fx.pin |= pin::TEMPORARY_TABLE;
     } else if word(0, "PREPARE") || word(0, "EXECUTE") || word(0, "DEALLOCATE") {
         fx.pin |= pin::SQL_PREPARE;
+    } else if word(0, "CALL") {
+        fx.may_set_insert_id = true;
     } else if word(0, "HANDLER") {
         fx.pin |= pin::HANDLER;
     } else if word(0, "XA") {
@@ -220,6 +229,10 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
         let name = w.rsplit(|&b| b == b'.').next().unwrap_or(w);
         if PREVIOUS_STATEMENT.iter().any(|kw| name.eq_ignore_ascii_case(kw.as_bytes())) {
             fx.connection_bound = true;
+            if [&b"LAST_INSERT_ID"[..], b"IDENTITY"].iter().any(|kw| name.eq_ignore_ascii_case(kw)) {
+                fx.reads_insert_id = true;
+                fx.may_set_insert_id = true;
+            }
         }
     }
 }
@@ -511,6 +524,20 @@ mod tests {
             "SELECT 1; UPDATE t SET a = 1",
         ] {
             assert!(!analyse(sql.as_bytes()).pipelinable(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn insert_id() {
+        for sql in ["INSERT INTO c VALUES (LAST_INSERT_ID())", "SELECT @@identity + 1", "select last_insert_id() * 2"] {
+            let fx = analyse(sql.as_bytes());
+            assert!(fx.connection_bound && fx.reads_insert_id && fx.may_set_insert_id, "{sql}");
+        }
+        let call = analyse(b"CALL add_row(1)");
+        assert!(call.may_set_insert_id && !call.reads_insert_id);
+        for sql in ["SELECT ROW_COUNT()", "INSERT INTO t VALUES (1)", "SELECT last_insert_id_col FROM t"] {
+            let fx = analyse(sql.as_bytes());
+            assert!(!fx.reads_insert_id && !fx.may_set_insert_id, "{sql}");
         }
     }
 

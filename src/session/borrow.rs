@@ -94,6 +94,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.presence.backend.set(Some((b.key.server, b.thread_id)));
         self.backend = Some(b);
         self.backend_clean = true;
+        self.insert_id_set_here = false;
         self.sync_state().await
     }
 
@@ -432,6 +433,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
             match b.exchange(&reset, &[Expect::Single], &mut self.bbuf).await {
                 Ok(r) if r[0].err.is_none() => {
                     b.vars = super::state::Vars::after_reset();
+                    b.last_insert_id = Some(0);
                     b.stmts.clear();
                 }
                 _ => {

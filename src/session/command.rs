@@ -312,10 +312,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());
         }
-        if fx.connection_bound && !held {
+        if fx.connection_bound && (!held || fx.reads_insert_id) {
             // A connection just borrowed holds what its last statement left, which was
             // not this session's: bring it to what this session's last statement left.
-            self.replay_last_statement(warned.as_deref()).await;
+            self.replay_last_statement(!held, fx.reads_insert_id, warned.as_deref()).await;
         }
         // A read on a connection that holds nothing of the session may be sent again on
         // another connection if the first one dies before any byte of the reply came back.
@@ -353,6 +353,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.locks = (self.locks + fx.lock_delta).max(0);
         if self.locks == 0 {
             self.pins &= !pin::GET_LOCK;
+        }
+        if fx.may_set_insert_id {
+            self.insert_id_read();
         }
         self.after_response(&scanner);
         Ok(())
@@ -639,6 +642,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.reset_session_state();
             if let Some(b) = self.backend.as_mut() {
                 b.vars = super::state::Vars::after_reset();
+                b.last_insert_id = Some(0);
                 b.stmts.clear();
             }
         }
@@ -652,6 +656,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.stmts.clear();
         self.pins = 0;
         self.locks = 0;
+        self.last_insert_id = 0;
     }
 
     /// After a complete response: transaction state from the server's status flags, then
@@ -666,6 +671,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.trace.rows = ok.affected_rows;
             if ok.last_insert_id != 0 {
                 self.last_insert_id = ok.last_insert_id;
+                if let Some(b) = self.backend.as_mut() {
+                    b.last_insert_id = Some(ok.last_insert_id);
+                }
             }
         }
         // What the server itself reports (CLIENT_SESSION_TRACK) overrides what the proxy
@@ -689,25 +697,54 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Before a statement that reads what the previous one left (SHOW WARNINGS,
-    /// @@warning_count, ...) on a connection just borrowed: runs again `warned`, a pipelined
-    /// read whose reply had warnings, so that they are there to read; or, when the last
-    /// statement left none, a statement that clears what the connection's last user left.
-    /// The reply is dropped; if this fails, the statement finds nothing.
-    async fn replay_last_statement(&mut self, warned: Option<&[u8]>) {
-        // (MariaDB clears its warnings at a statement that uses a table, not at any.)
-        const CLEAR: &[u8] = b"\x03DO (SELECT 1 FROM information_schema.COLLATIONS LIMIT 0)";
-        let mut clear = Vec::new();
-        let command = match warned {
-            Some(w) => w,
-            None => {
-                crate::protocol::packet::write_packet(&mut clear, 0, CLEAR);
-                &clear
-            }
-        };
+    /// @@warning_count, LAST_INSERT_ID(), ...). On a connection just borrowed (`fresh`):
+    /// runs again `warned`, a pipelined read whose reply had warnings, so that they are
+    /// there to read; or, when the last statement left none, a statement that clears what
+    /// the connection's last user left. Either way, when the statement reads
+    /// LAST_INSERT_ID() (`insert_id`) and the connection may hold another value than the
+    /// session's (its last user's, or one from before the session's last insert), sets it
+    /// first. The replies are dropped; if this fails, the statement finds nothing.
+    pub(super) async fn replay_last_statement(&mut self, fresh: bool, insert_id: bool, warned: Option<&[u8]>) {
+        use std::io::Write as _;
+        let n = self.last_insert_id;
+        let sync =
+            insert_id && !self.insert_id_set_here && self.backend.as_ref().is_some_and(|b| b.last_insert_id != Some(n));
+        let mut text = Vec::with_capacity(96);
+        text.push(cmd::QUERY);
+        if sync {
+            let _ = write!(text, "DO LAST_INSERT_ID({n})");
+        }
+        if fresh && warned.is_none() {
+            // (MariaDB clears its warnings at a statement that uses a table, not at any.)
+            text.extend_from_slice(if sync { b", " } else { b"DO " });
+            text.extend_from_slice(b"(SELECT 1 FROM information_schema.COLLATIONS LIMIT 0)");
+        }
         let Some(b) = self.backend.as_mut() else { return };
-        if b.exchange(command, &[Expect::ResultSets], &mut self.bbuf).await.is_err() {
+        let mut ok = true;
+        if text.len() > 1 {
+            let mut packet = Vec::with_capacity(text.len() + HEADER_LEN);
+            crate::protocol::packet::write_packet(&mut packet, 0, &text);
+            ok = b.exchange(&packet, &[Expect::ResultSets], &mut self.bbuf).await.is_ok();
+            if ok && sync {
+                b.last_insert_id = Some(n);
+            }
+        }
+        if let (true, true, Some(w)) = (ok, fresh, warned) {
+            ok = b.exchange(w, &[Expect::ResultSets], &mut self.bbuf).await.is_ok();
+        }
+        if !ok {
             self.drop_backend();
             let _ = self.ensure_routed().await;
+        }
+    }
+
+    /// After a statement that may have set the connection's LAST_INSERT_ID() out of the
+    /// proxy's sight (`LAST_INSERT_ID(expr)`, a procedure): that value stays while the
+    /// session holds the connection; the next session to borrow it sets its own.
+    pub(super) fn insert_id_read(&mut self) {
+        self.insert_id_set_here = true;
+        if let Some(b) = self.backend.as_mut() {
+            b.last_insert_id = None;
         }
     }
 

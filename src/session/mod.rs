@@ -428,6 +428,10 @@ pub struct Session<'a, C: Transport, N: Connector> {
     trace: Trace,
     /// The last non-zero insert id the server reported to this session.
     last_insert_id: u64,
+    /// A statement reading LAST_INSERT_ID() ran on the borrowed connection since it was
+    /// borrowed: what that connection's LAST_INSERT_ID() holds now is the session's own
+    /// doing (`LAST_INSERT_ID(expr)` sets it), not to be overwritten.
+    insert_id_set_here: bool,
     /// The next borrow is a read that wanted a replica but goes to the primary.
     fallback_read: bool,
     /// When this session's last write finished (read-your-writes).
@@ -502,6 +506,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         last_write: None,
         fallback_read: false,
         last_insert_id: 0,
+        insert_id_set_here: false,
         cmd_class: crate::status::Class::Other,
         cmd_server: None,
         trace: Trace::default(),

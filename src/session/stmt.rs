@@ -37,6 +37,13 @@ pub struct Stmt {
     pub session_function: Option<(SessionFunction, String)>,
     /// A read that may share a pipelined connection ([`crate::pool::pipe`]).
     pub pipelinable: bool,
+    /// It reads what the previous statement left on the connection (LAST_INSERT_ID(),
+    /// ROW_COUNT(), ...): see [`crate::router::statement::Effects::connection_bound`].
+    pub connection_bound: bool,
+    /// It reads LAST_INSERT_ID().
+    pub reads_insert_id: bool,
+    /// It may set LAST_INSERT_ID() out of the proxy's sight.
+    pub may_set_insert_id: bool,
 }
 
 /// A session's statements by the ids it handed out.
@@ -97,8 +104,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     close_on_backend(b, old).await;
                 }
                 let session_function = session_function_query(&sql);
-                let pipelinable = class == Class::Read && crate::router::statement::analyse(&sql).pipelinable();
-                let st = Stmt { sql, schema, hash, params, types: None, class, session_function, pipelinable };
+                let fx = crate::router::statement::analyse(&sql);
+                let pipelinable = class == Class::Read && fx.pipelinable();
+                let (connection_bound, reads_insert_id, may_set_insert_id) =
+                    (fx.connection_bound, fx.reads_insert_id, fx.may_set_insert_id);
+                let st = Stmt {
+                    sql,
+                    schema,
+                    hash,
+                    params,
+                    types: None,
+                    class,
+                    session_function,
+                    pipelinable,
+                    connection_bound,
+                    reads_insert_id,
+                    may_set_insert_id,
+                };
                 self.stmts.map.insert(id, st);
             }
         }
@@ -201,10 +223,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
             }
         }
+        let held = self.backend.is_some();
         if let Err(e) = self.ensure_routed().await {
             self.read_local_packet(reply_seq).await?;
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
+        }
+        let (bound, insert_id, sets_insert_id) = self
+            .stmts
+            .map
+            .get(&id)
+            .map_or((false, false, false), |s| (s.connection_bound, s.reads_insert_id, s.may_set_insert_id));
+        if bound && (!held || insert_id) {
+            self.replay_last_statement(!held, insert_id, None).await;
         }
         let exec = Execute { h, id, params, retryable };
         let mut attempt = 0;
@@ -252,6 +283,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if scanner.status_seen() && scanner.status & status::CURSOR_EXISTS != 0 {
             self.pins |= pin::CURSOR;
             self.stmts.cursor = Some(id);
+        }
+        if sets_insert_id {
+            self.insert_id_read();
         }
         self.after_response(&scanner);
         Ok(())
