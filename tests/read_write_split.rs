@@ -169,6 +169,65 @@ fn lagging_replica_gets_no_reads_until_it_catches_up() {
     }
 }
 
+/// `SHOW SLAVE STATUS` field `name` of `replica`.
+fn slave_status(replica: &MariaDb, name: &str) -> String {
+    let row: Option<mysql::Row> = replica.root().unwrap().query_first("SHOW SLAVE STATUS").unwrap();
+    let row = row.expect("the replica replicates");
+    let at = row.columns_ref().iter().position(|c| c.name_str() == name).expect(name);
+    row.get_opt::<Option<String>, _>(at).and_then(|v| v.ok()).flatten().unwrap_or_default()
+}
+
+#[test]
+fn a_replica_that_lost_its_primary_serves_reads_only_when_told_to() {
+    let (mut primary, replica) = replicated_pair();
+    let cfg = |extra: &str| {
+        config_for(primary.addr(), &[TestUser::default()], "")
+            .replace(
+                "[[db_user]]",
+                &format!("[[cluster.server]]\naddress = \"{}\"\nrole = \"replica\"\n\n[[db_user]]", replica.addr()),
+            )
+            .replace(
+                "name = \"main\"",
+                &format!("name = \"main\"\nhealth_interval_ms = 200\nmax_replication_lag_s = 10{extra}"),
+            )
+    };
+    let told = Corelay::start(&cfg("\nlag_when_primary_lost_s = 5"), "thread", 1);
+    let untold = Corelay::start(&cfg(""), "thread", 1);
+    let mut a = told.connect("app", "app_pw").unwrap();
+    let mut b = untold.connect("app", "app_pw").unwrap();
+    let sid = "SELECT @@server_id";
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server_id(&mut a, sid), 2);
+    assert_eq!(server_id(&mut b, sid), 2);
+
+    primary.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while slave_status(&replica, "Slave_IO_Running") == "Yes" {
+        assert!(std::time::Instant::now() < deadline, "the replica never noticed its primary died");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(slave_status(&replica, "Seconds_Behind_Master"), "", "the replica does not know its lag");
+    // Two health intervals and some slack for the checks themselves.
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..20 {
+        assert_eq!(server_id(&mut a, sid), 2, "told: the replica that applied all it got serves reads");
+    }
+    let (ok, out, err) = mariadb_cli(told.admin_port, "admin", "admin_pw", "SHOW SERVERS\n");
+    assert!(ok, "{err}");
+    let addr = replica.addr().to_string();
+    let line = out.lines().find(|l| l.contains(&addr)).unwrap_or_else(|| panic!("{out}"));
+    let f: Vec<&str> = line.split('\t').collect();
+    assert_eq!((f[5], f[6]), ("up", "5"), "state and lag_s: {out}");
+    let e = b.query_first::<i64, _>(sid).unwrap_err();
+    assert!(err_code(&e).is_some(), "untold: no server to read from, a clear error: {e}");
+
+    // A replica that stops applying does not know how far behind it is: no reads, told or not.
+    replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let e = a.query_first::<i64, _>(sid).unwrap_err();
+    assert!(err_code(&e).is_some(), "{e}");
+}
+
 /// corelay with a replica that is down and a primary with two connections, one reserved
 /// for writes.
 fn reserved_primary_config(proxy_extra: &str) -> String {

@@ -77,6 +77,7 @@ pub struct Cluster {
     pub name: String,
     pub write_time_interval_ms: u64,
     pub max_replication_lag_s: u64,
+    pub lag_when_primary_lost_s: Option<u64>,
     pub health_interval_ms: u64,
     pub read_only_transactions_on_replicas: bool,
     /// Credentials of the health checks (None: the cluster's first db user).
@@ -362,6 +363,7 @@ impl Config {
                 name: c.name.clone(),
                 write_time_interval_ms: c.write_time_interval_ms,
                 max_replication_lag_s: c.max_replication_lag_s,
+                lag_when_primary_lost_s: c.lag_when_primary_lost_s,
                 health_interval_ms: c.health_interval_ms.max(100),
                 read_only_transactions_on_replicas: c.read_only_transactions_on_replicas,
                 monitor: c.monitor_user.clone().map(|u| (u, c.monitor_password.clone())),
@@ -588,6 +590,7 @@ mod tombstone {
             name: layout.clusters.get(cid).cloned().unwrap_or_default(),
             write_time_interval_ms: 0,
             max_replication_lag_s: 0,
+            lag_when_primary_lost_s: None,
             health_interval_ms: 1000,
             read_only_transactions_on_replicas: false,
             monitor: None,

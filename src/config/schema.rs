@@ -233,6 +233,13 @@ pub struct ClusterFile {
     /// A replica lagging more than this (or whose lag is unknown) gets no reads.
     #[serde(default = "default_max_replication_lag_s")]
     pub max_replication_lag_s: u64,
+    /// A replica that lost its primary (its I/O thread is not running) but has applied
+    /// everything it received does not know its lag: it counts as lagging this many
+    /// seconds, so with a value up to `max_replication_lag_s` it keeps serving reads while
+    /// the primary is down. Unset: such a replica gets no reads. A replica whose SQL
+    /// thread is stopped, or that still has events to apply, gets none either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_when_primary_lost_s: Option<u64>,
     /// How often the master checks every server of the cluster.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,

@@ -6,7 +6,9 @@
 //! login as the cluster's `monitor_user` (or its first db user), `SHOW VARIABLES LIKE 'read_only'` and, on
 //! replicas, `SHOW SLAVE STATUS` for the lag (neither counts as a `Com_select`).
 //! A replica that cannot be reached, or lags more than `max_replication_lag_s` (or does
-//! not know its lag because replication is stopped), gets no reads until it is healthy.
+//! not know its lag because replication is stopped), gets no reads until it is healthy;
+//! one that lost its primary but applied all it received may keep serving reads
+//! (`lag_when_primary_lost_s`).
 //! A primary's state (reachable, read-only) is published for the admin surfaces and logged
 //! when it changes; writes go to it whatever it is, so clients see the server's own error.
 
@@ -43,7 +45,7 @@ impl Checker {
                 .map(|d| (d.name.clone(), d.password.clone()));
             let Some((user, password)) = cluster.monitor.clone().or(first) else { continue };
             for server in &cluster.servers {
-                let result = self.check(server, &user, &password);
+                let result = self.check(server, &user, &password, cluster.lag_when_primary_lost_s);
                 let Some(h) = status.server_health(server.id) else { continue };
                 let (state, lag) = match result {
                     Err(e) => {
@@ -91,9 +93,16 @@ impl Checker {
     }
 
     /// One server: its replication lag in seconds (Some(0) for a primary or a server that
-    /// does not replicate; None when replication is stopped or the lag is unknown), and
-    /// whether it is read_only.
-    fn check(&mut self, server: &Server, user: &str, password: &str) -> Result<(Option<u64>, bool), String> {
+    /// does not replicate; None when replication is stopped or the lag is unknown, except
+    /// `when_primary_lost` for a replica that lost its primary having applied all it
+    /// received), and whether it is read_only.
+    fn check(
+        &mut self,
+        server: &Server,
+        user: &str,
+        password: &str,
+        when_primary_lost: Option<u64>,
+    ) -> Result<(Option<u64>, bool), String> {
         let s = match self.conns.entry(server.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -117,7 +126,17 @@ impl Checker {
             other => other?,
         };
         let Some(row) = rows.first() else { return Ok((Some(0), read_only)) };
-        let col = names.iter().position(|n| n == "Seconds_Behind_Master").ok_or("no Seconds_Behind_Master column")?;
-        Ok((row.get(col).cloned().flatten().and_then(|v| v.parse().ok()), read_only))
+        let field = |name: &str| {
+            names.iter().position(|n| n == name).and_then(|i| row.get(i).cloned().flatten()).unwrap_or_default()
+        };
+        if !names.iter().any(|n| n == "Seconds_Behind_Master") {
+            return Err("no Seconds_Behind_Master column".into());
+        }
+        let lag = field("Seconds_Behind_Master").parse().ok();
+        let lost_primary_caught_up = field("Slave_IO_Running") != "Yes"
+            && field("Slave_SQL_Running") == "Yes"
+            && field("Master_Log_File") == field("Relay_Master_Log_File")
+            && field("Read_Master_Log_Pos") == field("Exec_Master_Log_Pos");
+        Ok((lag.or(when_primary_lost.filter(|_| lost_primary_caught_up)), read_only))
     }
 }
