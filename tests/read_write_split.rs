@@ -196,9 +196,11 @@ fn a_replica_that_lost_its_primary_serves_reads_only_when_told_to() {
     let mut a = told.connect("app", "app_pw").unwrap();
     let mut b = untold.connect("app", "app_pw").unwrap();
     let sid = "SELECT @@server_id";
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(server_id(&mut a, sid), 2);
-    assert_eq!(server_id(&mut b, sid), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server_id(&mut a, sid) != 2 || server_id(&mut b, sid) != 2 {
+        assert!(std::time::Instant::now() < deadline, "the replica never got reads");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     primary.kill();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -207,24 +209,44 @@ fn a_replica_that_lost_its_primary_serves_reads_only_when_told_to() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(slave_status(&replica, "Seconds_Behind_Master"), "", "the replica does not know its lag");
-    // Two health intervals and some slack for the checks themselves.
-    std::thread::sleep(Duration::from_millis(700));
+    // The told corelay's health check counts it as lagging 5 s, within the limit of 10.
+    let addr = replica.addr().to_string();
+    let state_and_lag = || {
+        let (ok, out, err) = mariadb_cli(told.admin_port, "admin", "admin_pw", "SHOW SERVERS\n");
+        assert!(ok, "{err}");
+        let line = out.lines().find(|l| l.contains(&addr)).unwrap_or_else(|| panic!("{out}")).to_string();
+        let f: Vec<String> = line.split('\t').map(str::to_string).collect();
+        (f[5].clone(), f[6].clone())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state_and_lag() != ("up".to_string(), "5".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "told: {:?}", state_and_lag());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for _ in 0..20 {
         assert_eq!(server_id(&mut a, sid), 2, "told: the replica that applied all it got serves reads");
     }
-    let (ok, out, err) = mariadb_cli(told.admin_port, "admin", "admin_pw", "SHOW SERVERS\n");
-    assert!(ok, "{err}");
-    let addr = replica.addr().to_string();
-    let line = out.lines().find(|l| l.contains(&addr)).unwrap_or_else(|| panic!("{out}"));
-    let f: Vec<&str> = line.split('\t').collect();
-    assert_eq!((f[5], f[6]), ("up", "5"), "state and lag_s: {out}");
-    let e = b.query_first::<i64, _>(sid).unwrap_err();
-    assert!(err_code(&e).is_some(), "untold: no server to read from, a clear error: {e}");
+    // The untold one stops reading there, and with the primary gone reads fail clearly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        match b.query_first::<i64, _>(sid) {
+            Err(e) => break e,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "untold: the replica still gets reads"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(err_code(&e).is_some(), "untold: a MySQL error, not a dropped connection: {e}");
 
     // A replica that stops applying does not know how far behind it is: no reads, told or not.
     replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let e = a.query_first::<i64, _>(sid).unwrap_err();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        match a.query_first::<i64, _>(sid) {
+            Err(e) => break e,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "told: a stopped replica still gets reads"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(err_code(&e).is_some(), "{e}");
 }
 
