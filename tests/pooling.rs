@@ -414,6 +414,63 @@ fn last_insert_id_is_right_whichever_connection_ran_the_insert() {
     assert!(backend_connections("pool_lid") <= 4);
 }
 
+/// ROW_COUNT() after each of a fixed sequence of statements on `conn` (text and prepared).
+fn row_counts(conn: &mut Conn, tag: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut count = |conn: &mut Conn, prepared: bool| {
+        let v: Option<i64> = if prepared {
+            conn.exec_first("SELECT ROW_COUNT()", ()).unwrap()
+        } else {
+            conn.query_first("SELECT ROW_COUNT()").unwrap()
+        };
+        out.push(v.unwrap_or(i64::MIN));
+    };
+    conn.query_drop(format!("INSERT INTO rc (who) VALUES ('{tag}'), ('{tag}'), ('{tag}')")).unwrap();
+    count(conn, false);
+    // The SELECT ROW_COUNT() just run is the last statement now.
+    count(conn, true);
+    conn.exec_drop("UPDATE rc SET n = n + 1 WHERE who = ?", (tag,)).unwrap();
+    count(conn, true);
+    let _: Vec<i64> = conn.query("SELECT n FROM rc WHERE who = 'nobody'").unwrap();
+    count(conn, false);
+    conn.exec_drop("DELETE FROM rc WHERE who = ?", (tag,)).unwrap();
+    count(conn, false);
+    assert!(conn.query_drop("SELECT * FROM no_such_table").is_err());
+    count(conn, false);
+    conn.query_drop("CREATE TABLE IF NOT EXISTS rc_other (a INT)").unwrap();
+    count(conn, true);
+    out
+}
+
+#[test]
+fn row_count_is_the_sessions_own_whichever_connection_ran_the_statement() {
+    let c = start("pool_rc", 2, "pool_wait_timeout_ms = 20000");
+    let mut setup = c.connect("app", "app_pw").unwrap();
+    setup.query_drop("CREATE TABLE IF NOT EXISTS rc (who VARCHAR(20), n INT NOT NULL DEFAULT 0)").unwrap();
+    // What MariaDB itself answers, on a connection of its own.
+    let mut direct = shared_mariadb().root().unwrap();
+    direct.query_drop(format!("USE {DB_NAME}")).unwrap();
+    let truth = row_counts(&mut direct, "direct");
+    assert_eq!(truth, [3, -1, 3, -1, 3, -1, 0], "MariaDB's own rules");
+    let port = c.port;
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let truth = truth.clone();
+            std::thread::spawn(move || {
+                // 20 sessions per thread, 160 in all, over 2 backend connections.
+                for s in 0..20 {
+                    let mut conn = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).unwrap();
+                    let tag = format!("{t}-{s}");
+                    assert_eq!(row_counts(&mut conn, &tag), truth, "session {tag}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 #[test]
 fn kill_acts_on_the_session_corelay_named() {
     let db = shared_mariadb();

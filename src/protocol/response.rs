@@ -57,18 +57,30 @@ pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
     finish_packet(out, at, seq);
 }
 
-/// Appends a result set of one BIGINT UNSIGNED column named `name` and one row holding
-/// `value`, as the server would send it: binary protocol (the reply to COM_STMT_EXECUTE)
-/// when `binary`, text otherwise. Returns the next sequence id.
-pub fn write_single_u64(
+/// A BIGINT value, UNSIGNED or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BigInt {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+/// Appends a result set of one BIGINT column named `name` and one row holding `value`, as
+/// the server would send it: binary protocol (the reply to COM_STMT_EXECUTE) when
+/// `binary`, text otherwise. Returns the next sequence id.
+pub fn write_single_bigint(
     out: &mut Vec<u8>,
     seq: u8,
     name: &str,
-    value: u64,
+    value: BigInt,
     deprecate_eof: bool,
     status_flags: u16,
     binary: bool,
 ) -> u8 {
+    // NOT_NULL | BINARY, and UNSIGNED for an unsigned value.
+    let (flags, bytes, text) = match value {
+        BigInt::Unsigned(v) => (0xA1u16, v.to_le_bytes(), v.to_string()),
+        BigInt::Signed(v) => (0x81u16, v.to_le_bytes(), v.to_string()),
+    };
     let mut seq = seq;
     let mut packet = |out: &mut Vec<u8>, body: &dyn Fn(&mut Vec<u8>)| {
         let at = begin_packet(out);
@@ -85,7 +97,7 @@ pub fn write_single_u64(
         o.extend_from_slice(&63u16.to_le_bytes()); // binary collation
         o.extend_from_slice(&20u32.to_le_bytes()); // display length
         o.push(0x08); // MYSQL_TYPE_LONGLONG
-        o.extend_from_slice(&0xA1u16.to_le_bytes()); // NOT_NULL | UNSIGNED | BINARY
+        o.extend_from_slice(&flags.to_le_bytes());
         o.push(0);
         o.extend_from_slice(&[0, 0]);
     });
@@ -100,9 +112,9 @@ pub fn write_single_u64(
         if binary {
             // Row header, NULL bitmap (offset 2, one column), the value.
             o.extend_from_slice(&[0x00, 0x00]);
-            o.extend_from_slice(&value.to_le_bytes());
+            o.extend_from_slice(&bytes);
         } else {
-            super::packet::put_lenenc_str(o, value.to_string().as_bytes());
+            super::packet::put_lenenc_str(o, text.as_bytes());
         }
     });
     packet(out, &|o| {
@@ -269,6 +281,8 @@ pub struct Scanner {
     pub ok: Option<OkPacket>,
     /// Error code, if the response ended with an ERR packet.
     pub error: Option<u16>,
+    /// The last statement's reply was a result set (not an OK).
+    result_set: bool,
     /// Warnings the last OK or EOF reported (what SHOW WARNINGS would list now).
     pub warnings: u16,
     /// Read session-state changes from OK packets (the connection has CLIENT_SESSION_TRACK).
@@ -294,6 +308,7 @@ impl Scanner {
             status: 0,
             status_seen: false,
             ok: None,
+            result_set: false,
             error: None,
             warnings: 0,
             session_track: false,
@@ -320,6 +335,15 @@ impl Scanner {
                 }
                 self.changes.state_changed |= c.state_changed;
             }
+        }
+    }
+
+    /// What `ROW_COUNT()` returns after this reply: the affected rows of an OK, -1 after a
+    /// result set or an error (MariaDB's rules, for the last statement of a batch).
+    pub fn row_count(&self) -> i64 {
+        match (self.error, self.result_set, self.ok) {
+            (None, false, Some(ok)) => i64::try_from(ok.affected_rows).unwrap_or(i64::MAX),
+            _ => -1,
         }
     }
 
@@ -449,6 +473,7 @@ impl Scanner {
                 0x00 => {
                     let ok = OkPacket::parse(payload)?;
                     self.saw_ok(payload, ok);
+                    self.result_set = false;
                     self.end_of_result(ok.status);
                 }
                 0xFF => {
@@ -465,6 +490,7 @@ impl Scanner {
                     if n == 0 {
                         return Err(ProtocolError::Malformed("result set with zero columns"));
                     }
+                    self.result_set = true;
                     self.state = State::Columns(n);
                 }
             },
@@ -597,6 +623,25 @@ mod tests {
         write_err(&mut e, 1, (1146, "42S02"), "Table 'x.y' doesn't exist");
         let (s, n, p) = run(Expect::ResultSets, true, &e);
         assert_eq!((n, p, s.error), (e.len(), Progress::Done, Some(1146)));
+    }
+
+    #[test]
+    fn row_count_follows_the_last_statement() {
+        // OK_PLAIN: one affected row.
+        assert_eq!(run(Expect::ResultSets, false, &pkts(&[OK_PLAIN])).0.row_count(), 1);
+        let rows = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_AUTOCOMMIT]);
+        assert_eq!(run(Expect::ResultSets, false, &rows).0.row_count(), -1);
+        let rows_deprecate = pkts(&[b"\x01", COLDEF, b"\x011", OK_END]);
+        assert_eq!(run(Expect::ResultSets, true, &rows_deprecate).0.row_count(), -1);
+        // Three rows inserted (more results follow), then a result set: -1; the other way: 3.
+        let ok_more: &[u8] = b"\x00\x03\x00\x0a\x00\x00\x00";
+        let b = pkts(&[ok_more, b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_AUTOCOMMIT]);
+        assert_eq!(run(Expect::ResultSets, false, &b).0.row_count(), -1);
+        let b = pkts(&[b"\x01", COLDEF, EOF_MORE, b"\x011", EOF_MORE, b"\x00\x03\x00\x02\x00\x00\x00"]);
+        assert_eq!(run(Expect::ResultSets, false, &b).0.row_count(), 3);
+        let mut e = Vec::new();
+        write_err(&mut e, 1, (1146, "42S02"), "Table 'x.y' doesn't exist");
+        assert_eq!(run(Expect::ResultSets, true, &e).0.row_count(), -1);
     }
 
     #[test]
@@ -742,14 +787,22 @@ mod tests {
     fn proxy_made_result_sets_are_well_formed() {
         for deprecate in [false, true] {
             let mut out = Vec::new();
-            let next = write_single_u64(&mut out, 1, "LAST_INSERT_ID()", 42, deprecate, status::AUTOCOMMIT, false);
+            let next = write_single_bigint(
+                &mut out,
+                1,
+                "LAST_INSERT_ID()",
+                BigInt::Unsigned(42),
+                deprecate,
+                status::AUTOCOMMIT,
+                false,
+            );
             assert_eq!(next, if deprecate { 5 } else { 6 });
             let mut s = Scanner::new(Expect::ResultSets, deprecate);
             assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done), "deprecate_eof = {deprecate}");
             assert_eq!(s.status, status::AUTOCOMMIT);
             assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
             let mut out = Vec::new();
-            write_single_u64(&mut out, 1, "id", 42, deprecate, 0, true);
+            write_single_bigint(&mut out, 1, "id", BigInt::Unsigned(42), deprecate, 0, true);
             let mut s = Scanner::new(Expect::ResultSets, deprecate);
             assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
             assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");

@@ -148,19 +148,24 @@ fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
 }
 
 /// Session functions the proxy answers itself, because the backend connection that would
-/// run them is not the session's: `LAST_INSERT_ID()` (the session's own last insert id)
-/// and `CONNECTION_ID()` (the id corelay gave the session).
+/// run them is not the session's: `LAST_INSERT_ID()` (the session's own last insert id),
+/// `CONNECTION_ID()` (the id corelay gave the session) and `ROW_COUNT()` (what the
+/// session's last statement affected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionFunction {
     LastInsertId,
     ConnectionId,
+    RowCount,
 }
 
-/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID()),
-/// which function and the column name the server would give it.
+/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID(),
+/// ROW_COUNT()), which function and the column name the server would give it.
 pub fn session_function_query(sql: &[u8]) -> Option<(SessionFunction, String)> {
     if let Some(name) = last_insert_id_query(sql) {
         return Some((SessionFunction::LastInsertId, name));
+    }
+    if let Some(name) = function_query(sql, b"ROW_COUNT") {
+        return Some((SessionFunction::RowCount, name));
     }
     function_query(sql, b"CONNECTION_ID").map(|n| (SessionFunction::ConnectionId, n))
 }
@@ -508,6 +513,8 @@ mod tests {
             session_function_query(b"select connection_id()"),
             Some((SessionFunction::ConnectionId, "connection_id()".into()))
         );
+        assert_eq!(session_function_query(b"SELECT ROW_COUNT() AS n"), Some((SessionFunction::RowCount, "n".into())));
+        assert_eq!(session_function_query(b"SELECT ROW_COUNT() + 1"), None);
         assert_eq!(session_function_query(b"SELECT CONNECTION_ID(), 1"), None);
     }
 

@@ -357,6 +357,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if fx.may_set_insert_id {
             self.insert_id_read();
         }
+        self.row_count = scanner.row_count();
         self.after_response(&scanner);
         Ok(())
     }
@@ -417,7 +418,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 return Ok(());
             }
         };
-        let view = crate::admin::View { config: &self.config, status: &self.ctx.status };
+        let view = crate::admin::View { config: &self.config, status: &self.ctx.status, balance: None };
         let rs = crate::admin::proxystatus::result(&view, kind);
         let flags = self.session_status();
         let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
@@ -536,11 +537,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let flags = self.session_status();
         let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
         self.out.clear();
+        use crate::protocol::response::{write_single_bigint, BigInt};
         let value = match function {
-            classify::SessionFunction::LastInsertId => self.last_insert_id,
-            classify::SessionFunction::ConnectionId => u64::from(self.conn_id),
+            classify::SessionFunction::LastInsertId => BigInt::Unsigned(self.last_insert_id),
+            classify::SessionFunction::ConnectionId => BigInt::Unsigned(u64::from(self.conn_id)),
+            classify::SessionFunction::RowCount => BigInt::Signed(self.row_count),
         };
-        crate::protocol::response::write_single_u64(&mut self.out, seq, name, value, deprecate, flags, binary);
+        // This SELECT is now the session's last statement.
+        self.row_count = -1;
+        write_single_bigint(&mut self.out, seq, name, value, deprecate, flags, binary);
         self.flush().await
     }
 
@@ -657,6 +662,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.pins = 0;
         self.locks = 0;
         self.last_insert_id = 0;
+        self.row_count = -1;
     }
 
     /// After a complete response: transaction state from the server's status flags, then

@@ -432,6 +432,9 @@ pub struct Session<'a, C: Transport, N: Connector> {
     /// borrowed: what that connection's LAST_INSERT_ID() holds now is the session's own
     /// doing (`LAST_INSERT_ID(expr)` sets it), not to be overwritten.
     insert_id_set_here: bool,
+    /// What `ROW_COUNT()` returns now: what the session's last statement affected (-1
+    /// after a result set or an error).
+    row_count: i64,
     /// The next borrow is a read that wanted a replica but goes to the primary.
     fallback_read: bool,
     /// When this session's last write finished (read-your-writes).
@@ -507,6 +510,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         fallback_read: false,
         last_insert_id: 0,
         insert_id_set_here: false,
+        row_count: -1,
         cmd_class: crate::status::Class::Other,
         cmd_server: None,
         trace: Trace::default(),

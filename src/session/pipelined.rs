@@ -302,6 +302,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// After a pipelined reply: what the server said about the statement (the connection
     /// was not the session's, so no pin or state comes from it).
     pub(super) fn after_piped(&mut self, scanner: &Scanner) {
+        self.row_count = scanner.row_count();
         if let Some(code) = scanner.error {
             Slot::add(&self.ctx.slot().error_replies, 1);
             self.trace.error = code;

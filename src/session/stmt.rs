@@ -287,6 +287,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if sets_insert_id {
             self.insert_id_read();
         }
+        self.row_count = scanner.row_count();
         self.after_response(&scanner);
         Ok(())
     }
