@@ -294,14 +294,19 @@ fn a_crash_looping_shard_is_not_restarted_forever() {
     }
 }
 
-/// Each shard's `clients` column of SHOW SHARDS.
-fn clients_per_shard(c: &Corelay) -> Vec<u64> {
+/// Each shard's `column` of SHOW SHARDS (a count).
+fn per_shard(c: &Corelay, column: &str) -> Vec<u64> {
     let (ok, out, err) = mariadb_cli(c.admin_port, "admin", "admin_pw", "SHOW SHARDS\n");
     assert!(ok, "SHOW SHARDS: {err}");
     let mut lines = out.lines();
     let head: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    let col = head.iter().position(|h| *h == "clients").expect("a clients column");
+    let col = head.iter().position(|h| *h == column).unwrap_or_else(|| panic!("a {column} column"));
     lines.map(|l| l.split('\t').nth(col).and_then(|v| v.parse().ok()).expect("a count")).collect()
+}
+
+/// Each shard's `clients` column of SHOW SHARDS.
+fn clients_per_shard(c: &Corelay) -> Vec<u64> {
+    per_shard(c, "clients")
 }
 
 /// Waits until the shards hold `total` clients in all, and returns how they are spread.
@@ -324,10 +329,17 @@ fn new_clients_go_to_the_shard_with_fewer_sessions_in_both_modes() {
         let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], ""), mode, 2);
         assert!(c.log().contains("new clients go to the shard with fewer sessions"), "{mode}: {}", c.log());
         for round in 0..2 {
-            // Sessions still open count: wait for the readiness probe's to end.
+            // Sessions still open count: wait for the readiness probe's to end, and for the
+            // balancer to have counted every ended session down (or settled).
             assert_eq!(spread_when(&c, 0), vec![0, 0], "{mode}, before round {round}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while per_shard(&c, "balance_count") != [0, 0] {
+                assert!(Instant::now() < deadline, "{mode}: balancer counts {:?}", per_shard(&c, "balance_count"));
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let clients: Vec<mysql::Conn> = (0..40).map(|_| c.connect("app", "app_pw").unwrap()).collect();
-            assert_eq!(spread_when(&c, 40), vec![20, 20], "{mode}, round {round}");
+            let counts = per_shard(&c, "balance_count");
+            assert_eq!(spread_when(&c, 40), vec![20, 20], "{mode}, round {round}; balancer counts {counts:?}");
             drop(clients);
             assert_eq!(spread_when(&c, 0), vec![0, 0], "{mode}, round {round}");
         }

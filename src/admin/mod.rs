@@ -16,10 +16,12 @@ use crate::config::Config;
 use crate::protocol::resultset::ResultSet;
 use crate::status::StatusRegion;
 
-/// What an admin command needs: the running configuration and the status region.
+/// What an admin command needs: the running configuration and the status region, and
+/// (admin port only) the accept balancer's count per shard, when new clients are balanced.
 pub struct View<'a> {
     pub config: &'a Config,
     pub status: &'a StatusRegion,
+    pub balance: Option<Vec<u64>>,
 }
 
 /// What the admin port's sessions need from the shard serving them: its configuration as
@@ -29,6 +31,10 @@ pub trait Host {
     fn config(&self) -> std::sync::Arc<Config>;
     fn status(&self) -> &StatusRegion;
     async fn sleep(&self, d: std::time::Duration);
+    /// The accept balancer's count per shard (None: the kernel hash spreads clients).
+    fn balance_counts(&self) -> Option<Vec<u64>> {
+        None
+    }
 }
 
 /// What an admin command answers.
@@ -111,7 +117,7 @@ mod tests {
     fn commands_are_found_by_their_words() {
         let config = Config::new(Config::embedded(), "t".into()).unwrap();
         let status = StatusRegion::create(2).unwrap();
-        let view = View { config: &config, status: &status };
+        let view = View { config: &config, status: &status, balance: None };
         assert!(matches!(run(&view, "show shards;"), Reply::Rows(r) if r.rows.len() == 2));
         assert!(matches!(run(&view, "SHOW NONSENSE"), Reply::Err(1064, ..)));
         for c in commands::ALL {

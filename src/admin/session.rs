@@ -25,7 +25,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 pub async fn serve<C: Transport, H: Host>(host: &H, client: C, peer: SocketAddr, conn_id: u32) {
     let mut s = AdminSession { client, buf: Buffer::new(), out: Vec::new(), deprecate_eof: false };
     let config = host.config();
-    let view = View { config: &config, status: host.status() };
+    let view = View { config: &config, status: host.status(), balance: None };
     if let Err(e) = s.login(&view, peer, conn_id).await {
         tracing::info!(peer = %peer, "admin login failed: {e}");
         return;
@@ -163,7 +163,7 @@ impl<C: Transport> AdminSession<C> {
     async fn command_loop<H: Host>(&mut self, host: &H) {
         loop {
             let config = host.config();
-            let view = &View { config: &config, status: host.status() };
+            let view = &View { config: &config, status: host.status(), balance: host.balance_counts() };
             let Ok((seq, payload)) = self.read(IDLE).await else { return };
             let reply_seq = seq.wrapping_add(1);
             let Some((&cmd, body)) = payload.split_first() else { return };

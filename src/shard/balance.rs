@@ -87,7 +87,6 @@ impl Balancer {
     }
 
     /// Every shard's count, in shard order.
-    #[cfg(test)]
     pub fn counts(&self) -> Vec<u64> {
         (0..self.shards).map(|i| self.count(i).load(Ordering::Relaxed)).collect()
     }
@@ -119,6 +118,11 @@ impl Share {
 
     pub fn count(&self) -> u64 {
         self.balancer.count(self.shard).load(Ordering::Relaxed)
+    }
+
+    /// Every shard's count (what the admin port shows).
+    pub fn all(&self) -> Vec<u64> {
+        self.balancer.counts()
     }
 }
 

@@ -169,10 +169,10 @@ async fn serve(spec: ShardSpec) {
     let ctx = Rc::new(Context::new(config, status.clone(), index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
     if let Some(fd) = admin {
-        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Admin)).detach();
+        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Admin, balance.clone())).detach();
     }
     if let Some(fd) = metrics {
-        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Metrics)).detach();
+        glommio::spawn_local(serve_side(ctx.clone(), fd, Side::Metrics, None)).detach();
     }
     glommio::spawn_local(maintain_pool(ctx.clone())).detach();
     glommio::spawn_local(publish_status(ctx.clone())).detach();
@@ -331,7 +331,7 @@ enum Side {
 
 /// Accepts on this shard's admin or `/metrics` socket until shutdown; every connection
 /// gets a task of its own and is answered from the status region.
-async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side) {
+async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side, balance: Option<balance::Share>) {
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
     let mut next_id = 0u32;
@@ -351,16 +351,17 @@ async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side)
         next_id = next_id.wrapping_add(1);
         let id = ((ctx.shard as u32 & 0xFF) << 24) | (next_id & 0x00FF_FFFF);
         let ctx = ctx.clone();
+        let balance = balance.clone();
         glommio::spawn_local(async move {
             let conn = Conn::new(stream, Some(Duration::from_secs(10)));
             match side {
                 Side::Admin => {
-                    let host = AdminHost(&ctx);
+                    let host = AdminHost(&ctx, balance.as_ref());
                     crate::admin::session::serve(&host, conn, peer, id).await
                 }
                 Side::Metrics => {
                     let config = ctx.config();
-                    let view = crate::admin::View { config: &config, status: &ctx.status };
+                    let view = crate::admin::View { config: &config, status: &ctx.status, balance: None };
                     crate::admin::metrics::serve(&view, conn).await
                 }
             }
@@ -370,8 +371,8 @@ async fn serve_side(ctx: Rc<Context<GlommioConnector>>, fd: OwnedFd, side: Side)
 }
 
 /// What the admin port's sessions get from the shard: its current configuration and the
-/// status region, and its timer.
-struct AdminHost<'a>(&'a Context<GlommioConnector>);
+/// status region, its timer, and its view of the accept balancer.
+struct AdminHost<'a>(&'a Context<GlommioConnector>, Option<&'a balance::Share>);
 
 impl crate::admin::Host for AdminHost<'_> {
     fn config(&self) -> Arc<Config> {
@@ -384,6 +385,10 @@ impl crate::admin::Host for AdminHost<'_> {
 
     async fn sleep(&self, d: Duration) {
         glommio::timer::sleep(d).await;
+    }
+
+    fn balance_counts(&self) -> Option<Vec<u64>> {
+        self.1.map(balance::Share::all)
     }
 }
 

@@ -13,7 +13,7 @@ impl Command for ShowShards {
     }
 
     fn help(&self) -> &'static str {
-        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS, status-table overflow, configuration version per shard"
+        "SHOW SHARDS: pid, thread, CPU, start time, respawns, clients, backend connections, commands, RSS, status-table overflow, configuration version, and the accept balancer's count (sessions it gave the shard, NULL without balancing) per shard"
     }
 
     fn run(&self, view: &View, _args: &[String]) -> Reply {
@@ -32,6 +32,7 @@ impl Command for ShowShards {
             "table_overflow",
             "given_up",
             "config_version",
+            "balance_count",
         ]);
         for k in 0..view.status.shards() {
             let s = view.status.slot(k);
@@ -52,6 +53,9 @@ impl Command for ShowShards {
                 s.given_up.load(Relaxed).to_string(),
                 s.config_version.load(Relaxed).to_string(),
             ]);
+            if let Some(row) = rs.rows.last_mut() {
+                row.push(view.balance.as_ref().and_then(|b| b.get(k)).map(u64::to_string));
+            }
         }
         Reply::Rows(rs)
     }
