@@ -18,37 +18,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 top=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$top/Cargo.toml"
-work=$(mktemp -d /tmp/corelay-repl.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
-trap cleanup EXIT
-user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/template" --auth-root-authentication-method=normal \
-  --skip-test-db >/dev/null 2>&1
-declare -A PORT PID
-start_server() { # name server-id extra...
-  local name=$1 id=$2; shift 2
-  cp -a "$work/template" "$work/$name"
-  PORT[$name]=$(free_port)
-  mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/$name" --port="${PORT[$name]}" --socket="$work/$name.sock" \
-    --bind-address=127.0.0.1 --skip-name-resolve --performance-schema=OFF --server-id="$id" \
-    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --max-connections=1000 "$@" \
-    >"$work/$name.log" 2>&1 &
-  PID[$name]=$!
-  pids+=($!)
-  for _ in $(seq 100); do mariadb --no-defaults -uroot -S "$work/$name.sock" -e 'SELECT 1' >/dev/null 2>&1 && return; sleep 0.2; done
-  echo "$name did not start" >&2; exit 1
-}
-sql() { mariadb --no-defaults -uroot -S "$work/$1.sock" -N -e "$2"; }
-start_server primary 1 --log-bin=mysql-bin --binlog-format=ROW
-first=$(sql primary "SHOW BINARY LOGS" | head -1 | cut -f1)
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
+bench_setup repl
+mdb_start primary --server-id=1 --log-bin=mysql-bin --binlog-format=ROW
 for r in replica1 replica2; do
-  start_server $r $([ $r = replica1 ] && echo 2 || echo 3) --skip-log-bin
-  sql $r "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[primary]}, MASTER_USER='root', MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE"
+  mdb_start $r --server-id=$([ $r = replica1 ] && echo 2 || echo 3) --skip-log-bin
+  mdb_replicate $r primary
 done
-sql primary "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;"
+declare -A PORT
+for s in primary replica1 replica2; do PORT[$s]=$(mdb_port $s); done
+sql() { mdb_sql "$@"; }
 CR=$(free_port)
 cat >"$work/corelay.toml" <<TOML
 [proxy]
@@ -84,7 +64,7 @@ db_user = "sb"
 TOML
 "$top/target/release/corelay" --config "$work/corelay.toml" >"$work/corelay.log" 2>&1 &
 pids+=($!)
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb --tables=4 --table-size=10000)
+SB=("${SB_COMMON[@]}" --tables=4 --table-size=10000)
 sysbench oltp_read_write "${SB[@]}" --mysql-port="${PORT[primary]}" --threads=4 prepare >/dev/null
 sleep 3
 status() { sql "$1" "SHOW GLOBAL STATUS LIKE '$2'" | cut -f2; }
@@ -110,19 +90,16 @@ echo "## 2. oltp_read_only, replica1 stopped halfway"
 set +e
 sysbench oltp_read_only "${SB[@]}" --mysql-port="$CR" --threads="$THREADS" --time=20 run >"$work/ro.txt" 2>&1 &
 sbpid=$!
-sleep 10; kill "${PID[replica1]}"; wait "$sbpid"; echo "exit status: $?"
+sleep 10; kill "${MDB_PID[replica1]}"; wait "$sbpid"; echo "exit status: $?"
 set -e
 grep -E "queries:|ignored errors|FATAL" "$work/ro.txt" | head -5
 echo "## 3. both replicas stopped, then replica2 restarted"
-kill "${PID[replica2]}"; sleep 2
+kill "${MDB_PID[replica2]}"; sleep 2
 p0=$(status primary Com_select)
 sysbench oltp_point_select "${SB[@]}" --mysql-port="$CR" --threads=4 --time=5 run 2>&1 | grep -E "queries:|FATAL|errors:" | head -3
 echo "primary Com_select +$(( $(status primary Com_select) - p0 ))"
-cp "$work/replica2.log" "$work/replica2.log.1"
-mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/replica2" --port="${PORT[replica2]}" --socket="$work/replica2.sock" \
-  --bind-address=127.0.0.1 --skip-name-resolve --performance-schema=OFF --server-id=3 --skip-log-bin >>"$work/replica2.log" 2>&1 &
-pids+=($!)
-sleep 5
+mdb_start replica2
+sleep 3
 r0=$(status replica2 Com_select)
 sysbench oltp_point_select "${SB[@]}" --mysql-port="$CR" --threads=4 --time=5 run 2>&1 | grep -E "queries:|FATAL|errors:" | head -3
 echo "replica2 Com_select after restart +$(( $(status replica2 Com_select) - r0 ))"
@@ -150,4 +127,4 @@ wait "$sbpid"; echo "sysbench exit status: $?"
 set -e
 grep -E "queries:|ignored errors|FATAL" "$work/hup.txt" | head -5
 echo "after the reload: replica2 Com_select +$(( $(status replica2 Com_select) - r2 )) (replica1 is still stopped from step 2: reads go to the primary)"
-grep -E "SIGHUP|configuration version" "$work/corelay.log" | sed 's/^[^ ]* *//' | head -5
+grep -E "SIGHUP|configuration version" "$work/corelay.log" | sed 's/^[^ ]* *//' | head -5 || true
