@@ -67,11 +67,11 @@ mdb_start() {
 
 mdb_port() { echo "${MDB_PORT[$1]}"; }
 mdb_sql() { mariadb --no-defaults -uroot -S "$work/$1.sock" -N -e "$2"; }
-mdb_replicate() {
+mdb_replicate() { # replica primary [", MORE=OPTIONS" of CHANGE MASTER]
   local first
   first=$(mdb_sql "$2" "SHOW BINARY LOGS" | head -1 | cut -f1)
   mdb_sql "$1" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(mdb_port "$2"), MASTER_USER='root', \
-    MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no; START SLAVE"
+    MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no${3:-}; START SLAVE"
 }
 
 SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb)

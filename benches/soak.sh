@@ -22,46 +22,20 @@ done
 top=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$top/benches/results/soak-$(date -u +%Y-%m-%d)}
 mkdir -p "$OUT"
-cargo build --release --quiet --manifest-path "$top/Cargo.toml"
-work=$(mktemp -d /tmp/corelay-soak.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
-trap cleanup EXIT
-user_flag=(); [ "$(id -u)" = 0 ] && user_flag=(--user=root)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
+bench_setup soak
 log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$work/faults.log"; }
-mariadb-install-db --no-defaults "${user_flag[@]}" --datadir="$work/template" --auth-root-authentication-method=normal \
-  --skip-test-db >/dev/null 2>&1
-declare -A PORT PID ARGS
-start_server() { # name [server-id extra...] (the first call sets them)
-  local name=$1; shift
-  if [ ! -d "$work/$name" ]; then
-    cp -a "$work/template" "$work/$name"
-    PORT[$name]=$(free_port)
-    ARGS[$name]="--server-id=$*"
-  fi
-  # shellcheck disable=SC2086
-  mariadbd --no-defaults "${user_flag[@]}" --datadir="$work/$name" --port="${PORT[$name]}" --socket="$work/$name.sock" \
-    --bind-address=127.0.0.1 --skip-name-resolve --performance-schema=OFF ${ARGS[$name]} \
-    --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 --max-connections=1000 \
-    >>"$work/$name.log" 2>&1 &
-  PID[$name]=$!
-  pids+=($!)
-  for _ in $(seq 150); do mariadb --no-defaults -uroot -S "$work/$name.sock" -e 'SELECT 1' >/dev/null 2>&1 && return; sleep 0.2; done
-  echo "$name did not start" >&2; exit 1
-}
-stop_server() { kill "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; }
-kill_server() { kill -9 "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; }
-sql() { mariadb --no-defaults -uroot -S "$work/$1.sock" -N -e "$2"; }
-start_server primary 1 --log-bin=mysql-bin --binlog-format=ROW
-first=$(sql primary "SHOW BINARY LOGS" | head -1 | cut -f1)
-start_server replica1 2 --skip-log-bin --relay-log=relay-bin
-start_server replica2 3 --skip-log-bin --relay-log=relay-bin
-for r in replica1 replica2; do
-  sql $r "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[primary]}, MASTER_USER='root', MASTER_PASSWORD='', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4, MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1; START SLAVE"
-done
-sql primary "CREATE USER sb@'%' IDENTIFIED BY 'sb_pw'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE sb;
-  CREATE TABLE sb.ledger (id BIGINT PRIMARY KEY, writer INT, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6));"
+stop_server() { kill "${MDB_PID[$1]}" 2>/dev/null || true; wait "${MDB_PID[$1]}" 2>/dev/null || true; }
+kill_server() { kill -9 "${MDB_PID[$1]}" 2>/dev/null || true; wait "${MDB_PID[$1]}" 2>/dev/null || true; }
+sql() { mdb_sql "$@"; }
+mdb_start primary --server-id=1 --log-bin=mysql-bin --binlog-format=ROW
+mdb_start replica1 --server-id=2 --skip-log-bin --relay-log=relay-bin
+mdb_start replica2 --server-id=3 --skip-log-bin --relay-log=relay-bin
+for r in replica1 replica2; do mdb_replicate $r primary ", MASTER_CONNECT_RETRY=1"; done
+declare -A PORT
+for s in primary replica1 replica2; do PORT[$s]=$(mdb_port $s); done
+sql primary "CREATE TABLE sb.ledger (id BIGINT PRIMARY KEY, writer INT, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6));"
 
 CR=$(free_port) ADMIN=$(free_port)
 write_config() { # variant: a (both replicas, one user) or b (replica2 gone, user sb2 added, weights changed)
@@ -122,7 +96,7 @@ write_config a
 CPID=$!
 pids+=($CPID)
 sleep 2
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=sb --mysql-password=sb_pw --mysql-db=sb --tables=4 --table-size=10000)
+SB=("${SB_COMMON[@]}" --tables=4 --table-size=10000)
 sysbench oltp_read_write "${SB[@]}" --mysql-port="${PORT[primary]}" --threads=4 prepare >/dev/null
 sleep 2
 SECONDS_TOTAL=$((MINUTES * 60))
@@ -185,7 +159,7 @@ for m in $(seq 1 $((MINUTES - 1))); do
   while [ "$(date +%s)" -lt "$((t_start + m * 60))" ]; do sleep 1; done
   if [ "$m" = $((MINUTES / 2)) ]; then
     log "minute $m: restart the primary (clean shutdown, start again)"
-    stop_server primary; start_server primary
+    stop_server primary; mdb_start primary
     continue
   fi
   case $((m % 3)) in
@@ -195,7 +169,7 @@ for m in $(seq 1 $((MINUTES - 1))); do
       kill -9 "$victim" ;;
     2)
       log "minute $m: kill -9 replica1; restart it in 15 s"
-      kill_server replica1; sleep 15; start_server replica1; log "minute $m: replica1 back" ;;
+      kill_server replica1; sleep 15; mdb_start replica1; log "minute $m: replica1 back" ;;
     0)
       if [ $variant = a ]; then variant=b; else variant=a; fi
       if [ $variant = a ] && [ -n "$removed_at" ]; then
