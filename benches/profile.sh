@@ -39,7 +39,20 @@ qps() { # port threads psmode seconds
   sysbench "$SCRIPT" "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |
     sed -n 's/.*queries: *\([0-9]*\) *(\([0-9.]*\) per sec.).*/\1 \2/p'
 }
-shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
+syscalls() { # pid port name lines: strace -c of every thread of pid under 8 text-protocol threads
+  echo '```'
+  strace -c -f -p "$1" -o "$work/$3.txt" &
+  local spid=$! n rate total
+  sleep 1
+  read -r n rate < <(qps "$2" 8 disable "$TIME")
+  kill -INT $spid; wait $spid 2>/dev/null || true
+  echo "statements: $n ($rate/s under strace)"
+  head -"$4" "$work/$3.txt"
+  total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/$3.txt" | tail -1)
+  [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
+  echo '```'
+  echo
+}
 
 {
   echo "# corelay profile $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -r))"
@@ -48,35 +61,13 @@ shard_tid() { ls /proc/"$1"/task | sed -n 2p; }
   echo "default configuration ($(nproc) shards, thread mode) in front of one MariaDB; everything on this machine."
   echo
   echo "## Syscalls per statement (strace -c -f, text protocol, 8 threads, $TIME s)"
-  echo '```'
-  strace -c -f -p "$APID" -o "$work/strace.txt" &
-  SPID=$!
-  sleep 1
-  read -r n rate < <(qps "$A" 8 disable "$TIME")
-  kill -INT $SPID; wait $SPID 2>/dev/null || true
-  echo "statements: $n ($rate/s under strace)"
-  head -20 "$work/strace.txt"
-  total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace.txt" | tail -1)
-  [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
-  echo '```'
-  echo
+  syscalls "$APID" "$A" strace 20
   echo "Same workload through HAProxy (TCP mode, nbthread 2), for comparison:"
-  echo '```'
   H=$(free_port)
   HPID=$(haproxy_start "$H" "$DB" 2)
   pids+=("$HPID")
-  strace -c -f -p "$HPID" -o "$work/strace-haproxy.txt" &
-  SPID=$!
-  sleep 1
-  read -r n rate < <(qps "$H" 8 disable "$TIME")
-  kill -INT $SPID; wait $SPID 2>/dev/null || true
+  syscalls "$HPID" "$H" strace-haproxy 12
   kill "$HPID"
-  echo "statements: $n ($rate/s under strace)"
-  head -12 "$work/strace-haproxy.txt"
-  total=$(awk '/^[ 0-9.]+ +total/ || $NF=="total" {print $(NF-2)}' "$work/strace-haproxy.txt" | tail -1)
-  [ -n "$total" ] && awk -v t="$total" -v n="$n" 'BEGIN { printf "syscalls per statement: %.2f\n", t / n }'
-  echo '```'
-  echo
   echo "## perf profile (perf record -g, prepared, 8 threads, $TIME s): top of perf report --no-children"
   echo '```'
   perf record -F 999 -g -p "$APID" -o "$work/perf.data" -- sleep "$TIME" >/dev/null 2>&1 &
