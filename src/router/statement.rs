@@ -76,10 +76,17 @@ pub struct Effects {
     /// Every statement starts with SELECT, SHOW, DESC(RIBE), EXPLAIN or HELP: sending the
     /// text twice does no harm (pins aside, which the caller checks).
     pub reads_only: bool,
-    /// The statement reads what the connection's previous statement left (its warnings,
-    /// errors, row counts, insert id): it must run where that statement ran, so it is
-    /// never pipelined with other sessions' statements.
-    pub connection_bound: bool,
+    /// What it reads of, or leaves on, the connection's record of the previous statement.
+    pub previous: Previous,
+}
+
+/// What a statement reads of, or leaves on, its connection's record of the previous
+/// statement (warnings, errors, row counts, LAST_INSERT_ID()).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    /// It reads what the connection's previous statement left: it must run where that
+    /// statement ran, so it is never pipelined with other sessions' statements.
+    pub bound: bool,
     /// It reads LAST_INSERT_ID() (or @@identity, @@last_insert_id): the connection must
     /// hold the session's value, even one the session holds on to (a transaction may have
     /// started after the insert, on another connection).
@@ -104,7 +111,7 @@ impl Effects {
             && self.lock_delta == 0
             && self.assignments.is_empty()
             && self.use_schema.is_none()
-            && !self.connection_bound
+            && !self.previous.bound
     }
 }
 
@@ -191,7 +198,7 @@ fn leading(head: &[Option<Token<'_>>; 4], set: Option<&[Token<'_>]>, fx: &mut Ef
     } else if word(0, "PREPARE") || word(0, "EXECUTE") || word(0, "DEALLOCATE") {
         fx.pin |= pin::SQL_PREPARE;
     } else if word(0, "CALL") {
-        fx.may_set_insert_id = true;
+        fx.previous.may_set_insert_id = true;
     } else if word(0, "HANDLER") {
         fx.pin |= pin::HANDLER;
     } else if word(0, "XA") {
@@ -228,10 +235,10 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
     if let Token::Word(w) | Token::SysVar(w) = t {
         let name = w.rsplit(|&b| b == b'.').next().unwrap_or(w);
         if PREVIOUS_STATEMENT.iter().any(|kw| name.eq_ignore_ascii_case(kw.as_bytes())) {
-            fx.connection_bound = true;
+            fx.previous.bound = true;
             if [&b"LAST_INSERT_ID"[..], b"IDENTITY"].iter().any(|kw| name.eq_ignore_ascii_case(kw)) {
-                fx.reads_insert_id = true;
-                fx.may_set_insert_id = true;
+                fx.previous.reads_insert_id = true;
+                fx.previous.may_set_insert_id = true;
             }
         }
     }
@@ -530,13 +537,13 @@ mod tests {
     #[test]
     fn insert_id() {
         for sql in ["INSERT INTO c VALUES (LAST_INSERT_ID())", "SELECT @@identity + 1", "select last_insert_id() * 2"] {
-            let fx = analyse(sql.as_bytes());
-            assert!(fx.connection_bound && fx.reads_insert_id && fx.may_set_insert_id, "{sql}");
+            let fx = analyse(sql.as_bytes()).previous;
+            assert!(fx.bound && fx.reads_insert_id && fx.may_set_insert_id, "{sql}");
         }
-        let call = analyse(b"CALL add_row(1)");
+        let call = analyse(b"CALL add_row(1)").previous;
         assert!(call.may_set_insert_id && !call.reads_insert_id);
         for sql in ["SELECT ROW_COUNT()", "INSERT INTO t VALUES (1)", "SELECT last_insert_id_col FROM t"] {
-            let fx = analyse(sql.as_bytes());
+            let fx = analyse(sql.as_bytes()).previous;
             assert!(!fx.reads_insert_id && !fx.may_set_insert_id, "{sql}");
         }
     }

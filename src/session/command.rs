@@ -16,7 +16,7 @@ use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::response::{write_ok, Expect, Progress, Scanner};
 use crate::protocol::status;
 use crate::router::classify;
-use crate::router::statement::{self, pin};
+use crate::router::statement::{self, pin, Previous};
 use crate::status::Slot;
 
 /// Message for a client whose idle time ran out (as MySQL 8 words it).
@@ -312,11 +312,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.report_acquire_error(h.seq.wrapping_add(1), e).await;
             return Ok(());
         }
-        if fx.connection_bound && (!held || fx.reads_insert_id) {
-            // A connection just borrowed holds what its last statement left, which was
-            // not this session's: bring it to what this session's last statement left.
-            self.replay_last_statement(!held, fx.reads_insert_id, warned.as_deref()).await;
-        }
+        self.replay_last_statement(fx.previous, held, warned.as_deref()).await;
         // A read on a connection that holds nothing of the session may be sent again on
         // another connection if the first one dies before any byte of the reply came back.
         let retryable = fx.reads_only && fx.pin == 0 && self.pins == 0 && self.locks == 0 && !h.continued();
@@ -354,10 +350,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.locks == 0 {
             self.pins &= !pin::GET_LOCK;
         }
-        if fx.may_set_insert_id {
-            self.insert_id_read();
-        }
-        self.row_count = scanner.row_count();
+        self.left_for_next_statement(fx.previous, &scanner);
         self.after_response(&scanner);
         Ok(())
     }
@@ -703,18 +696,24 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Before a statement that reads what the previous one left (SHOW WARNINGS,
-    /// @@warning_count, LAST_INSERT_ID(), ...). On a connection just borrowed (`fresh`):
-    /// runs again `warned`, a pipelined read whose reply had warnings, so that they are
-    /// there to read; or, when the last statement left none, a statement that clears what
-    /// the connection's last user left. Either way, when the statement reads
-    /// LAST_INSERT_ID() (`insert_id`) and the connection may hold another value than the
-    /// session's (its last user's, or one from before the session's last insert), sets it
-    /// first. The replies are dropped; if this fails, the statement finds nothing.
-    pub(super) async fn replay_last_statement(&mut self, fresh: bool, insert_id: bool, warned: Option<&[u8]>) {
+    /// @@warning_count, LAST_INSERT_ID(), ...), on the connection it will run on (`held`:
+    /// the session had it already). On a connection just borrowed, which holds what its
+    /// last user left: runs again `warned`, a pipelined read whose reply had warnings, so
+    /// that they are there to read; or, when the last statement left none, a statement
+    /// that clears what the connection's last user left. Either way, when the statement
+    /// reads LAST_INSERT_ID() and the connection may hold another value than the session's
+    /// (its last user's, or one from before the session's last insert), sets it first.
+    /// The replies are dropped; if this fails, the statement finds nothing.
+    pub(super) async fn replay_last_statement(&mut self, previous: Previous, held: bool, warned: Option<&[u8]>) {
         use std::io::Write as _;
+        let fresh = !held;
         let n = self.last_insert_id;
-        let sync =
-            insert_id && !self.insert_id_set_here && self.backend.as_ref().is_some_and(|b| b.last_insert_id != Some(n));
+        let sync = previous.reads_insert_id
+            && !self.insert_id_set_here
+            && self.backend.as_ref().is_some_and(|b| b.last_insert_id != Some(n));
+        if !previous.bound || (!fresh && !sync) {
+            return;
+        }
         let mut text = Vec::with_capacity(96);
         text.push(cmd::QUERY);
         if sync {
@@ -744,13 +743,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    /// After a statement that may have set the connection's LAST_INSERT_ID() out of the
-    /// proxy's sight (`LAST_INSERT_ID(expr)`, a procedure): that value stays while the
-    /// session holds the connection; the next session to borrow it sets its own.
-    pub(super) fn insert_id_read(&mut self) {
-        self.insert_id_set_here = true;
-        if let Some(b) = self.backend.as_mut() {
-            b.last_insert_id = None;
+    /// After a statement's reply: what `ROW_COUNT()` returns now, and, when the statement
+    /// may have set the connection's LAST_INSERT_ID() out of the proxy's sight
+    /// (`LAST_INSERT_ID(expr)`, a procedure), that this value stays while the session
+    /// holds the connection and the next session to borrow it sets its own.
+    pub(super) fn left_for_next_statement(&mut self, previous: Previous, scanner: &Scanner) {
+        self.row_count = scanner.row_count();
+        if previous.may_set_insert_id {
+            self.insert_id_set_here = true;
+            if let Some(b) = self.backend.as_mut() {
+                b.last_insert_id = None;
+            }
         }
     }
 

@@ -428,9 +428,9 @@ pub struct Session<'a, C: Transport, N: Connector> {
     trace: Trace,
     /// The last non-zero insert id the server reported to this session.
     last_insert_id: u64,
-    /// A statement reading LAST_INSERT_ID() ran on the borrowed connection since it was
-    /// borrowed: what that connection's LAST_INSERT_ID() holds now is the session's own
-    /// doing (`LAST_INSERT_ID(expr)` sets it), not to be overwritten.
+    /// A statement that may set LAST_INSERT_ID() ran on the borrowed connection since it
+    /// was borrowed: what that connection's LAST_INSERT_ID() holds now is the session's
+    /// own doing (`LAST_INSERT_ID(expr)`, a procedure), not to be overwritten.
     insert_id_set_here: bool,
     /// What `ROW_COUNT()` returns now: what the session's last statement affected (-1
     /// after a result set or an error).

@@ -20,6 +20,7 @@ use crate::protocol::response::{ErrPacket, Expect, Scanner};
 use crate::protocol::{command as cmd, status};
 use crate::router::classify::{classify, hint, session_function_query, Class, SessionFunction};
 use crate::router::statement::pin;
+use crate::router::statement::Previous;
 use crate::status::Slot;
 
 /// One prepared statement of a session.
@@ -37,13 +38,8 @@ pub struct Stmt {
     pub session_function: Option<(SessionFunction, String)>,
     /// A read that may share a pipelined connection ([`crate::pool::pipe`]).
     pub pipelinable: bool,
-    /// It reads what the previous statement left on the connection (LAST_INSERT_ID(),
-    /// ROW_COUNT(), ...): see [`crate::router::statement::Effects::connection_bound`].
-    pub connection_bound: bool,
-    /// It reads LAST_INSERT_ID().
-    pub reads_insert_id: bool,
-    /// It may set LAST_INSERT_ID() out of the proxy's sight.
-    pub may_set_insert_id: bool,
+    /// What it reads of, or leaves on, the connection's record of the previous statement.
+    pub previous: Previous,
 }
 
 /// A session's statements by the ids it handed out.
@@ -106,21 +102,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 let session_function = session_function_query(&sql);
                 let fx = crate::router::statement::analyse(&sql);
                 let pipelinable = class == Class::Read && fx.pipelinable();
-                let (connection_bound, reads_insert_id, may_set_insert_id) =
-                    (fx.connection_bound, fx.reads_insert_id, fx.may_set_insert_id);
-                let st = Stmt {
-                    sql,
-                    schema,
-                    hash,
-                    params,
-                    types: None,
-                    class,
-                    session_function,
-                    pipelinable,
-                    connection_bound,
-                    reads_insert_id,
-                    may_set_insert_id,
-                };
+                let previous = fx.previous;
+                let st =
+                    Stmt { sql, schema, hash, params, types: None, class, session_function, pipelinable, previous };
                 self.stmts.map.insert(id, st);
             }
         }
@@ -229,14 +213,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.report_acquire_error(reply_seq, e).await;
             return Ok(());
         }
-        let (bound, insert_id, sets_insert_id) = self
-            .stmts
-            .map
-            .get(&id)
-            .map_or((false, false, false), |s| (s.connection_bound, s.reads_insert_id, s.may_set_insert_id));
-        if bound && (!held || insert_id) {
-            self.replay_last_statement(!held, insert_id, None).await;
-        }
+        let previous = self.stmts.map.get(&id).map(|s| s.previous).unwrap_or_default();
+        self.replay_last_statement(previous, held, None).await;
         let exec = Execute { h, id, params, retryable };
         let mut attempt = 0;
         let scanner = loop {
@@ -284,10 +262,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.pins |= pin::CURSOR;
             self.stmts.cursor = Some(id);
         }
-        if sets_insert_id {
-            self.insert_id_read();
-        }
-        self.row_count = scanner.row_count();
+        self.left_for_next_statement(previous, &scanner);
         self.after_response(&scanner);
         Ok(())
     }
