@@ -177,6 +177,18 @@ fn slave_status(replica: &MariaDb, name: &str) -> String {
     row.get_opt::<Option<String>, _>(at).and_then(|v| v.ok()).flatten().unwrap_or_default()
 }
 
+/// Runs `sql` on `conn` until it fails, for up to 10 s (else panics with `still`); the error.
+fn first_error(conn: &mut Conn, sql: &str, still: &str) -> mysql::Error {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match conn.query_first::<i64, _>(sql) {
+            Err(e) => return e,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "{still}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_replica_that_lost_its_primary_serves_reads_only_when_told_to() {
     let (mut primary, replica) = replicated_pair();
@@ -227,26 +239,12 @@ fn a_replica_that_lost_its_primary_serves_reads_only_when_told_to() {
         assert_eq!(server_id(&mut a, sid), 2, "told: the replica that applied all it got serves reads");
     }
     // The untold one stops reading there, and with the primary gone reads fail clearly.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let e = loop {
-        match b.query_first::<i64, _>(sid) {
-            Err(e) => break e,
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "untold: the replica still gets reads"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let e = first_error(&mut b, sid, "untold: the replica still gets reads");
     assert!(err_code(&e).is_some(), "untold: a MySQL error, not a dropped connection: {e}");
 
     // A replica that stops applying does not know how far behind it is: no reads, told or not.
     replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let e = loop {
-        match a.query_first::<i64, _>(sid) {
-            Err(e) => break e,
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "told: a stopped replica still gets reads"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let e = first_error(&mut a, sid, "told: a stopped replica still gets reads");
     assert!(err_code(&e).is_some(), "{e}");
 }
 
