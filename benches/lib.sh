@@ -12,6 +12,8 @@
 #   sb_run PORT SCRIPT PSMODE THREADS SECONDS   prints "statements qps p99_ms"
 #   haproxy_start PORT DB_PORT NBTHREAD         HAProxy in TCP mode; prints its pid
 #   corelay_config PORT DB_PORT [PROXY KEYS] [SERVER KEYS]   a corelay configuration for user sb
+#   corelay_start NAME PORT DB_PORT [FLAGS]     the release corelay on that configuration
+#                                    ($work/NAME.toml, log $work/NAME.log); pid in CORELAY_PID[NAME]
 #   cpu_ticks PID                    user+system ticks (1/100 s) of PID and its child processes
 
 bench_setup() {
@@ -24,7 +26,7 @@ bench_setup() {
   trap bench_cleanup EXIT
   user_flag=()
   [ "$(id -u)" = 0 ] && user_flag=(--user=root)
-  declare -gA MDB_PORT MDB_PID MDB_ARGS
+  declare -gA MDB_PORT MDB_PID MDB_ARGS CORELAY_PID
 }
 
 bench_cleanup() {
@@ -123,6 +125,14 @@ max_connections = 100000
 name = "admin"
 password = "admin_pw"
 TOML
+}
+
+corelay_start() {
+  local name=$1 port=$2 db=$3; shift 3
+  corelay_config "$port" "$db" >"$work/$name.toml"
+  "$top/target/release/corelay" --config "$work/$name.toml" "$@" >"$work/$name.log" 2>&1 &
+  CORELAY_PID[$name]=$!
+  pids+=($!)
 }
 
 cpu_ticks() {

@@ -22,18 +22,15 @@ mkdir -p "$OUT"
 # shellcheck source=benches/lib.sh
 source "$top/benches/lib.sh"
 bench_setup prof
-BIN=$top/target/release/corelay
 mdb_start db --skip-log-bin
 DB=$(mdb_port db)
 sb_prepare "$DB" 4 10000
 SB=("${SB_COMMON[@]}" --tables=4 --table-size=10000)
 A=$(free_port) B=$(free_port)
-corelay_config "$A" "$DB" >"$work/a.toml"; corelay_config "$B" "$DB" >"$work/b.toml"
-"$BIN" --config "$work/a.toml" >"$work/a.log" 2>&1 &
-APID=$!; pids+=($APID)
+corelay_start a "$A" "$DB"
 # shellcheck disable=SC2086
-"$BIN" --config "$work/b.toml" $KNOB >"$work/b.log" 2>&1 &
-BPID=$!; pids+=($BPID)
+corelay_start b "$B" "$DB" $KNOB
+APID=${CORELAY_PID[a]} BPID=${CORELAY_PID[b]}
 sleep 1
 qps() { # port threads psmode seconds
   sysbench "$SCRIPT" "${SB[@]}" --mysql-port="$1" --threads="$2" --db-ps-mode="$3" --time="$4" run 2>&1 |

@@ -20,15 +20,13 @@ OUT=${OUT:-$top/benches/results/wakeups-$(date -u +%Y-%m-%d).md}
 # shellcheck source=benches/lib.sh
 source "$top/benches/lib.sh"
 bench_setup wakeups
-BIN=$top/target/release/corelay
 mdb_start db --skip-log-bin
 DB=$(mdb_port db)
 sb_prepare "$DB" 4 10000
 P=$(free_port) H=$(free_port)
-corelay_config "$P" "$DB" >"$work/c.toml"
 # shellcheck disable=SC2086
-"$BIN" --config "$work/c.toml" $ARGS >"$work/c.log" 2>&1 &
-CP=$!; pids+=("$CP")
+corelay_start c "$P" "$DB" $ARGS
+CP=${CORELAY_PID[c]}
 HP=$(haproxy_start "$H" "$DB" 2)
 sleep 1
 switches() { # pid: context switches of all its threads so far
