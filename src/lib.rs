@@ -18,3 +18,4 @@ pub mod router;
 pub mod session;
 pub mod shard;
 pub mod status;
+pub mod util;

@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{format_time, View};
+use super::View;
 use crate::protocol::resultset::ResultSet;
+use crate::util::time::format_time;
 
 /// Which result set a statement asks for: `checkproxystatus type1` (any case, optional
 /// trailing `;`). None if the statement is something else.

@@ -266,7 +266,7 @@ impl Config {
         if p.io_memory_kib < 16 {
             return Err(bad("proxy.io_memory_kib".into(), "must be at least 16".into()));
         }
-        let online = crate::shard::online_cpus();
+        let online = crate::util::host::online_cpus();
         for (i, cpu) in p.cpus.iter().enumerate() {
             if *cpu >= online {
                 return Err(bad(
@@ -525,7 +525,7 @@ impl Config {
     pub fn shard_count(&self) -> usize {
         match self.proxy.workers {
             0 if !self.proxy.cpus.is_empty() => self.proxy.cpus.len(),
-            0 => crate::shard::online_cpus(),
+            0 => crate::util::host::online_cpus(),
             n => n,
         }
     }
@@ -534,7 +534,7 @@ impl Config {
     pub fn cpu_for_shard(&self, k: usize) -> usize {
         match self.proxy.cpus.get(k) {
             Some(&cpu) => cpu,
-            None => k % crate::shard::online_cpus().max(1),
+            None => k % crate::util::host::online_cpus().max(1),
         }
     }
 
@@ -702,7 +702,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(f);
             let mut file = Config::read_file(&path).unwrap();
             // A preset for a bigger host names CPUs this one may not have.
-            if file.proxy.cpus.iter().any(|&c| c >= crate::shard::online_cpus()) {
+            if file.proxy.cpus.iter().any(|&c| c >= crate::util::host::online_cpus()) {
                 file.proxy.cpus.clear();
             }
             Config::new(file, f.into()).unwrap_or_else(|e| panic!("{f}: {e}"));

@@ -224,7 +224,7 @@ impl Visit for Fields<'_> {
 /// An RFC 3339 UTC timestamp with microseconds.
 fn timestamp(out: &mut String) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let day = crate::admin::format_time(now.as_millis() as u64).replace(' ', "T");
+    let day = crate::util::time::format_time(now.as_millis() as u64).replace(' ', "T");
     let _ = write!(out, "{day}.{:06}Z", now.subsec_micros());
 }
 

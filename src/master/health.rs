@@ -73,7 +73,7 @@ impl Checker {
                 };
                 h.state.store(state, Relaxed);
                 h.lag_s.store(lag, Relaxed);
-                h.checked_unix_ms.store(crate::status::unix_ms(), Relaxed);
+                h.checked_unix_ms.store(crate::util::time::unix_ms(), Relaxed);
             }
         }
     }

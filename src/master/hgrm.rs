@@ -42,7 +42,8 @@ impl Writer {
         }
         self.due += self.every;
         let now = Writer::now(status);
-        let stamp = crate::admin::format_time(crate::status::unix_ms()).replace([' ', ':'], "").replace('-', "");
+        let stamp =
+            crate::util::time::format_time(crate::util::time::unix_ms()).replace([' ', ':'], "").replace('-', "");
         let names = ["read", "write", "other", "all"];
         let mut failed = None;
         if let Err(e) = std::fs::create_dir_all(dir) {

@@ -18,11 +18,12 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::util::waker::WakerSlot;
 
 /// What a pooled connection must match to be lent to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -295,7 +296,7 @@ impl<T> Pool<T> {
 /// A waiting session's place in the queue.
 #[derive(Default)]
 struct WaitSlot {
-    waker: RefCell<Option<Waker>>,
+    waker: WakerSlot,
     notified: Cell<bool>,
     done: Cell<bool>,
 }
@@ -305,9 +306,7 @@ fn wake_one(waiters: &mut VecDeque<Rc<WaitSlot>>) {
     while let Some(w) = waiters.pop_front() {
         if Rc::strong_count(&w) > 1 {
             w.notified.set(true);
-            if let Some(waker) = w.waker.borrow_mut().take() {
-                waker.wake();
-            }
+            w.waker.wake();
             return;
         }
     }
@@ -329,11 +328,11 @@ impl<T> Future for Wait<'_, T> {
                 slot.done.set(true);
                 return Poll::Ready(());
             }
-            *slot.waker.borrow_mut() = Some(cx.waker().clone());
+            slot.waker.register(cx);
             return Poll::Pending;
         }
         let slot = Rc::new(WaitSlot::default());
-        *slot.waker.borrow_mut() = Some(cx.waker().clone());
+        slot.waker.register(cx);
         if let Some(sp) = self.pool.servers.borrow_mut().get_mut(self.server) {
             sp.waiters.push_back(slot.clone());
         }

@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, StmtCache};
@@ -42,6 +42,7 @@ use crate::protocol::response::{Expect, Progress, Scanner};
 use crate::protocol::status;
 use crate::session::io::{Buffer, Transport};
 use crate::session::state::Vars;
+use crate::util::waker::WakerSlot;
 
 /// Reply bytes a session may leave unsent before the driver stops reading (a slow client
 /// holds up its pipe, not the proxy's memory).
@@ -51,15 +52,13 @@ const REPLY_BUFFER_LIMIT: usize = 256 * 1024;
 #[derive(Default)]
 struct Notify {
     set: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    waker: WakerSlot,
 }
 
 impl Notify {
     fn notify(&self) {
         self.set.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
+        self.waker.wake();
     }
 
     /// Resolves once the flag is set (at once if it already is), clearing it.
@@ -68,10 +67,7 @@ impl Notify {
             if self.set.replace(false) {
                 return Poll::Ready(());
             }
-            let mut slot = self.waker.borrow_mut();
-            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *slot = Some(cx.waker().clone());
-            }
+            self.waker.register(cx);
             Poll::Pending
         })
     }

@@ -143,7 +143,7 @@ pub struct Presence {
     pub doing: Cell<Doing>,
     /// Set by the shard: the session must give up what it waits for.
     abort: Cell<Option<Abort>>,
-    waker: std::cell::RefCell<Option<std::task::Waker>>,
+    waker: crate::util::waker::WakerSlot,
 }
 
 /// What a session is doing, as the shard sees it.
@@ -191,9 +191,7 @@ impl Presence {
         if self.abort.get() != Some(Abort::Stop) {
             self.abort.set(Some(why));
         }
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
+        self.waker.wake();
     }
 
     /// Resolves when the shard interrupts the session. No allocation: the session's one
@@ -212,10 +210,7 @@ impl std::future::Future for Aborted<'_> {
         match self.0.abort.get() {
             Some(why) => std::task::Poll::Ready(why),
             None => {
-                let mut slot = self.0.waker.borrow_mut();
-                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *slot = Some(cx.waker().clone());
-                }
+                self.0.waker.register(cx);
                 std::task::Poll::Pending
             }
         }

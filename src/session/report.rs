@@ -33,7 +33,7 @@ impl<N: Connector> Context<N> {
             clients: clients.into_iter().map(|((u, ip), n)| (u, ip, n)).collect(),
             backends: backends.into_iter().map(|((s, u, ip), n)| (replica(s), s, u, ip, n)).collect(),
             spare_buffers: self.spare_buffers() as u64,
-            updated_unix_ms: crate::status::unix_ms(),
+            updated_unix_ms: crate::util::time::unix_ms(),
             ..Snapshot::default()
         };
         snap.clients.sort_unstable_by_key(|c| (c.0, c.1));
@@ -65,20 +65,10 @@ impl<N: Connector> Context<N> {
             rows.sort_unstable_by_key(|r| r.db_user);
             snap.pools.extend(rows);
         }
-        if let Some((vsize, rss)) = process_memory() {
+        if let Some((vsize, rss)) = crate::util::host::process_memory() {
             snap.vsize_kib = vsize;
             snap.rss_kib = rss;
         }
         self.status.tables(self.shard).publish(&snap);
     }
-}
-
-/// (virtual size, resident set) of this process in KiB, from /proc/self/statm.
-fn process_memory() -> Option<(u64, u64)> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let mut it = statm.split_whitespace().map(|v| v.parse::<u64>().ok());
-    let (size, rss) = (it.next()??, it.next()??);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    Some((size * page / 1024, rss * page / 1024))
 }

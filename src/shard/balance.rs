@@ -52,7 +52,7 @@ impl Balancer {
             map_update(sockets_map.as_raw_fd(), &key, &value)?;
         }
         let program = prog_load(&program(n, counts_map.as_raw_fd(), sockets_map.as_raw_fd()))?;
-        let len = (shards * 8).next_multiple_of(page_size());
+        let len = (shards * 8).next_multiple_of(crate::util::host::page_size());
         let counts = memmap2::MmapOptions::new().len(len).map_raw(counts_map.as_raw_fd())?;
         let fd = program.as_raw_fd();
         // SAFETY: setsockopt with a pointer to a local int of the size passed.
@@ -243,12 +243,6 @@ fn prog_load(insns: &[[u8; 8]]) -> io::Result<OwnedFd> {
             None => e,
         }
     })
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 /// One BPF instruction: opcode, registers, offset, immediate.

@@ -37,11 +37,6 @@ pub enum ShardError {
     Executor { shard: usize, message: String },
 }
 
-/// Online CPUs of this host.
-pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
 /// Fails if something already listens on `addr`, even with SO_REUSEPORT (another corelay
 /// would otherwise silently share the port): a plain bind without SO_REUSEPORT is refused
 /// then.

@@ -147,7 +147,7 @@ impl Slot {
         // SAFETY: gettid has no preconditions.
         self.tid.store(unsafe { libc::gettid() } as u64, Relaxed);
         self.cpu.store(cpu as u64, Relaxed);
-        self.started_unix_s.store(unix_s(), Relaxed);
+        self.started_unix_s.store(crate::util::time::unix_s(), Relaxed);
         self.reset_gauges();
     }
 
@@ -203,16 +203,6 @@ impl Slot {
             bits &= bits - 1;
         }
     }
-}
-
-/// Seconds since the epoch (0 if the clock is before it).
-pub fn unix_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Milliseconds since the epoch.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One server's health as the master last saw it. Written by the master only.
@@ -282,7 +272,7 @@ impl StatusRegion {
         h.shard_count.store(shards as u32, Relaxed);
         h.table_capacity.store(capacity as u32, Relaxed);
         h.master_pid.store(std::process::id(), Relaxed);
-        h.started_unix_s.store(unix_s(), Relaxed);
+        h.started_unix_s.store(crate::util::time::unix_s(), Relaxed);
         Ok(Arc::new(region))
     }
 

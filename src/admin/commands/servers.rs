@@ -3,10 +3,11 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::admin::{format_time, Command, Reply, View};
+use crate::admin::{Command, Reply, View};
 use crate::config::Role;
 use crate::protocol::resultset::ResultSet;
 use crate::status::health;
+use crate::util::time::format_time;
 
 pub struct ShowServers;
 

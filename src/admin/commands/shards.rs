@@ -2,8 +2,9 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::admin::{format_time, Command, Reply, View};
+use crate::admin::{Command, Reply, View};
 use crate::protocol::resultset::ResultSet;
+use crate::util::time::format_time;
 
 pub struct ShowShards;
 
