@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod log;
 pub mod master;
+pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod router;

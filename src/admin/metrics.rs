@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::commands::stats::{counters, gauges, pin_name};
 use super::View;
 use crate::config::Role;
-use crate::session::io::Transport;
+use crate::net::Transport;
 use crate::status::latency::Merged;
 use crate::status::{health, Class, COMMAND_KINDS, PIN_KINDS};
 

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Host, Reply, View};
+use crate::net::{read_packet, Buffer, PacketReadError, Transport};
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
 use crate::protocol::response::{write_err, write_ok, write_ok_info};
 use crate::protocol::resultset::ResultSet;
 use crate::protocol::{auth, caps, code, command, status};
-use crate::session::io::{read_packet, Buffer, PacketReadError, Transport};
 
 /// Largest admin statement accepted.
 const MAX_PACKET: usize = 1 << 16;

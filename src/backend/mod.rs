@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::net::{read_packet, Buffer, Connector, PacketReadError, Transport};
 use crate::pool::Key;
 use crate::protocol::auth;
 use crate::protocol::caps;
@@ -19,7 +20,6 @@ use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect, Progress, Scanner};
 use crate::protocol::ProtocolError;
-use crate::session::io::{read_packet, Buffer, Connector, PacketReadError, Transport};
 use crate::session::state::Vars;
 pub use stmts::{CachedStmt, StmtCache};
 

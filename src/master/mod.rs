@@ -21,6 +21,7 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, EXIT_CONFIG};
+use crate::net::listen::{self, ListenError};
 use crate::shard::{self, ShardError};
 use crate::status::{StatusError, StatusRegion};
 use spawn::Worker;
@@ -33,6 +34,8 @@ pub enum MasterError {
     Status(#[from] StatusError),
     #[error(transparent)]
     Shard(#[from] ShardError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("signal set-up failed: {0}")]
     Signals(#[source] nix::Error),
     #[error("cannot start shard {shard}: {source}")]
@@ -43,7 +46,7 @@ impl MasterError {
     /// Process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            MasterError::Memlock(_) | MasterError::Shard(_) => EXIT_CONFIG,
+            MasterError::Memlock(_) | MasterError::Shard(_) | MasterError::Listen(_) => EXIT_CONFIG,
             _ => 1,
         }
     }
@@ -207,13 +210,13 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(MasterError::Signals)?;
 
     for addr in [Some(config.listen), config.admin_addr, config.metrics_addr].into_iter().flatten() {
-        shard::check_free(addr)?;
+        listen::check_free(addr)?;
     }
     let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
-        let side = |addr: Option<std::net::SocketAddr>| addr.map(|a| shard::bind_listener(a, 128)).transpose();
+        let side = |addr: Option<std::net::SocketAddr>| addr.map(|a| listen::bind_listener(a, 128)).transpose();
         slots.push(ShardSlot {
-            listener: Some(shard::bind_listener(config.listen, config.proxy.backlog)?),
+            listener: Some(listen::bind_listener(config.listen, config.proxy.backlog)?),
             admin: side(config.admin_addr)?,
             metrics: side(config.metrics_addr)?,
             worker: None,
@@ -232,7 +235,7 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
     ];
     for (addr, socket) in sockets {
         if let Some(addr) = addr {
-            shard::check_alone(addr, &slots.iter().filter_map(socket).collect::<Vec<_>>())?;
+            listen::check_alone(addr, &slots.iter().filter_map(socket).collect::<Vec<_>>())?;
         }
     }
     let balancer = balance_accepts(&config, &slots);

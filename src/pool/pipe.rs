@@ -37,10 +37,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, StmtCache};
+use crate::net::{Buffer, Transport};
 use crate::pool::{Key, Pool};
 use crate::protocol::response::{Expect, Progress, Scanner};
 use crate::protocol::status;
-use crate::session::io::{Buffer, Transport};
 use crate::session::state::Vars;
 use crate::util::waker::WakerSlot;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::io::{read_packet, Connector, PacketReadError, Transport};
 use super::{Session, SessionError};
+use crate::net::{read_packet, Connector, PacketReadError, Transport};
 
 use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
 use crate::protocol::packet::write_packet;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::io::{Connector, Transport};
 use super::Session;
 use crate::backend::{self, Backend, BackendError, Login};
+use crate::net::{Connector, Transport};
 use crate::pool::{Key, Take};
 use crate::protocol::packet::write_packet;
 use crate::protocol::response::{ErrPacket, Expect};
@@ -29,7 +29,7 @@ pub async fn prewarm<N: Connector>(ctx: &super::Context<N>, key: Key) {
         client_caps: key.caps,
         reply_timeout: reply_timeout(config),
     };
-    let mut buf = super::io::Buffer::new();
+    let mut buf = crate::net::Buffer::new();
     let timeout = Duration::from_millis(server.connect_timeout_ms);
     match backend::connect(&ctx.connector, server.addr, timeout, &login, key, &mut buf).await {
         Ok(b) => ctx.pool.put(b),

@@ -8,8 +8,8 @@
 
 use std::io::ErrorKind;
 
-use super::io::{read_packet, Connector, PacketReadError, Transport};
 use super::{Session, SessionError};
+use crate::net::{read_packet, Connector, PacketReadError, Transport};
 use crate::protocol::code;
 use crate::protocol::command as cmd;
 use crate::protocol::packet::{Header, HEADER_LEN};

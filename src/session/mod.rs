@@ -25,7 +25,6 @@ mod auth;
 mod borrow;
 pub use borrow::prewarm;
 mod command;
-pub mod io;
 mod pipelined;
 mod report;
 pub mod state;
@@ -41,11 +40,11 @@ use tracing::debug;
 
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
+use crate::net::{Buffer, Connector, Transport};
 use crate::pool::{Key, Pool};
 use crate::protocol::response::write_err;
 use crate::protocol::{code, ProtocolError};
 use crate::status::{Slot, StatusRegion};
-use io::{Buffer, Connector, Transport};
 
 /// What a shard gives each of its sessions.
 pub struct Context<N: Connector> {

@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::borrow::AcquireError;
-use super::io::{Connector, Transport};
 use super::{Abort, Presence, Session, SessionError};
+use crate::net::{Connector, Transport};
 use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect, Scanner};

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::io::Connector;
 use super::Context;
 use crate::config::Role;
+use crate::net::Connector;
 use crate::status::tables::{PoolRow, Snapshot};
 
 impl<N: Connector> Context<N> {

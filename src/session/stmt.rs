@@ -13,8 +13,8 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use super::borrow::AcquireError;
-use super::io::{Connector, Transport};
 use super::{Session, SessionError};
+use crate::net::{Connector, Transport};
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::response::{ErrPacket, Expect, Scanner};
 use crate::protocol::{command as cmd, status};

@@ -349,12 +349,12 @@ mod tests {
     /// addresses hash to, and a closed session must lower its shard's count.
     #[test]
     fn connections_go_to_the_shard_with_fewer_sessions() {
-        let first = crate::shard::bind_listener("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let first = crate::net::listen::bind_listener("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr: SocketAddr = {
             let l = TcpListener::from(first.try_clone().unwrap());
             l.local_addr().unwrap()
         };
-        let second = crate::shard::bind_listener(addr, 1024).unwrap();
+        let second = crate::net::listen::bind_listener(addr, 1024).unwrap();
         let balancer = match Balancer::attach(&[first.as_raw_fd(), second.as_raw_fd()]) {
             Ok(b) => Arc::new(b),
             Err(e) if !privileged() && e.kind() == io::ErrorKind::PermissionDenied => {

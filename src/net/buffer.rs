@@ -1,35 +1,9 @@
-//! What a session needs from the runtime: a byte stream with timeouts, a way to open a
-//! backend connection, and a way to run a task of its own. `shard::net` implements them with glommio; the
-//! session, backend and pool code only see these traits.
+//! The read buffer of every connection (client, backend, admin).
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A connected byte stream.
-#[allow(async_fn_in_trait)]
-pub trait Transport {
-    /// Reads at least one byte into `dst`, or returns 0 at end of stream. With a timeout,
-    /// fails with `ErrorKind::TimedOut` when nothing arrives in time.
-    async fn read(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> io::Result<usize>;
-    /// Writes all of `src`.
-    async fn write_all(&mut self, src: &[u8]) -> io::Result<()>;
-    /// Whether the peer closed the connection or sent something unasked (checked without
-    /// waiting). An idle pooled backend connection for which this is true is unusable.
-    fn peer_closed(&self) -> bool;
-}
-
-/// Opens backend connections.
-#[allow(async_fn_in_trait)]
-pub trait Connector {
-    type Conn: Transport + 'static;
-    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Self::Conn>;
-    /// Sleeps for `d` (used for waits with a deadline).
-    async fn sleep(&self, d: Duration);
-    /// Runs `task` on the shard beside the sessions (a pipelined connection's driver). The
-    /// runtime may poll it once before this returns.
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static);
-}
+use super::Transport;
 
 /// A read buffer: bytes received but not yet consumed sit in `data[start..end]`.
 ///
@@ -160,39 +134,4 @@ mod tests {
         b.consume(3);
         assert!(b.is_empty());
     }
-}
-
-/// Reads one whole logical packet (joining continued physical packets) of at most `max`
-/// payload bytes, and consumes it from `buf`. Returns the sequence id of its last physical
-/// packet and the payload. Used for the small packets of the login exchange and for
-/// commands the proxy answers itself.
-pub async fn read_packet<T: Transport>(
-    t: &mut T,
-    buf: &mut Buffer,
-    max: usize,
-    timeout: Option<Duration>,
-) -> Result<(u8, Vec<u8>), PacketReadError> {
-    use crate::protocol::packet::{Header, HEADER_LEN};
-    let mut payload = Vec::new();
-    loop {
-        buf.fill_to(t, HEADER_LEN, timeout).await?;
-        let h = Header::parse(buf.filled()).ok_or(PacketReadError::Io(io::ErrorKind::UnexpectedEof.into()))?;
-        if payload.len() + h.len > max {
-            return Err(PacketReadError::TooLarge(payload.len() + h.len));
-        }
-        buf.fill_to(t, h.total(), timeout).await?;
-        payload.extend_from_slice(&buf.filled()[HEADER_LEN..h.total()]);
-        buf.consume(h.total());
-        if !h.continued() {
-            return Ok((h.seq, payload));
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PacketReadError {
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("packet of {0} bytes is larger than allowed")]
-    TooLarge(usize),
 }

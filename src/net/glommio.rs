@@ -1,5 +1,6 @@
 //! The thin adapter between glommio's sockets and the runtime-agnostic
-//! [`Transport`]/[`Connector`] traits the session code uses.
+//! [`Transport`]/[`Connector`] traits the session code uses. glommio is dormant upstream:
+//! keeping it here and in `shard/` keeps it replaceable.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::session::io::{Connector, Transport};
+use super::listen::set_cloexec;
+use super::{Connector, Transport};
 
 /// A glommio TCP stream with per-call read timeouts.
 pub struct Conn {
@@ -84,17 +86,5 @@ impl Connector for GlommioConnector {
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) {
         glommio::spawn_local(task).detach();
-    }
-}
-
-/// Accepted and connected sockets are not close-on-exec by default in glommio.
-pub fn set_cloexec(fd: &impl std::os::fd::AsRawFd) {
-    // SAFETY: fcntl on a descriptor we own; failure only means the flag stays unset.
-    unsafe {
-        let raw = fd.as_raw_fd();
-        let flags = libc::fcntl(raw, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-        }
     }
 }

@@ -1,0 +1,47 @@
+//! The transport layer: what sessions, backends, pools and the admin port need from the
+//! runtime, and the runtime-free pieces built on it.
+//!
+//! - [`Transport`] (a byte stream with timeouts) and [`Connector`] (open a connection,
+//!   sleep, run a task) are all the session, backend, pool and admin code know of I/O;
+//! - [`Buffer`] is the read buffer every connection uses; [`packet`] reads whole packets;
+//! - [`listen`] creates the shards' listening sockets (SO_REUSEPORT) and checks nobody
+//!   else shares the port;
+//! - [`glommio`] implements the traits on glommio's sockets: the only code outside
+//!   `shard/` that knows the runtime.
+
+mod buffer;
+pub mod glommio;
+pub mod listen;
+pub mod packet;
+
+pub use buffer::Buffer;
+pub use packet::{read_packet, PacketReadError};
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A connected byte stream.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Reads at least one byte into `dst`, or returns 0 at end of stream. With a timeout,
+    /// fails with `ErrorKind::TimedOut` when nothing arrives in time.
+    async fn read(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> io::Result<usize>;
+    /// Writes all of `src`.
+    async fn write_all(&mut self, src: &[u8]) -> io::Result<()>;
+    /// Whether the peer closed the connection or sent something unasked (checked without
+    /// waiting). An idle pooled backend connection for which this is true is unusable.
+    fn peer_closed(&self) -> bool;
+}
+
+/// Opens backend connections.
+#[allow(async_fn_in_trait)]
+pub trait Connector {
+    type Conn: Transport + 'static;
+    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> io::Result<Self::Conn>;
+    /// Sleeps for `d` (used for waits with a deadline).
+    async fn sleep(&self, d: Duration);
+    /// Runs `task` on the shard beside the sessions (a pipelined connection's driver). The
+    /// runtime may poll it once before this returns.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static);
+}
