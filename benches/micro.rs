@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use corelay::protocol::packet::{write_packet, Header};
-use corelay::protocol::response::{Expect, Scanner};
+use corelay::protocol::scanner::{Expect, Scanner};
 use corelay::router::{classify, statement};
 use corelay::session::state::Vars;
 use corelay::status::{Class, Slot, StatusRegion};

@@ -308,7 +308,7 @@ fn client_vanishing_mid_result_leaves_no_dirty_connection() {
 /// A fake server that logs anyone in, answers every command with OK, except statements
 /// that mention `hang`, which it never answers. Counts the connections closed on it.
 fn silent_backend() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use corelay::protocol::{auth, caps, handshake::Greeting, response::write_ok, status};
+    use corelay::protocol::{auth, caps, handshake::Greeting, ok::write_ok, status};
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

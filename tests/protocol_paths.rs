@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpStream;
 
 use common::*;
-use corelay::protocol::response::{Expect, Progress, Scanner};
+use corelay::protocol::scanner::{Expect, Progress, Scanner};
 
 /// Reads one whole response and returns its packets' payloads.
 fn response(s: &mut TcpStream, expect: Expect) -> Vec<Vec<u8>> {

@@ -2,7 +2,9 @@
 //! response shape fed whole and in two pieces, OK/ERR/EOF and session-tracking decoding.
 #![no_main]
 use corelay::protocol::packet::Header;
-use corelay::protocol::response::{session_changes, ErrPacket, Expect, OkPacket, Scanner};
+use corelay::protocol::err::ErrPacket;
+use corelay::protocol::ok::{session_changes, OkPacket};
+use corelay::protocol::scanner::{Expect, Scanner};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -13,6 +13,7 @@ pub mod report;
 pub mod session;
 
 use crate::config::Config;
+use crate::protocol::code::{self, Code};
 use crate::protocol::resultset::ResultSet;
 use crate::status::StatusRegion;
 
@@ -43,8 +44,8 @@ pub enum Reply {
     Rows(ResultSet),
     /// OK, with an info message.
     Ok(String),
-    /// ERR: code, SQLSTATE, message.
-    Err(u16, &'static str, String),
+    /// ERR: code and message.
+    Err(Code, String),
     /// The answer comes from the master: wait for reload request `n`.
     AwaitReload(u64),
 }
@@ -77,8 +78,7 @@ pub fn run(view: &View, sql: &str) -> Reply {
         None => {
             let known: Vec<String> = commands::ALL.iter().map(|c| c.words().join(" ")).collect();
             Reply::Err(
-                1064,
-                "42000",
+                code::PARSE_ERROR,
                 format!("Unknown admin command {:?}; corelay's admin port knows: {}", sql.trim(), known.join(", ")),
             )
         }
@@ -95,7 +95,7 @@ mod tests {
         let status = StatusRegion::create(2).unwrap();
         let view = View { config: &config, status: &status, balance: None };
         assert!(matches!(run(&view, "show shards;"), Reply::Rows(r) if r.rows.len() == 2));
-        assert!(matches!(run(&view, "SHOW NONSENSE"), Reply::Err(1064, ..)));
+        assert!(matches!(run(&view, "SHOW NONSENSE"), Reply::Err(code::PARSE_ERROR, _)));
         for c in commands::ALL {
             assert!(!c.help().is_empty());
         }

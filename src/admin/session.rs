@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use super::{Host, Reply, View};
 use crate::net::{read_packet, Buffer, PacketReadError, Transport};
+use crate::protocol::code::{self, Code};
+use crate::protocol::err::write_err;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
-use crate::protocol::response::{write_err, write_ok, write_ok_info};
+use crate::protocol::ok::{write_ok, write_ok_info};
 use crate::protocol::resultset::ResultSet;
-use crate::protocol::{auth, caps, code, command, status};
+use crate::protocol::{auth, caps, command, status};
 
 /// Largest admin statement accepted.
 const MAX_PACKET: usize = 1 << 16;
@@ -49,9 +51,12 @@ async fn await_reload<H: Host>(host: &H, n: u64) -> Reply {
         match status.reload_outcome(n) {
             Outcome::Pending if started.elapsed() < RELOAD_WAIT => host.sleep(Duration::from_millis(20)).await,
             Outcome::Pending => {
-                return Reply::Err(1205, "HY000", "RELOAD: the master did not answer within 30 s; see its log".into())
+                return Reply::Err(
+                    code::LOCK_WAIT_TIMEOUT,
+                    "RELOAD: the master did not answer within 30 s; see its log".into(),
+                )
             }
-            Outcome::Refused(m) => return Reply::Err(1105, "HY000", m),
+            Outcome::Refused(m) => return Reply::Err(code::UNKNOWN_ERROR, m),
             Outcome::Done(m) => break m,
         }
     };
@@ -99,7 +104,7 @@ impl<C: Transport> AdminSession<C> {
         r.map_err(|e| e.to_string())
     }
 
-    async fn err(&mut self, seq: u8, code: (u16, &str), message: &str) {
+    async fn err(&mut self, seq: u8, code: Code, message: &str) {
         self.out.clear();
         write_err(&mut self.out, seq, code, message);
         let _ = self.flush().await;
@@ -172,8 +177,7 @@ impl<C: Transport> AdminSession<C> {
                 command::PING | command::INIT_DB | command::RESET_CONNECTION => Reply::Ok(String::new()),
                 command::QUERY => answer(view, &String::from_utf8_lossy(body)),
                 other => Reply::Err(
-                    code::UNKNOWN_COM.0,
-                    code::UNKNOWN_COM.1,
+                    code::UNKNOWN_COM,
                     format!("The admin port answers text statements only, not {}", command::name(other)),
                 ),
             };
@@ -188,7 +192,7 @@ impl<C: Transport> AdminSession<C> {
                 }
                 Reply::Ok(m) if m.is_empty() => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
                 Reply::Ok(m) => write_ok_info(&mut self.out, reply_seq, status::AUTOCOMMIT, &m),
-                Reply::Err(c, state, msg) => write_err(&mut self.out, reply_seq, (c, state), &msg),
+                Reply::Err(code, msg) => write_err(&mut self.out, reply_seq, code, &msg),
                 Reply::AwaitReload(_) => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
             }
             if self.flush().await.is_err() {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::protocol::auth;
 use crate::protocol::caps;
+use crate::protocol::err::ErrPacket;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
 use crate::protocol::packet::{write_packet, Header, Reader, HEADER_LEN};
-use crate::protocol::response::ErrPacket;
 
 fn read_packet(s: &mut TcpStream) -> Result<(u8, Vec<u8>), String> {
     let mut h = [0u8; HEADER_LEN];

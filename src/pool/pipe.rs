@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, StmtCache};
 use crate::net::{Buffer, Transport};
 use crate::pool::{Key, Pool};
-use crate::protocol::response::{Expect, Progress, Scanner};
+use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::status;
 use crate::session::state::Vars;
 use crate::util::waker::WakerSlot;

@@ -2,9 +2,10 @@
 //!
 //! Nothing in this module performs I/O or knows about the runtime: every function takes a
 //! byte slice (or a `Vec<u8>` to append to) and returns a value, so it can be unit-tested
-//! from captured bytes and fuzzed. The hot path only needs [`packet::Header`] and the
-//! command byte; the rest (handshake, auth, OK/ERR/EOF) is used at connection set-up and
-//! when the proxy answers a client itself.
+//! from captured bytes and fuzzed. The hot path only needs [`packet::Header`], the
+//! command byte and the reply [`scanner`]; the rest (handshake, auth, [`ok`], [`err`],
+//! [`eof`], [`resultset`]) is used at connection set-up and when the proxy answers a
+//! client itself. Every error corelay sends takes its number and SQLSTATE from [`code`].
 //!
 //! Invariants:
 //! - A physical packet is at most 0xFF_FFFF payload bytes; a payload of exactly that length
@@ -13,10 +14,14 @@
 
 pub mod auth;
 pub mod charset;
+pub mod code;
+pub mod eof;
+pub mod err;
 pub mod handshake;
+pub mod ok;
 pub mod packet;
-pub mod response;
 pub mod resultset;
+pub mod scanner;
 
 use thiserror::Error;
 
@@ -163,30 +168,6 @@ pub mod command {
             _ => "COM_UNKNOWN",
         }
     }
-}
-
-/// MySQL error codes the proxy itself sends, with their SQLSTATE.
-pub mod code {
-    pub const CON_COUNT_ERROR: (u16, &str) = (1040, "08004");
-    pub const HANDSHAKE_ERROR: (u16, &str) = (1043, "08S01");
-    pub const ACCESS_DENIED: (u16, &str) = (1045, "28000");
-    pub const UNKNOWN_COM: (u16, &str) = (1047, "08S01");
-    pub const BAD_DB: (u16, &str) = (1049, "42000");
-    pub const HOST_NOT_PRIVILEGED: (u16, &str) = (1130, "HY000");
-    pub const NET_PACKET_TOO_LARGE: (u16, &str) = (1153, "08S01");
-    pub const NET_READ_ERROR: (u16, &str) = (1158, "08S01");
-    pub const NET_READ_INTERRUPTED: (u16, &str) = (1159, "08S01");
-    pub const USER_LIMIT_REACHED: (u16, &str) = (1226, "42000");
-    pub const SPECIFIC_ACCESS_DENIED: (u16, &str) = (1227, "42000");
-    pub const NOT_SUPPORTED_AUTH_MODE: (u16, &str) = (1251, "08004");
-    pub const SERVER_SHUTDOWN: (u16, &str) = (1053, "08S01");
-    // What corelay says about its backends uses server error codes: MariaDB's client
-    // library takes an ERR packet carrying a client code such as 2003 or 2013 for a broken
-    // packet and reports 2027 (malformed packet) instead of the message.
-    /// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: corelay cannot reach the db server.
-    pub const BACKEND_UNREACHABLE: (u16, &str) = (1429, "HY000");
-    /// ER_CONNECTION_KILLED: the db server connection died under a statement.
-    pub const BACKEND_LOST: (u16, &str) = (1927, "70100");
 }
 
 /// What can be wrong with bytes handed to this module.

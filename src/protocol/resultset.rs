@@ -1,9 +1,11 @@
-//! Text-protocol result sets the proxy builds itself (status queries, the admin port).
+//! Result sets the proxy builds itself: text-protocol tables (status queries, the admin
+//! port) and the one-BIGINT replies to the session functions corelay answers (text or
+//! binary protocol).
 //!
 //! Every column is a VARCHAR in utf8mb4; values are length-encoded strings of any length
 //! (a row longer than one physical packet is split as the protocol requires), NULL is 0xFB.
 
-use super::packet::{put_lenenc_int, put_lenenc_str, write_packet};
+use super::packet::{begin_packet, finish_packet, put_lenenc_int, put_lenenc_str, write_packet};
 
 /// A result set: column names and rows of optional text values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,10 +84,86 @@ fn eof(status_flags: u16) -> Vec<u8> {
     e
 }
 
+/// A BIGINT value, UNSIGNED or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BigInt {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+/// Appends a result set of one BIGINT column named `name` and one row holding `value`, as
+/// the server would send it: binary protocol (the reply to COM_STMT_EXECUTE) when
+/// `binary`, text otherwise. Returns the next sequence id.
+pub fn write_single_bigint(
+    out: &mut Vec<u8>,
+    seq: u8,
+    name: &str,
+    value: BigInt,
+    deprecate_eof: bool,
+    status_flags: u16,
+    binary: bool,
+) -> u8 {
+    // NOT_NULL | BINARY, and UNSIGNED for an unsigned value.
+    let (flags, bytes, text) = match value {
+        BigInt::Unsigned(v) => (0xA1u16, v.to_le_bytes(), v.to_string()),
+        BigInt::Signed(v) => (0x81u16, v.to_le_bytes(), v.to_string()),
+    };
+    let mut seq = seq;
+    let mut packet = |out: &mut Vec<u8>, body: &dyn Fn(&mut Vec<u8>)| {
+        let at = begin_packet(out);
+        body(out);
+        finish_packet(out, at, seq);
+        seq = seq.wrapping_add(1);
+    };
+    packet(out, &|o| o.push(1));
+    packet(out, &|o| {
+        for s in ["def", "", "", "", name, ""] {
+            put_lenenc_str(o, s.as_bytes());
+        }
+        o.push(0x0c);
+        o.extend_from_slice(&63u16.to_le_bytes()); // binary collation
+        o.extend_from_slice(&20u32.to_le_bytes()); // display length
+        o.push(0x08); // MYSQL_TYPE_LONGLONG
+        o.extend_from_slice(&flags.to_le_bytes());
+        o.push(0);
+        o.extend_from_slice(&[0, 0]);
+    });
+    if !deprecate_eof {
+        packet(out, &|o| {
+            o.push(0xFE);
+            o.extend_from_slice(&0u16.to_le_bytes());
+            o.extend_from_slice(&status_flags.to_le_bytes());
+        });
+    }
+    packet(out, &|o| {
+        if binary {
+            // Row header, NULL bitmap (offset 2, one column), the value.
+            o.extend_from_slice(&[0x00, 0x00]);
+            o.extend_from_slice(&bytes);
+        } else {
+            put_lenenc_str(o, text.as_bytes());
+        }
+    });
+    packet(out, &|o| {
+        o.push(0xFE);
+        if deprecate_eof {
+            o.extend_from_slice(&[0, 0]);
+        } else {
+            o.extend_from_slice(&0u16.to_le_bytes());
+        }
+        o.extend_from_slice(&status_flags.to_le_bytes());
+        if deprecate_eof {
+            o.extend_from_slice(&0u16.to_le_bytes());
+        }
+    });
+    seq
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::response::{Expect, Progress, Scanner};
+    use crate::protocol::scanner::{Expect, Progress, Scanner};
+    use crate::protocol::status;
 
     #[test]
     fn the_scanner_reads_it_as_one_complete_result() {
@@ -101,6 +179,32 @@ mod tests {
             assert_eq!(n, out.len());
             assert!(matches!(progress, Progress::Done));
             assert_eq!(next, if deprecate { 8 } else { 9 });
+        }
+    }
+
+    #[test]
+    fn proxy_made_result_sets_are_well_formed() {
+        for deprecate in [false, true] {
+            let mut out = Vec::new();
+            let next = write_single_bigint(
+                &mut out,
+                1,
+                "LAST_INSERT_ID()",
+                BigInt::Unsigned(42),
+                deprecate,
+                status::AUTOCOMMIT,
+                false,
+            );
+            assert_eq!(next, if deprecate { 5 } else { 6 });
+            let mut s = Scanner::new(Expect::ResultSets, deprecate);
+            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done), "deprecate_eof = {deprecate}");
+            assert_eq!(s.status, status::AUTOCOMMIT);
+            assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
+            let mut out = Vec::new();
+            write_single_bigint(&mut out, 1, "id", BigInt::Unsigned(42), deprecate, 0, true);
+            let mut s = Scanner::new(Expect::ResultSets, deprecate);
+            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
+            assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");
         }
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use super::{Session, SessionError};
 use crate::net::{read_packet, Connector, PacketReadError, Transport};
 
+use crate::protocol::code::{self, Code};
 use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
+use crate::protocol::ok::write_ok;
 use crate::protocol::packet::write_packet;
-use crate::protocol::response::write_ok;
-use crate::protocol::{auth, caps, code, status};
+use crate::protocol::{auth, caps, status};
 use crate::status::Slot;
 
 /// Charset announced in the greeting: utf8mb4_general_ci.
@@ -87,7 +88,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
     }
 
-    async fn refuse_login<T>(&mut self, seq: u8, code: (u16, &str), message: String) -> Result<T, SessionError> {
+    async fn refuse_login<T>(&mut self, seq: u8, code: Code, message: String) -> Result<T, SessionError> {
         Slot::add(&self.ctx.slot().auth_failures, 1);
         self.send_err(seq, code, &message).await;
         Err(SessionError::LoginRefused(message))
@@ -137,7 +138,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.ctx.status.user_connections(user) >= u64::from(limit) {
             let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
             Slot::add(&self.ctx.slot().clients_rejected, 1);
-            self.send_err(seq, (1203, "42000"), &msg).await;
+            self.send_err(seq, code::TOO_MANY_USER_CONNECTIONS, &msg).await;
             return Err(SessionError::LoginRefused(msg));
         }
         Ok(())

@@ -7,8 +7,9 @@ use super::Session;
 use crate::backend::{self, Backend, BackendError, Login};
 use crate::net::{Connector, Transport};
 use crate::pool::{Key, Take};
+use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::write_packet;
-use crate::protocol::response::{ErrPacket, Expect};
+use crate::protocol::scanner::Expect;
 use crate::protocol::{caps, code, command};
 use crate::router::classify::{Class, Hint};
 
@@ -145,11 +146,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     async fn acquire(&mut self) -> Result<Backend<N::Conn>, AcquireError> {
         let Some(mut key) = self.key else {
-            return Err(AcquireError::Replay(ErrPacket {
-                code: code::ACCESS_DENIED.0,
-                sql_state: code::ACCESS_DENIED.1.into(),
-                message: "not logged in".into(),
-            }));
+            return Err(AcquireError::Replay(ErrPacket::new(code::ACCESS_DENIED, "not logged in")));
         };
         if let Some(server) = self.route {
             key.server = server;
@@ -272,7 +269,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     ctx.publish_pool();
                     return Ok(b);
                 }
-                Err(BackendError::Refused { err, .. }) if err.code == code::CON_COUNT_ERROR.0 && !reclaimed => {
+                Err(BackendError::Refused { err, .. }) if err.code == code::CON_COUNT_ERROR.number && !reclaimed => {
                     // The server is full: give back what this shard holds idle there, and
                     // try once more.
                     reclaimed = true;
@@ -356,8 +353,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn report_acquire_error(&mut self, seq: u8, e: AcquireError) {
         match e {
             AcquireError::Connect(BackendError::Refused { err, .. }) | AcquireError::Replay(err) => {
-                let state = err.sql_state.clone();
-                self.send_err(seq, (err.code, &state), &err.message).await;
+                self.send_server_err(seq, &err).await;
             }
             AcquireError::Connect(other) => {
                 let msg = format!("corelay {other}; check that the server is up and reachable");

@@ -12,8 +12,9 @@ use super::{Session, SessionError};
 use crate::net::{read_packet, Connector, PacketReadError, Transport};
 use crate::protocol::code;
 use crate::protocol::command as cmd;
+use crate::protocol::ok::write_ok;
 use crate::protocol::packet::{Header, HEADER_LEN};
-use crate::protocol::response::{write_ok, Expect, Progress, Scanner};
+use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::status;
 use crate::router::classify;
 use crate::router::statement::{self, pin, Previous};
@@ -52,7 +53,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if let Err(e) = read {
                 return match e.kind() {
                     ErrorKind::TimedOut => {
-                        self.send_err(1, (4031, "HY000"), IDLE_MESSAGE).await;
+                        self.send_err(1, code::CLIENT_INTERACTION_TIMEOUT, IDLE_MESSAGE).await;
                         Err(SessionError::ClientIdle(idle.unwrap_or_default()))
                     }
                     _ => Err(SessionError::ClientGone(e)),
@@ -75,7 +76,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let command = self.cbuf.filled()[HEADER_LEN];
             self.ctx.slot().command(command);
             if self.presence.killed.get() {
-                self.send_err(reply_seq, (1927, "70100"), "Connection was killed").await;
+                self.send_err(reply_seq, code::CONNECTION_KILLED, "Connection was killed").await;
                 return Err(SessionError::LoginRefused("killed".into()));
             }
             self.cmd_class = crate::status::Class::Other;
@@ -118,7 +119,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             ),
             _ => "Server shutdown in progress: corelay is stopping; reconnect".to_string(),
         };
-        self.send_err(1, (1053, "08S01"), &msg).await;
+        self.send_err(1, code::SERVER_SHUTDOWN, &msg).await;
         Err(SessionError::Shutdown)
     }
 
@@ -374,7 +375,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     Some(s) => s.id,
                     None => {
                         let msg = format!("dbconnect: no server {addr} in cluster '{}'", cluster.name);
-                        self.send_err(seq, (1105, "HY000"), &msg).await;
+                        self.send_err(seq, code::UNKNOWN_ERROR, &msg).await;
                         return Ok(());
                     }
                 }
@@ -383,7 +384,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Some(b) = &self.backend {
             if b.key.server != target {
                 let msg = "dbconnect: this session holds a connection to another server (a transaction or session state); finish it first";
-                self.send_err(seq, (1105, "HY000"), msg).await;
+                self.send_err(seq, code::UNKNOWN_ERROR, msg).await;
                 return Ok(());
             }
         }
@@ -407,7 +408,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let kind = match kind {
             Ok(k) => k,
             Err(msg) => {
-                self.send_err(seq, (1064, "42000"), &msg).await;
+                self.send_err(seq, code::PARSE_ERROR, &msg).await;
                 return Ok(());
             }
         };
@@ -453,7 +454,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             } else {
                 format!("Unknown thread id: {id}")
             };
-            self.send_err(seq, (1094, "HY000"), &msg).await;
+            self.send_err(seq, code::NO_SUCH_THREAD, &msg).await;
             return Ok(());
         };
         if !query_only {
@@ -470,7 +471,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         if self.backend.as_ref().is_some_and(|b| b.key.server != server) {
             let msg = "KILL: this session holds a connection to another server; finish its transaction first";
-            self.send_err(seq, (1105, "HY000"), msg).await;
+            self.send_err(seq, code::UNKNOWN_ERROR, msg).await;
             return Ok(());
         }
         let primary = self.key.map(|k| k.server);
@@ -493,9 +494,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.release_if_unpinned();
                 match replies.into_iter().next().and_then(|r| r.err) {
                     // The connection was already gone: the session is killed all the same.
-                    Some(err) if err.code != 1094 => {
-                        let state = err.sql_state.clone();
-                        self.send_err(seq, (err.code, &state), &err.message).await;
+                    Some(err) if err.code != code::NO_SUCH_THREAD.number => {
+                        self.send_server_err(seq, &err).await;
                         Ok(())
                     }
                     _ => self.ok_reply(seq).await,
@@ -530,7 +530,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let flags = self.session_status();
         let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
         self.out.clear();
-        use crate::protocol::response::{write_single_bigint, BigInt};
+        use crate::protocol::resultset::{write_single_bigint, BigInt};
         let value = match function {
             classify::SessionFunction::LastInsertId => BigInt::Unsigned(self.last_insert_id),
             classify::SessionFunction::ConnectionId => BigInt::Unsigned(u64::from(self.conn_id)),
@@ -1012,17 +1012,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 "Query execution was interrupted: no reply from {addr} within query_timeout_ms ({} ms); the connection was closed{lost}",
                 self.config().proxy.query_timeout_ms
             );
-            self.send_err(seq, (1969, "70100"), &msg).await;
+            self.send_err(seq, code::STATEMENT_TIMEOUT, &msg).await;
             return Err(SessionError::StatementFailed { addr, reason });
         }
         if why == super::Abort::Killed {
-            self.send_err(seq, (1317, "70100"), "Query execution was interrupted").await;
+            self.send_err(seq, code::QUERY_INTERRUPTED, "Query execution was interrupted").await;
             return Err(SessionError::StatementFailed { addr, reason });
         }
         let msg = format!(
             "Server shutdown in progress: corelay's drain time (proxy.drain_timeout_s) is over{lost}; reconnect"
         );
-        self.send_err(seq, (1053, "08S01"), &msg).await;
+        self.send_err(seq, code::SERVER_SHUTDOWN, &msg).await;
         Err(SessionError::Shutdown)
     }
 

@@ -8,7 +8,7 @@
 //! replayed onto whichever connection it borrows ([`borrow`], [`stmt`]).
 //!
 //! Command bytes are forwarded as they arrive and the response is streamed back, with
-//! [`crate::protocol::response::Scanner`] finding where it ends. Commands the proxy must not
+//! [`crate::protocol::scanner::Scanner`] finding where it ends. Commands the proxy must not
 //! forward (COM_SHUTDOWN, COM_PROCESS_KILL, unknown bytes) are answered locally;
 //! COM_CHANGE_USER is authenticated by the proxy.
 //!
@@ -42,7 +42,8 @@ use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::net::{Buffer, Connector, Transport};
 use crate::pool::{Key, Pool};
-use crate::protocol::response::write_err;
+use crate::protocol::code::Code;
+use crate::protocol::err::{write_err, ErrPacket};
 use crate::protocol::{code, ProtocolError};
 use crate::status::{Slot, StatusRegion};
 
@@ -595,9 +596,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Sends an ERR packet to the client. A failure to send is not reported: the session
     /// is ending anyway or the next read will notice.
-    async fn send_err(&mut self, seq: u8, code: (u16, &str), message: &str) {
+    async fn send_err(&mut self, seq: u8, code: Code, message: &str) {
         self.out.clear();
         write_err(&mut self.out, seq, code, message);
+        let _ = self.client.write_all(&self.out).await;
+    }
+
+    /// Passes a server's error on to the client (as [`Session::send_err`]).
+    async fn send_server_err(&mut self, seq: u8, err: &ErrPacket) {
+        self.out.clear();
+        err.write(&mut self.out, seq);
         let _ = self.client.write_all(&self.out).await;
     }
 

@@ -15,8 +15,9 @@ use super::borrow::AcquireError;
 use super::{Abort, Presence, Session, SessionError};
 use crate::net::{Connector, Transport};
 use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
+use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
-use crate::protocol::response::{ErrPacket, Expect, Scanner};
+use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{code, command as cmd};
 use crate::status::Slot;
 
@@ -110,7 +111,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
                 Err(err) => {
                     self.cbuf.consume(h.total());
-                    self.send_err(h.seq.wrapping_add(1), (err.code, &err.sql_state.clone()), &err.message).await;
+                    self.send_server_err(h.seq.wrapping_add(1), &err).await;
                     return Ok(None);
                 }
             },
@@ -339,9 +340,5 @@ async fn wait_piped(reply: &Reply, pipe: &Pipe, presence: &Presence) -> Option<A
 }
 
 fn lost_prepare() -> ErrPacket {
-    ErrPacket {
-        code: code::BACKEND_LOST.0,
-        sql_state: code::BACKEND_LOST.1.into(),
-        message: "corelay could not read the server's reply while preparing the statement".into(),
-    }
+    ErrPacket::new(code::BACKEND_LOST, "corelay could not read the server's reply while preparing the statement")
 }

@@ -15,8 +15,10 @@ use std::rc::Rc;
 use super::borrow::AcquireError;
 use super::{Session, SessionError};
 use crate::net::{Connector, Transport};
+use crate::protocol::code::{self, Code};
+use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
-use crate::protocol::response::{ErrPacket, Expect, Scanner};
+use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{command as cmd, status};
 use crate::router::classify::{classify, hint, session_function_query, Class, SessionFunction};
 use crate::router::statement::pin;
@@ -70,8 +72,8 @@ fn le_u32(b: &[u8]) -> u32 {
 }
 
 /// Errors of the statement commands, as the server words them.
-fn unknown_stmt(id: u32, what: &str) -> ((u16, &'static str), String) {
-    ((1243, "HY000"), format!("Unknown prepared statement handler ({id}) given to {what}"))
+fn unknown_stmt(id: u32, what: &str) -> (Code, String) {
+    (code::UNKNOWN_STMT_HANDLER, format!("Unknown prepared statement handler ({id}) given to {what}"))
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
@@ -161,7 +163,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             .map_err(SessionError::ClientGone)?;
         if h.len < 10 {
             self.read_local_packet(reply_seq).await?;
-            self.send_err(reply_seq, (1210, "HY000"), "Incorrect arguments to mysqld_stmt_execute").await;
+            self.send_err(reply_seq, code::WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute").await;
             return Ok(());
         }
         let id = le_u32(&self.cbuf.filled()[HEADER_LEN + 1..]);
@@ -307,7 +309,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 } else {
                     self.read_local_packet(reply_seq).await?;
                 }
-                self.send_err(reply_seq, (err.code, &err.sql_state.clone()), &err.message).await;
+                self.send_server_err(reply_seq, &err).await;
                 self.release_if_unpinned();
                 return Ok(None);
             }
@@ -410,7 +412,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let (seq, payload) = self.read_local_packet(reply_seq).await?;
         let what = if command == cmd::STMT_FETCH { "mysqld_stmt_fetch" } else { "mysqld_stmt_reset" };
         if payload.len() < 5 {
-            self.send_err(reply_seq, (1210, "HY000"), &format!("Incorrect arguments to {what}")).await;
+            self.send_err(reply_seq, code::WRONG_ARGUMENTS, &format!("Incorrect arguments to {what}")).await;
             return Ok(());
         }
         let id = le_u32(&payload[1..]);
@@ -422,7 +424,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let on_conn = self.backend.is_some() && self.pins & (pin::CURSOR | pin::LONG_DATA) != 0;
         if !on_conn {
             if command == cmd::STMT_FETCH {
-                self.send_err(reply_seq, (1421, "HY000"), &format!("The statement ({id}) has no open cursor.")).await;
+                self.send_err(reply_seq, code::NO_OPEN_CURSOR, &format!("The statement ({id}) has no open cursor."))
+                    .await;
             } else {
                 self.ok_reply(reply_seq).await?;
             }
@@ -431,7 +434,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let backend_id = match self.prepared_on_backend(id).await? {
             Ok(bid) => bid,
             Err(err) => {
-                self.send_err(reply_seq, (err.code, &err.sql_state.clone()), &err.message).await;
+                self.send_server_err(reply_seq, &err).await;
                 return Ok(());
             }
         };
@@ -489,11 +492,7 @@ pub(super) fn close_packet(id: u32) -> [u8; 9] {
 }
 
 fn no_conn() -> ErrPacket {
-    ErrPacket {
-        code: crate::protocol::code::BACKEND_LOST.0,
-        sql_state: crate::protocol::code::BACKEND_LOST.1.into(),
-        message: "corelay lost the backend connection while preparing the statement".into(),
-    }
+    ErrPacket::new(code::BACKEND_LOST, "corelay lost the backend connection while preparing the statement")
 }
 
 impl From<AcquireError> for SessionError {

@@ -560,7 +560,7 @@ pub fn send_command(s: &mut TcpStream, payload: &[u8]) {
 
 /// Decodes an ERR packet payload into (code, message).
 pub fn parse_err(p: &[u8]) -> (u16, String) {
-    let e = corelay::protocol::response::ErrPacket::parse(p).unwrap_or_else(|_| panic!("not an ERR packet: {p:?}"));
+    let e = corelay::protocol::err::ErrPacket::parse(p).unwrap_or_else(|_| panic!("not an ERR packet: {p:?}"));
     (e.code, e.message)
 }
 

@@ -23,7 +23,10 @@ impl Command for ShowHistogram {
             Some("WRITE") => Some(Class::Write),
             Some("OTHER") => Some(Class::Other),
             Some(other) => {
-                return Reply::Err(1064, "42000", format!("SHOW HISTOGRAM {other}: use READ, WRITE, OTHER or ALL"))
+                return Reply::Err(
+                    crate::protocol::code::PARSE_ERROR,
+                    format!("SHOW HISTOGRAM {other}: use READ, WRITE, OTHER or ALL"),
+                )
             }
         };
         let m = view.status.merged_latency(0..view.status.shards(), class);

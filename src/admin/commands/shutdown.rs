@@ -23,7 +23,10 @@ impl Command for Shutdown {
                 tracing::warn!("admin SHUTDOWN: stopping");
                 Reply::Ok(format!("corelay is stopping (draining for up to {} s)", view.config.proxy.drain_timeout_s))
             }
-            Err(e) => Reply::Err(1105, "HY000", format!("SHUTDOWN: cannot signal the master (pid {master}): {e}")),
+            Err(e) => Reply::Err(
+                crate::protocol::code::UNKNOWN_ERROR,
+                format!("SHUTDOWN: cannot signal the master (pid {master}): {e}"),
+            ),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Generic response packets (OK, ERR, EOF) and end-of-response detection.
+//! End-of-response detection.
 //!
 //! [`Scanner`] is fed the bytes a backend sends after a command and says, without copying
 //! them, how many bytes belong to the response so far and whether the response is
@@ -6,222 +6,10 @@
 //! a small packet); rows and column definitions are skipped by length, so it streams
 //! results of any size, including rows of 16 MiB and more.
 
-use super::packet::{begin_packet, finish_packet, put_lenenc_int, Header, Reader, HEADER_LEN, MAX_PAYLOAD};
+use super::err::ErrPacket;
+use super::ok::{session_changes, OkPacket, SessionChanges};
+use super::packet::{Header, Reader, HEADER_LEN, MAX_PAYLOAD};
 use super::{status, ProtocolError};
-
-/// Appends an ERR packet.
-pub fn write_err(out: &mut Vec<u8>, seq: u8, code: (u16, &str), message: &str) {
-    let at = begin_packet(out);
-    out.push(0xFF);
-    out.extend_from_slice(&code.0.to_le_bytes());
-    out.push(b'#');
-    let state = code.1.as_bytes();
-    out.extend_from_slice(&state[..5.min(state.len())]);
-    // Keep proxy-made packets well under one physical packet.
-    let msg = message.as_bytes();
-    out.extend_from_slice(&msg[..msg.len().min(0xFFFF)]);
-    finish_packet(out, at, seq);
-}
-
-/// Appends an OK packet.
-pub fn write_ok(out: &mut Vec<u8>, seq: u8, affected: u64, insert_id: u64, status_flags: u16) {
-    let at = begin_packet(out);
-    out.push(0x00);
-    put_lenenc_int(out, affected);
-    put_lenenc_int(out, insert_id);
-    out.extend_from_slice(&status_flags.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    finish_packet(out, at, seq);
-}
-
-/// Appends an OK packet carrying a human-readable info message (what `mysql_info()` and
-/// the CLI show), length-encoded as MariaDB sends it.
-pub fn write_ok_info(out: &mut Vec<u8>, seq: u8, status_flags: u16, info: &str) {
-    let at = begin_packet(out);
-    out.push(0x00);
-    put_lenenc_int(out, 0);
-    put_lenenc_int(out, 0);
-    out.extend_from_slice(&status_flags.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    put_lenenc_int(out, info.len() as u64);
-    out.extend_from_slice(info.as_bytes());
-    finish_packet(out, at, seq);
-}
-
-/// Appends an EOF packet (pre-DEPRECATE_EOF result set terminator).
-pub fn write_eof(out: &mut Vec<u8>, seq: u8, status_flags: u16) {
-    let at = begin_packet(out);
-    out.push(0xFE);
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&status_flags.to_le_bytes());
-    finish_packet(out, at, seq);
-}
-
-/// A BIGINT value, UNSIGNED or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BigInt {
-    Unsigned(u64),
-    Signed(i64),
-}
-
-/// Appends a result set of one BIGINT column named `name` and one row holding `value`, as
-/// the server would send it: binary protocol (the reply to COM_STMT_EXECUTE) when
-/// `binary`, text otherwise. Returns the next sequence id.
-pub fn write_single_bigint(
-    out: &mut Vec<u8>,
-    seq: u8,
-    name: &str,
-    value: BigInt,
-    deprecate_eof: bool,
-    status_flags: u16,
-    binary: bool,
-) -> u8 {
-    // NOT_NULL | BINARY, and UNSIGNED for an unsigned value.
-    let (flags, bytes, text) = match value {
-        BigInt::Unsigned(v) => (0xA1u16, v.to_le_bytes(), v.to_string()),
-        BigInt::Signed(v) => (0x81u16, v.to_le_bytes(), v.to_string()),
-    };
-    let mut seq = seq;
-    let mut packet = |out: &mut Vec<u8>, body: &dyn Fn(&mut Vec<u8>)| {
-        let at = begin_packet(out);
-        body(out);
-        finish_packet(out, at, seq);
-        seq = seq.wrapping_add(1);
-    };
-    packet(out, &|o| o.push(1));
-    packet(out, &|o| {
-        for s in ["def", "", "", "", name, ""] {
-            super::packet::put_lenenc_str(o, s.as_bytes());
-        }
-        o.push(0x0c);
-        o.extend_from_slice(&63u16.to_le_bytes()); // binary collation
-        o.extend_from_slice(&20u32.to_le_bytes()); // display length
-        o.push(0x08); // MYSQL_TYPE_LONGLONG
-        o.extend_from_slice(&flags.to_le_bytes());
-        o.push(0);
-        o.extend_from_slice(&[0, 0]);
-    });
-    if !deprecate_eof {
-        packet(out, &|o| {
-            o.push(0xFE);
-            o.extend_from_slice(&0u16.to_le_bytes());
-            o.extend_from_slice(&status_flags.to_le_bytes());
-        });
-    }
-    packet(out, &|o| {
-        if binary {
-            // Row header, NULL bitmap (offset 2, one column), the value.
-            o.extend_from_slice(&[0x00, 0x00]);
-            o.extend_from_slice(&bytes);
-        } else {
-            super::packet::put_lenenc_str(o, text.as_bytes());
-        }
-    });
-    packet(out, &|o| {
-        o.push(0xFE);
-        if deprecate_eof {
-            o.extend_from_slice(&[0, 0]);
-        } else {
-            o.extend_from_slice(&0u16.to_le_bytes());
-        }
-        o.extend_from_slice(&status_flags.to_le_bytes());
-        if deprecate_eof {
-            o.extend_from_slice(&0u16.to_le_bytes());
-        }
-    });
-    seq
-}
-
-/// A decoded ERR packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrPacket {
-    pub code: u16,
-    pub sql_state: String,
-    pub message: String,
-}
-
-impl ErrPacket {
-    pub fn parse(payload: &[u8]) -> Result<ErrPacket, ProtocolError> {
-        let mut r = Reader::new(payload);
-        if r.u8("err marker")? != 0xFF {
-            return Err(ProtocolError::Malformed("ERR packet does not start with 0xFF"));
-        }
-        let code = r.u16("error code")?;
-        let mut sql_state = String::from("HY000");
-        let rest = r.rest();
-        let message = if rest.first() == Some(&b'#') && rest.len() >= 6 {
-            sql_state = String::from_utf8_lossy(&rest[1..6]).into_owned();
-            &rest[6..]
-        } else {
-            rest
-        };
-        Ok(ErrPacket { code, sql_state, message: String::from_utf8_lossy(message).into_owned() })
-    }
-}
-
-/// The parts of an OK packet the proxy uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OkPacket {
-    pub affected_rows: u64,
-    pub last_insert_id: u64,
-    pub status: u16,
-    pub warnings: u16,
-}
-
-impl OkPacket {
-    /// Decodes an OK packet (marker 0x00, or 0xFE when it ends a result set under
-    /// CLIENT_DEPRECATE_EOF).
-    pub fn parse(payload: &[u8]) -> Result<OkPacket, ProtocolError> {
-        let mut r = Reader::new(payload);
-        let marker = r.u8("ok marker")?;
-        if marker != 0x00 && marker != 0xFE {
-            return Err(ProtocolError::Malformed("OK packet does not start with 0x00 or 0xFE"));
-        }
-        let affected_rows = r.lenenc_int("affected rows")?;
-        let last_insert_id = r.lenenc_int("last insert id")?;
-        let status = r.u16("status flags")?;
-        let warnings = if r.remaining() >= 2 { r.u16("warnings")? } else { 0 };
-        Ok(OkPacket { affected_rows, last_insert_id, status, warnings })
-    }
-}
-
-/// What the server's session-state tracking (CLIENT_SESSION_TRACK) reported in an OK
-/// packet, as far as the proxy uses it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionChanges {
-    /// SESSION_TRACK_SCHEMA: the session's new schema.
-    pub schema: Option<String>,
-    /// SESSION_TRACK_STATE_CHANGE: the session has state a replay cannot rebuild.
-    pub state_changed: bool,
-}
-
-/// Reads the session-state block of an OK packet (payload including the marker), present
-/// when the connection negotiated CLIENT_SESSION_TRACK and the status has
-/// SERVER_SESSION_STATE_CHANGED.
-pub fn session_changes(payload: &[u8]) -> Result<SessionChanges, ProtocolError> {
-    let mut r = Reader::new(payload);
-    r.u8("ok marker")?;
-    r.lenenc_int("affected rows")?;
-    r.lenenc_int("last insert id")?;
-    let status_flags = r.u16("status flags")?;
-    r.u16("warnings")?;
-    let mut out = SessionChanges::default();
-    if status_flags & status::SESSION_STATE_CHANGED == 0 || r.is_empty() {
-        return Ok(out);
-    }
-    r.lenenc_bytes("info")?;
-    let mut block = Reader::new(r.lenenc_bytes("session state")?);
-    while !block.is_empty() {
-        let kind = block.u8("session state type")?;
-        let mut data = Reader::new(block.lenenc_bytes("session state data")?);
-        match kind {
-            1 => out.schema = Some(String::from_utf8_lossy(data.lenenc_bytes("schema")?).into_owned()),
-            2 => out.state_changed |= data.lenenc_bytes("state change")? == b"1",
-            _ => {}
-        }
-    }
-    Ok(out)
-}
 
 /// The shape of the response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,7 +361,11 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::code::Code;
+    use crate::protocol::err::write_err;
+    use crate::protocol::ok::session_changes;
     use crate::protocol::packet::write_packet;
+    use crate::protocol::status;
 
     fn pkts(list: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -607,6 +399,7 @@ mod tests {
         (total, Progress::More)
     }
 
+    const NO_SUCH_TABLE: Code = Code::new(1146, "42S02");
     const COLDEF: &[u8] = b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
     const EOF_AUTOCOMMIT: &[u8] = b"\xfe\x00\x00\x02\x00";
     const EOF_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00";
@@ -620,7 +413,7 @@ mod tests {
         assert_eq!((n, p), (b.len(), Progress::Done));
         assert_eq!(s.ok.unwrap().last_insert_id, 5);
         let mut e = Vec::new();
-        write_err(&mut e, 1, (1146, "42S02"), "Table 'x.y' doesn't exist");
+        write_err(&mut e, 1, NO_SUCH_TABLE, "Table 'x.y' doesn't exist");
         let (s, n, p) = run(Expect::ResultSets, true, &e);
         assert_eq!((n, p, s.error), (e.len(), Progress::Done, Some(1146)));
     }
@@ -640,7 +433,7 @@ mod tests {
         let b = pkts(&[b"\x01", COLDEF, EOF_MORE, b"\x011", EOF_MORE, b"\x00\x03\x00\x02\x00\x00\x00"]);
         assert_eq!(run(Expect::ResultSets, false, &b).0.row_count(), 3);
         let mut e = Vec::new();
-        write_err(&mut e, 1, (1146, "42S02"), "Table 'x.y' doesn't exist");
+        write_err(&mut e, 1, NO_SUCH_TABLE, "Table 'x.y' doesn't exist");
         assert_eq!(run(Expect::ResultSets, true, &e).0.row_count(), -1);
     }
 
@@ -685,7 +478,7 @@ mod tests {
     #[test]
     fn error_mid_rows_ends_response() {
         let mut b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011"]);
-        write_err(&mut b, 5, (1317, "70100"), "Query execution was interrupted");
+        write_err(&mut b, 5, crate::protocol::code::QUERY_INTERRUPTED, "Query execution was interrupted");
         let (s, n, p) = run(Expect::ResultSets, false, &b);
         assert_eq!((n, p, s.error), (b.len(), Progress::Done, Some(1317)));
     }
@@ -781,40 +574,6 @@ mod tests {
         assert_eq!(s.changes, SessionChanges::default());
         // Truncated blocks are errors, not panics.
         assert!(session_changes(&p[..p.len() - 2]).is_err());
-    }
-
-    #[test]
-    fn proxy_made_result_sets_are_well_formed() {
-        for deprecate in [false, true] {
-            let mut out = Vec::new();
-            let next = write_single_bigint(
-                &mut out,
-                1,
-                "LAST_INSERT_ID()",
-                BigInt::Unsigned(42),
-                deprecate,
-                status::AUTOCOMMIT,
-                false,
-            );
-            assert_eq!(next, if deprecate { 5 } else { 6 });
-            let mut s = Scanner::new(Expect::ResultSets, deprecate);
-            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done), "deprecate_eof = {deprecate}");
-            assert_eq!(s.status, status::AUTOCOMMIT);
-            assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
-            let mut out = Vec::new();
-            write_single_bigint(&mut out, 1, "id", BigInt::Unsigned(42), deprecate, 0, true);
-            let mut s = Scanner::new(Expect::ResultSets, deprecate);
-            assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
-            assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");
-        }
-    }
-
-    #[test]
-    fn err_packet_parse() {
-        let mut e = Vec::new();
-        write_err(&mut e, 2, (1045, "28000"), "Access denied");
-        let p = ErrPacket::parse(&e[4..]).unwrap();
-        assert_eq!((p.code, p.sql_state.as_str(), p.message.as_str()), (1045, "28000", "Access denied"));
     }
 
     #[test]
