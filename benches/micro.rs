@@ -12,10 +12,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use corelay::backend::Vars;
 use corelay::protocol::packet::{write_packet, Header};
 use corelay::protocol::scanner::{Expect, Scanner};
 use corelay::router::{classify, statement};
-use corelay::session::state::Vars;
 use corelay::status::{Class, Slot, StatusRegion};
 
 const BATCHES: usize = 15;

@@ -2,7 +2,7 @@
 //! what it parsed.
 #![no_main]
 use corelay::router::statement;
-use corelay::session::state::Vars;
+use corelay::backend::Vars;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

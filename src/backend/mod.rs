@@ -1,28 +1,28 @@
-//! One backend connection: connect, log in with a db user's credentials, and the facts
-//! the session needs about it afterwards.
-//!
-//! The login speaks MariaDB's and MySQL's client side: `mysql_native_password`,
-//! auth switch, MariaDB's `client_ed25519`, and the `caching_sha2_password` fast path.
+//! One backend connection: the [`Key`] that says which sessions may borrow it, opening
+//! it and logging in ([`connect`]), what it holds of sessions' state ([`State`], the
+//! variables of [`vars`], the statements of [`stmts`]), and the exchanges corelay makes on
+//! it for itself (state replay, re-prepares, pings), whose replies no client sees.
+//! [`blocking`] is a small synchronous client for the master's health checks and tools.
 
 pub mod blocking;
+mod connect;
 mod stmts;
+mod vars;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::net::{read_packet, Buffer, Connector, PacketReadError, Transport};
-use crate::pool::Key;
-use crate::protocol::auth;
+use crate::net::{Buffer, Transport};
 use crate::protocol::caps;
 use crate::protocol::err::ErrPacket;
-use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::ProtocolError;
-use crate::session::state::Vars;
+pub use connect::{connect, Login};
 pub use stmts::{CachedStmt, StmtCache};
+pub use vars::Vars;
 
 /// Largest packet the proxy tells a backend it accepts.
 pub const MAX_PACKET: u32 = 1 << 30;
@@ -49,17 +49,15 @@ impl BackendError {
     }
 }
 
-/// Who to log in as and how.
-#[derive(Debug, Clone)]
-pub struct Login<'a> {
-    pub user: &'a str,
-    pub password: &'a str,
-    pub database: Option<&'a str>,
+/// What a pooled connection must match to be lent to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Server id ([`crate::config::Server::id`]).
+    pub server: usize,
+    pub db_user: usize,
+    /// The client's result-shaping capability flags.
+    pub caps: u32,
     pub charset: u8,
-    /// The client's capability flags; those that shape results are copied.
-    pub client_caps: u32,
-    /// Becomes the connection's [`Backend::reply_timeout`].
-    pub reply_timeout: Option<Duration>,
 }
 
 /// A logged-in backend connection and the session state it currently holds.
@@ -75,13 +73,8 @@ pub struct Backend<T> {
     pub key: Key,
     /// Character set the connection was opened with (what NAMES goes back to).
     pub charset_name: &'static str,
-    /// Current schema, as far as the proxy knows.
-    pub schema: Option<String>,
-    /// Session variables set on this connection by the proxy's replay or by a session.
-    pub vars: Vars,
-    /// What `LAST_INSERT_ID()` returns on this connection, as far as the proxy knows
-    /// (None: not known).
-    pub last_insert_id: Option<u64>,
+    /// What the connection holds of its sessions' state, as far as the proxy knows.
+    pub state: State,
     /// Statements prepared on this connection.
     pub stmts: StmtCache,
     /// Times this connection has been lent.
@@ -91,6 +84,25 @@ pub struct Backend<T> {
     /// Longest wait for each read of an [`Backend::exchange`] reply (the session sets it
     /// from `query_timeout_ms`); None: no limit.
     pub reply_timeout: Option<Duration>,
+}
+
+/// What a connection holds of the state sessions left on it, as far as the proxy knows: a
+/// session borrowing it replays what differs from its own record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Current schema.
+    pub schema: Option<String>,
+    /// Session variables set on this connection by the proxy's replay or by a session.
+    pub vars: Vars,
+    /// What `LAST_INSERT_ID()` returns on this connection (None: not known).
+    pub last_insert_id: Option<u64>,
+}
+
+impl State {
+    /// A connection just logged in to `schema`.
+    pub fn fresh(schema: Option<&str>) -> State {
+        State { schema: schema.map(str::to_string), vars: Vars::default(), last_insert_id: Some(0) }
+    }
 }
 
 /// The proxy's view of one reply it read (and did not forward).
@@ -108,6 +120,14 @@ impl<T: Transport> Backend<T> {
     /// Whether result sets end with OK instead of EOF on this connection.
     pub fn deprecate_eof(&self) -> bool {
         self.caps & caps::DEPRECATE_EOF != 0
+    }
+
+    /// After COM_RESET_CONNECTION succeeded: variables at their defaults (the character
+    /// set not known for sure), no insert id, no prepared statements.
+    pub fn after_reset(&mut self) {
+        self.state.vars = Vars::after_reset();
+        self.state.last_insert_id = Some(0);
+        self.stmts.clear();
     }
 
     /// Sends COM_QUIT so the server closes the connection without an "aborted" warning.
@@ -169,113 +189,6 @@ impl<T: Transport> Backend<T> {
     }
 }
 
-/// Opens a connection to `addr` and logs in. `buf` receives anything the server sent past
-/// the login (normally nothing).
-pub async fn connect<N: Connector>(
-    connector: &N,
-    addr: SocketAddr,
-    timeout: Duration,
-    login: &Login<'_>,
-    key: Key,
-    buf: &mut Buffer,
-) -> Result<Backend<N::Conn>, BackendError> {
-    let mut stream = connector.connect(addr, timeout).await.map_err(|source| BackendError::Connect { addr, source })?;
-    let io_err = |e: PacketReadError| match e {
-        PacketReadError::Io(source) => BackendError::Io { addr, source },
-        PacketReadError::TooLarge(n) => BackendError::Protocol {
-            addr,
-            source: ProtocolError::Malformed(if n > 0 { "login packet too large" } else { "empty login packet" }),
-        },
-    };
-    let t = Some(timeout);
-    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
-    if payload.first() == Some(&0xFF) {
-        let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-        return Err(BackendError::Refused { addr, err });
-    }
-    let greeting = Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-    let mut capabilities =
-        (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
-    // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
-    capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
-    let mut plugin = greeting.auth_plugin.clone();
-    let proof = match auth::proof_for(&plugin, login.password.as_bytes(), &greeting.scramble) {
-        Ok(p) => p,
-        Err(_) => {
-            // Answer with native; the server will switch us to what it wants.
-            plugin = auth::NATIVE.to_string();
-            auth::native_proof(login.password.as_bytes(), &greeting.scramble)
-        }
-    };
-    let response = HandshakeResponse {
-        capabilities,
-        max_packet: MAX_PACKET,
-        charset: login.charset,
-        user: login.user.to_string(),
-        auth_response: proof,
-        database: login.database.map(str::to_string),
-        auth_plugin: Some(plugin),
-        attributes: b"\x0c_client_name\x07corelay".to_vec(),
-    };
-    let mut out = Vec::with_capacity(128);
-    response.write(&mut out, 1);
-    stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
-
-    // At most a few round trips: switch, more data, OK.
-    for _ in 0..6 {
-        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
-        match payload.first() {
-            Some(0x00) => {
-                return Ok(Backend {
-                    stream,
-                    addr,
-                    thread_id: greeting.connection_id,
-                    caps: capabilities,
-                    server_version: greeting.server_version,
-                    key,
-                    charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
-                    schema: login.database.map(str::to_string),
-                    vars: Vars::default(),
-                    last_insert_id: Some(0),
-                    stmts: StmtCache::default(),
-                    uses: 0,
-                    idle_since: Instant::now(),
-                    reply_timeout: login.reply_timeout,
-                })
-            }
-            Some(0xFF) => {
-                let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-                return Err(BackendError::Refused { addr, err });
-            }
-            Some(0xFE) => {
-                let switch = AuthSwitch::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-                let proof = auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
-                    .map_err(|_| BackendError::Plugin { addr, plugin: switch.plugin.clone() })?;
-                out.clear();
-                crate::protocol::packet::write_packet(&mut out, seq.wrapping_add(1), &proof);
-                stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
-            }
-            Some(0x01) => match payload.get(1) {
-                // caching_sha2_password fast path succeeded: the OK follows.
-                Some(3) => continue,
-                _ => {
-                    return Err(BackendError::Plugin {
-                        addr,
-                        plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
-                    })
-                }
-            },
-            _ => {
-                return Err(BackendError::Protocol {
-                    addr,
-                    source: ProtocolError::Malformed("unexpected packet during login"),
-                });
-            }
-        }
-    }
-    Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,9 +224,7 @@ mod tests {
             server_version: String::new(),
             key: Key { server: 0, db_user: 0, caps: 0, charset: 45 },
             charset_name: "utf8mb4",
-            schema: None,
-            vars: Vars::default(),
-            last_insert_id: None,
+            state: State { last_insert_id: None, ..State::default() },
             stmts: StmtCache::default(),
             uses: 0,
             idle_since: Instant::now(),

@@ -17,8 +17,9 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::backend::blocking::{login, query};
+use crate::backend::blocking::{login, query, BlockingError};
 use crate::config::{Config, Role, Server};
+use crate::protocol::code;
 use crate::status::{health, StatusRegion};
 
 /// Checks every server of every cluster at the cluster's `health_interval_ms`.
@@ -102,7 +103,7 @@ impl Checker {
         user: &str,
         password: &str,
         when_primary_lost: Option<u64>,
-    ) -> Result<(Option<u64>, bool), String> {
+    ) -> Result<(Option<u64>, bool), BlockingError> {
         let s = match self.conns.entry(server.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -117,7 +118,7 @@ impl Checker {
         let (names, rows) = match query(s, "SHOW SLAVE STATUS") {
             // Without REPLICATION CLIENT / SLAVE MONITOR the lag cannot be read: the replica
             // is judged by reachability alone.
-            Err(e) if e.contains("(1227)") => {
+            Err(e) if e.server_code() == Some(code::SPECIFIC_ACCESS_DENIED.number) => {
                 if self.warned.insert(server.id) {
                     tracing::warn!(server = %server.address, "health check cannot read the replication lag ({e}); grant the db user REPLICATION CLIENT (SLAVE MONITOR)");
                 }
@@ -130,7 +131,7 @@ impl Checker {
             names.iter().position(|n| n == name).and_then(|i| row.get(i).cloned().flatten()).unwrap_or_default()
         };
         if !names.iter().any(|n| n == "Seconds_Behind_Master") {
-            return Err("no Seconds_Behind_Master column".into());
+            return Err(BlockingError::Unexpected("no Seconds_Behind_Master column"));
         }
         let lag = field("Seconds_Behind_Master").parse().ok();
         let lost_primary_caught_up = field("Slave_IO_Running") != "Yes"

@@ -21,20 +21,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Key};
 use crate::config::Config;
 use crate::util::waker::WakerSlot;
-
-/// What a pooled connection must match to be lent to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key {
-    /// Server id ([`crate::config::Server::id`]).
-    pub server: usize,
-    pub db_user: usize,
-    /// The client's result-shaping capability flags.
-    pub caps: u32,
-    pub charset: u8,
-}
 
 /// The outcome of asking for a connection.
 pub enum Take<T> {

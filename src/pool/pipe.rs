@@ -36,12 +36,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::backend::Key;
+use crate::backend::Vars;
 use crate::backend::{Backend, StmtCache};
 use crate::net::{Buffer, Transport};
-use crate::pool::{Key, Pool};
+use crate::pool::Pool;
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::status;
-use crate::session::state::Vars;
 use crate::util::waker::WakerSlot;
 
 /// Reply bytes a session may leave unsent before the driver stops reading (a slow client
@@ -221,8 +222,8 @@ impl Pipe {
         let stmts = std::mem::take(&mut b.stmts);
         Rc::new(Pipe {
             key: b.key,
-            schema: b.schema.clone(),
-            vars: b.vars.clone(),
+            schema: b.state.schema.clone(),
+            vars: b.state.vars.clone(),
             charset_name: b.charset_name,
             mariadb: b.server_version.contains("MariaDB"),
             addr: b.addr,

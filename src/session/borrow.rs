@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::Session;
+use crate::backend::Key;
 use crate::backend::{self, Backend, BackendError, Login};
 use crate::net::{Connector, Transport};
-use crate::pool::{Key, Take};
+use crate::pool::Take;
 use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::write_packet;
 use crate::protocol::scanner::Expect;
@@ -306,14 +307,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let Some(b) = self.backend.as_mut() else { return Ok(()) };
         let mut req = Vec::new();
         let mut expects = Vec::new();
-        let want_schema = self.schema.is_some() && b.schema != self.schema;
+        let want_schema = self.schema.is_some() && b.state.schema != self.schema;
         if let (true, Some(schema)) = (want_schema, &self.schema) {
             let mut p = vec![command::INIT_DB];
             p.extend_from_slice(schema.as_bytes());
             write_packet(&mut req, 0, &p);
             expects.push(Expect::Single);
         }
-        let set_sql = self.vars.replay_sql(&b.vars, b.charset_name, b.server_version.contains("MariaDB"));
+        let set_sql = self.vars.replay_sql(&b.state.vars, b.charset_name, b.server_version.contains("MariaDB"));
         if let Some(sql) = &set_sql {
             let mut p = vec![command::QUERY];
             p.extend_from_slice(sql.as_bytes());
@@ -331,14 +332,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     if let Some(err) = r.err {
                         return Err(AcquireError::Replay(err));
                     }
-                    b.schema = self.schema.clone();
+                    b.state.schema = self.schema.clone();
                 }
                 if set_sql.is_some() {
                     let r = replies.next().unwrap_or_default();
                     if let Some(err) = r.err {
                         return Err(AcquireError::Replay(err));
                     }
-                    b.vars = self.vars.clone();
+                    b.state.vars = self.vars.clone();
                 }
                 Ok(())
             }
@@ -428,9 +429,7 @@ raise the server's max_connections or proxy.pool_wait_timeout_ms",
             let reset = [1, 0, 0, 0, command::RESET_CONNECTION];
             match b.exchange(&reset, &[Expect::Single], &mut self.bbuf).await {
                 Ok(r) if r[0].err.is_none() => {
-                    b.vars = super::state::Vars::after_reset();
-                    b.last_insert_id = Some(0);
-                    b.stmts.clear();
+                    b.after_reset();
                 }
                 _ => {
                     self.backend = Some(b);

@@ -336,10 +336,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if let Some(b) = self.backend.as_mut() {
                 for a in &fx.assignments {
                     self.vars.set(a);
-                    b.vars.set(a);
+                    b.state.vars.set(a);
                 }
                 if let Some(schema) = fx.use_schema {
-                    b.schema = Some(schema.clone());
+                    b.state.schema = Some(schema.clone());
                     self.schema = Some(schema);
                 }
             }
@@ -615,7 +615,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let (scanner, _) = self.relay_response(Expect::Single, seq, None).await?;
         if scanner.error.is_none() {
             if let Some(b) = self.backend.as_mut() {
-                b.schema = Some(schema.clone());
+                b.state.schema = Some(schema.clone());
             }
             self.schema = Some(schema);
         }
@@ -639,9 +639,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if command == cmd::RESET_CONNECTION && scanner.error.is_none() {
             self.reset_session_state();
             if let Some(b) = self.backend.as_mut() {
-                b.vars = super::state::Vars::after_reset();
-                b.last_insert_id = Some(0);
-                b.stmts.clear();
+                b.after_reset();
             }
         }
         self.after_response(&scanner);
@@ -671,7 +669,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if ok.last_insert_id != 0 {
                 self.last_insert_id = ok.last_insert_id;
                 if let Some(b) = self.backend.as_mut() {
-                    b.last_insert_id = Some(ok.last_insert_id);
+                    b.state.last_insert_id = Some(ok.last_insert_id);
                 }
             }
         }
@@ -679,7 +677,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         // read from SQL: a schema changed inside a procedure, state no replay rebuilds.
         if let Some(schema) = &scanner.changes.schema {
             if let Some(b) = self.backend.as_mut() {
-                b.schema = Some(schema.clone());
+                b.state.schema = Some(schema.clone());
             }
             self.schema = Some(schema.clone());
         }
@@ -710,7 +708,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let n = self.last_insert_id;
         let sync = previous.reads_insert_id
             && !self.insert_id_set_here
-            && self.backend.as_ref().is_some_and(|b| b.last_insert_id != Some(n));
+            && self.backend.as_ref().is_some_and(|b| b.state.last_insert_id != Some(n));
         if !previous.bound || (!fresh && !sync) {
             return;
         }
@@ -731,7 +729,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             crate::protocol::packet::write_packet(&mut packet, 0, &text);
             ok = b.exchange(&packet, &[Expect::ResultSets], &mut self.bbuf).await.is_ok();
             if ok && sync {
-                b.last_insert_id = Some(n);
+                b.state.last_insert_id = Some(n);
             }
         }
         if let (true, true, Some(w)) = (ok, fresh, warned) {
@@ -752,7 +750,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if previous.may_set_insert_id {
             self.insert_id_set_here = true;
             if let Some(b) = self.backend.as_mut() {
-                b.last_insert_id = None;
+                b.state.last_insert_id = None;
             }
         }
     }

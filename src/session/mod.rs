@@ -27,7 +27,6 @@ pub use borrow::prewarm;
 mod command;
 mod pipelined;
 mod report;
-pub mod state;
 mod stmt;
 
 use std::cell::Cell;
@@ -38,10 +37,11 @@ use std::time::Duration;
 use thiserror::Error;
 use tracing::debug;
 
+use crate::backend::Key;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::net::{Buffer, Connector, Transport};
-use crate::pool::{Key, Pool};
+use crate::pool::Pool;
 use crate::protocol::code::Code;
 use crate::protocol::err::{write_err, ErrPacket};
 use crate::protocol::{code, ProtocolError};
@@ -453,7 +453,7 @@ pub struct Session<'a, C: Transport, N: Connector> {
     /// The schema the client is in.
     schema: Option<String>,
     /// Session variables the client set, to replay on other connections.
-    vars: state::Vars,
+    vars: crate::backend::Vars,
     /// Prepared statements by the ids this session handed out.
     stmts: stmt::Statements,
     /// This session as the shard's other sessions see it.
@@ -518,7 +518,7 @@ pub async fn serve<C: Transport, N: Connector>(ctx: &Context<N>, client: C, peer
         pins: 0,
         locks: 0,
         schema: None,
-        vars: state::Vars::default(),
+        vars: crate::backend::Vars::default(),
         stmts: stmt::Statements::default(),
         presence: presence.clone(),
         counted: Counted { slot, user: None, sessions: &ctx.sessions, conn_id, presence },

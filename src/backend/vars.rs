@@ -1,5 +1,6 @@
-//! Session state that must follow a client from one backend connection to the next:
-//! the variables it SET, in the order it set them.
+//! Session variables that must follow a client from one backend connection to the next:
+//! the variables it SET, in the order it set them, and the SET statement that brings a
+//! connection's variables in line with a session's (the state replay).
 
 use crate::router::statement::Assignment;
 
