@@ -7,7 +7,6 @@
 //! same slot (so it keeps its status slot and its listener) with back-off — unless it exited
 //! with the configuration-error code, which no restart can fix.
 
-mod health;
 mod hgrm;
 mod spawn;
 
@@ -249,7 +248,7 @@ pub fn run(config: Config, source: Source) -> Result<i32, MasterError> {
     );
 
     let mut stopping: Option<Instant> = None;
-    let mut checker = health::Checker::default();
+    let mut checker = crate::cluster::Checker::default();
     let mut latency_files = hgrm::Writer::new(&config, &status);
     let mut file_stamp = source.path.as_deref().and_then(stamp);
     let mut watched = Instant::now();
