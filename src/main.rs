@@ -1,10 +1,11 @@
-//! The `corelay` command: parse flags, load the configuration, run the master.
+//! The `corelay` command: parse flags, then run a tool command or load the configuration
+//! and run the master.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use corelay::config::cli::{Cli, Command};
+use corelay::cli::{Cli, Command};
 use corelay::config::{Config, EXIT_CONFIG};
 
 fn main() -> ExitCode {
@@ -19,27 +20,21 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return Ok(match Config::load(Some(file), &cli.overrides) {
-            Ok(c) => {
-                print!("{}", c.to_toml());
-                eprintln!(
-                    "{}: configuration is valid ({} shard(s), {} user(s), {} cluster(s))",
-                    c.source,
-                    c.shard_count(),
-                    c.users.len(),
-                    c.clusters.len()
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("corelay: {e}");
-                1
-            }
-        });
-    }
-    if let Some(Command::Report { admin, user, password, class, out }) = &cli.command {
-        return report(&cli, admin.as_deref(), user.as_deref(), password.as_deref(), class, out);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return Ok(corelay::cli::check_config::run(file, &cli.overrides)),
+        Some(Command::Report { admin, user, password, class, out }) => {
+            let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
+            let args = corelay::cli::report::Args {
+                admin: admin.as_deref(),
+                user: user.as_deref(),
+                password: password.as_deref(),
+                class,
+                out,
+            };
+            corelay::cli::report::run(&config, &args).map_err(anyhow::Error::msg)?;
+            return Ok(0);
+        }
+        None => {}
     }
     let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
     init_logging(&config);
@@ -51,39 +46,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(e.exit_code())
         }
     }
-}
-
-/// `corelay report`: histogram of a running corelay to .hgrm and .svg.
-fn report(
-    cli: &Cli,
-    admin: Option<&str>,
-    user: Option<&str>,
-    password: Option<&str>,
-    class: &str,
-    out: &std::path::Path,
-) -> anyhow::Result<i32> {
-    let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
-    let addr: std::net::SocketAddr = match admin {
-        Some(a) => a.parse().with_context(|| format!("--admin {a}: not an ip:port address"))?,
-        None => config.admin_addr.context("proxy.admin_listen is off; pass --admin ADDR")?,
-    };
-    let first = config.admin_users.first();
-    let user =
-        user.or(first.map(|a| a.name.as_str())).context("no --user and no [[admin_user]] in the configuration")?;
-    let password = password
-        .map(str::to_string)
-        .or_else(|| config.admin_users.iter().find(|a| a.name == user).map(|a| a.password.clone()))
-        .unwrap_or_default();
-    let class = class.to_ascii_lowercase();
-    if !["read", "write", "other", "all"].contains(&class.as_str()) {
-        anyhow::bail!("--class {class}: use read, write, other or all");
-    }
-    let merged = corelay::admin::report::fetch(addr, user, &password, &class).map_err(anyhow::Error::msg)?;
-    let title = format!("corelay {addr}: {class} latency");
-    let (hgrm, svg) = corelay::admin::report::write(&merged, out, &format!("corelay-latency-{class}"), &title)
-        .map_err(anyhow::Error::msg)?;
-    println!("{} statements; wrote {} and {}", merged.count(), hgrm.display(), svg.display());
-    Ok(0)
 }
 
 /// Console logging (stderr, `log_level` or `CORELAY_LOG`), plus the query log when

@@ -9,7 +9,6 @@
 pub mod commands;
 pub mod metrics;
 pub mod proxystatus;
-pub mod report;
 pub mod session;
 
 use crate::config::Config;

@@ -2,12 +2,12 @@
 //! embedded default.
 //!
 //! The file is read into [`FileConfig`] (serde, unknown keys rejected), command-line
-//! overrides are merged into it explicitly ([`cli::Overrides::apply`]), and [`Config::new`]
+//! overrides are merged into it explicitly ([`Overrides::apply`]), and [`Config::new`]
 //! validates the result. Every validation error names the file and the key, so an operator
 //! can fix it without reading code. Keys may be added over time but never renamed.
 
-pub mod cli;
 mod layout;
+mod overrides;
 mod schema;
 
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 pub use layout::{Changes, Layout, Published};
+pub use overrides::Overrides;
 pub use schema::*;
 
 /// The configuration corelay runs when no `--config` is given (also `tuning/default.toml`).
@@ -184,7 +185,7 @@ impl Config {
     }
 
     /// Loads `path` (or the embedded default), applies overrides, validates.
-    pub fn load(path: Option<&PathBuf>, overrides: &cli::Overrides) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let (mut file, source) = match path {
             Some(p) => (Self::read_file(p)?, p.display().to_string()),
             None => (Self::embedded(), "<embedded default>".to_string()),

@@ -133,7 +133,7 @@ pub struct Source {
     /// The file (None: the embedded default, which never changes).
     pub path: Option<std::path::PathBuf>,
     /// The command line's overrides, which win over every version of the file.
-    pub overrides: crate::config::cli::Overrides,
+    pub overrides: crate::config::Overrides,
 }
 
 /// Reloads: re-reads the file, validates it against the running configuration and

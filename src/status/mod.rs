@@ -12,6 +12,7 @@
 //!   totals are kept.
 
 pub mod latency;
+pub mod plot;
 pub mod reload;
 pub mod tables;
 

@@ -1,59 +1,10 @@
-//! Command-line interface. Every tuning flag mirrors a config key and, when given, wins
-//! over the file.
+//! Command-line overrides: every tuning flag mirrors a `[proxy]` key and, when given,
+//! wins over the file (at start and at every reload). The rest of the command line is
+//! [`crate::cli`]'s.
 
-use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
 use super::{AcceptBalance, FileConfig, WorkerMode};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "corelay",
-    version,
-    about = "Thread-per-core, shared-nothing MySQL-protocol proxy",
-    long_about = "corelay accepts MySQL-protocol clients, authenticates them itself, and forwards \
-their statements to MariaDB/MySQL backends from pinned per-core shards.\n\n\
-With no --config it runs an embedded default: listen 127.0.0.1:6033, one cluster whose \
-primary is 127.0.0.1:3306, user root with an empty password passed through to the backend."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Configuration file (TOML). Without it, the embedded default runs.
-    #[arg(long, short = 'c', global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub overrides: Overrides,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Validate a configuration file, print the effective configuration, exit 0 (valid) or 1.
-    CheckConfig {
-        /// The file to check.
-        file: PathBuf,
-    },
-    /// Fetch the latency histogram of a running corelay (admin port) and write an
-    /// HdrHistogram percentile file (.hgrm) and an SVG plot of it.
-    Report {
-        /// Admin port to ask; default: proxy.admin_listen of the configuration.
-        #[arg(long, value_name = "ADDR")]
-        admin: Option<String>,
-        /// Admin user; default: the configuration's first [[admin_user]].
-        #[arg(long, value_name = "NAME")]
-        user: Option<String>,
-        /// Admin password; default: that user's password in the configuration.
-        #[arg(long, value_name = "PASSWORD", env = "CORELAY_ADMIN_PASSWORD")]
-        password: Option<String>,
-        /// Statement class: read, write, other or all.
-        #[arg(long, default_value = "all")]
-        class: String,
-        /// Directory to write corelay-latency-<class>.hgrm and .svg into.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
-    },
-}
 
 /// Flags that override `[proxy]` keys of the configuration.
 #[derive(Debug, Args, Default, Clone)]
@@ -229,42 +180,5 @@ impl Overrides {
             spin_before_park_us,
             preempt_timer_ms
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn flags_override_file_values() {
-        let cli = Cli::try_parse_from([
-            "corelay",
-            "--listen",
-            "127.0.0.1:7000",
-            "--workers",
-            "3",
-            "--worker-mode",
-            "fork",
-            "--cpus",
-            "0,0,0",
-            "--backlog",
-            "77",
-        ])
-        .unwrap();
-        let c = Config::load(None, &cli.overrides).unwrap();
-        assert_eq!(c.listen.port(), 7000);
-        assert_eq!(c.shard_count(), 3);
-        assert_eq!(c.proxy.worker_mode, WorkerMode::Fork);
-        assert_eq!(c.proxy.backlog, 77);
-        assert_eq!(c.cpu_for_shard(2), 0);
-    }
-
-    #[test]
-    fn check_config_subcommand() {
-        let cli = Cli::try_parse_from(["corelay", "check-config", "x.toml"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::CheckConfig { .. })));
-        assert!(Cli::try_parse_from(["corelay", "--worker-mode", "process"]).is_err());
     }
 }

@@ -1,41 +1,9 @@
-//! `corelay report`: fetches the merged latency histogram of a running corelay from its
-//! admin port (`SHOW HISTOGRAM`) and writes an HdrHistogram percentile-distribution file
-//! (`.hgrm`) and an SVG plot of the same distribution, rendered here (no plotting
-//! dependency): latency against percentile on the usual "1/(1-p)" axis.
+//! The percentile-distribution plot of a latency histogram, as a self-contained SVG
+//! (no plotting dependency): latency against percentile on the usual "1/(1-p)" axis.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::backend::blocking::{login, query};
-use crate::status::latency::{write_hgrm, Merged};
-
-/// Reads `SHOW HISTOGRAM <class>` from the admin port at `addr`.
-pub fn fetch(addr: SocketAddr, user: &str, password: &str, class: &str) -> Result<Merged, String> {
-    let mut s = login(addr, Duration::from_secs(5), user, password).map_err(|e| format!("admin port {addr}: {e}"))?;
-    let (_, rows) = query(&mut s, &format!("SHOW HISTOGRAM {class}")).map_err(|e| format!("SHOW HISTOGRAM: {e}"))?;
-    let mut m = Merged::default();
-    for row in rows {
-        let num = |i: usize| row.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok());
-        if let (Some(v), Some(n)) = (num(0), num(1)) {
-            m.add_value(v, n);
-        }
-    }
-    Ok(m)
-}
-
-/// Writes `<stem>.hgrm` and `<stem>.svg` into `dir`; returns their paths.
-pub fn write(m: &Merged, dir: &Path, stem: &str, title: &str) -> Result<(PathBuf, PathBuf), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut hgrm = String::new();
-    write_hgrm(m, &mut hgrm);
-    let hp = dir.join(format!("{stem}.hgrm"));
-    std::fs::write(&hp, hgrm).map_err(|e| format!("{}: {e}", hp.display()))?;
-    let sp = dir.join(format!("{stem}.svg"));
-    std::fs::write(&sp, svg(m, title)).map_err(|e| format!("{}: {e}", sp.display()))?;
-    Ok((hp, sp))
-}
+use super::latency::Merged;
 
 /// A percentile-distribution plot: x is 1/(1-p) on a log scale (0 %, 90 %, 99 %, ...), y is
 /// latency in milliseconds on a linear scale.
@@ -118,7 +86,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn svg_has_a_curve_and_hgrm_the_counts() {
+    fn the_plot_has_a_curve_a_title_and_a_summary() {
         let mut m = Merged::default();
         for us in 100..1100 {
             m.add_value(us, 2);
@@ -126,9 +94,5 @@ mod tests {
         let s = svg(&m, "t <1>");
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("<polyline") && s.contains("t &lt;1&gt;") && s.contains("count 2000"));
-        let dir = tempfile::tempdir().unwrap();
-        let (h, _) = write(&m, dir.path(), "x", "t").unwrap();
-        let text = std::fs::read_to_string(h).unwrap();
-        assert!(text.contains("Total count    =         2000"), "{text}");
     }
 }
