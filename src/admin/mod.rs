@@ -1,5 +1,5 @@
-//! Operator surfaces: in-band status queries (`checkproxystatus`), the admin port and
-//! `/metrics`. They only read the status region (and, for PAUSE/RESUME/RELOAD/SHUTDOWN,
+//! Operator surfaces: the admin port and `/metrics` (the in-band status queries,
+//! `checkproxystatus`, are answered on the proxy port: [`crate::session::local`]). They only read the status region (and, for PAUSE/RESUME/RELOAD/SHUTDOWN,
 //! set a flag in its header or signal the master); they never take part in the query path,
 //! so any shard can answer them for all shards.
 //!
@@ -8,7 +8,6 @@
 
 pub mod commands;
 pub mod metrics;
-pub mod proxystatus;
 pub mod session;
 
 use crate::config::Config;

@@ -254,6 +254,11 @@ impl Config {
         self.server_table.len()
     }
 
+    /// The cluster product user `user`'s sessions are served by.
+    pub fn cluster_of(&self, user: usize) -> &Cluster {
+        &self.clusters[self.db_users[self.users[user].db_user].cluster]
+    }
+
     /// Looks a product user up by login name; returns its index and entry.
     pub fn user(&self, name: &str) -> Option<(usize, &User)> {
         self.users_by_name.get(name).map(|&i| (i, &self.users[i]))

@@ -170,6 +170,18 @@ pub struct Proxy {
     pub watch_interval_ms: u64,
 }
 
+impl Proxy {
+    /// How long corelay waits for a reply it reads itself (pings, state replay,
+    /// re-prepares, resets): no longer than a statement may run (`query_timeout_ms`; None
+    /// when that is off).
+    pub fn query_timeout(&self) -> Option<std::time::Duration> {
+        match self.query_timeout_ms {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+}
+
 impl Default for Proxy {
     fn default() -> Self {
         Proxy {

@@ -25,15 +25,6 @@ pub enum Hint {
     Replica,
 }
 
-/// The original's session commands, answered by the proxy: `dbconnect master`,
-/// `dbconnect <ip>:<port>`, and `dbconnect release`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbConnect {
-    Primary,
-    Server(String),
-    Release,
-}
-
 /// Functions whose call makes a SELECT a write.
 const WRITE_FUNCTIONS: &[&str] = &[
     "GET_LOCK",
@@ -147,97 +138,6 @@ fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
     (Some(class), more)
 }
 
-/// Session functions the proxy answers itself, because the backend connection that would
-/// run them is not the session's: `LAST_INSERT_ID()` (the session's own last insert id),
-/// `CONNECTION_ID()` (the id corelay gave the session) and `ROW_COUNT()` (what the
-/// session's last statement affected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionFunction {
-    LastInsertId,
-    ConnectionId,
-    RowCount,
-}
-
-/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID(),
-/// ROW_COUNT()), which function and the column name the server would give it.
-pub fn session_function_query(sql: &[u8]) -> Option<(SessionFunction, String)> {
-    if let Some(name) = last_insert_id_query(sql) {
-        return Some((SessionFunction::LastInsertId, name));
-    }
-    if let Some(name) = function_query(sql, b"ROW_COUNT") {
-        return Some((SessionFunction::RowCount, name));
-    }
-    function_query(sql, b"CONNECTION_ID").map(|n| (SessionFunction::ConnectionId, n))
-}
-
-/// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]`, the column name the
-/// server would give it.
-pub fn last_insert_id_query(sql: &[u8]) -> Option<String> {
-    function_query(sql, b"LAST_INSERT_ID")
-}
-
-/// `SELECT <function>() [[AS] alias]`, alone: the column name.
-fn function_query(sql: &[u8], function: &[u8]) -> Option<String> {
-    // Cheap exits first: this runs for every COM_QUERY.
-    if sql.len() > 200 || !sql.windows(function.len()).any(|w| w.eq_ignore_ascii_case(function)) {
-        return None;
-    }
-    let mut buf = [Token::Punct(0); 8];
-    let mut n = 0;
-    for t in Lexer::new(sql) {
-        if n == buf.len() {
-            return None;
-        }
-        buf[n] = t;
-        n += 1;
-    }
-    let toks = match &buf[..n] {
-        [rest @ .., Token::Punct(b';')] => rest,
-        all => all,
-    };
-    let name = |t: &Token<'_>| match t {
-        Token::Word(w) | Token::QuotedIdent(w) => Some(String::from_utf8_lossy(w).into_owned()),
-        Token::Str(s) if s.len() >= 2 => Some(String::from_utf8_lossy(&s[1..s.len() - 1]).into_owned()),
-        _ => None,
-    };
-    match toks {
-        [s, Token::Word(f), Token::Punct(b'('), Token::Punct(b')'), alias @ ..]
-            if s.is_word("SELECT") && f.eq_ignore_ascii_case(function) =>
-        {
-            let default = format!("{}()", String::from_utf8_lossy(f));
-            match alias {
-                [] => Some(default),
-                [a] if !a.is_word("FROM") => name(a),
-                [kw, a] if kw.is_word("AS") => name(a),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>`: (query only, id). Other forms (KILL USER,
-/// KILL QUERY ID) are not recognised and go to the server as they are.
-pub fn kill_statement(sql: &[u8]) -> Option<(bool, u64)> {
-    let mut lex = Lexer::new(sql).peekable();
-    if !lex.next()?.is_word("KILL") {
-        return None;
-    }
-    if lex.peek().is_some_and(|t| t.is_word("HARD") || t.is_word("SOFT")) {
-        lex.next();
-    }
-    let mut query = false;
-    if lex.peek().is_some_and(|t| t.is_word("CONNECTION") || t.is_word("QUERY")) {
-        query = lex.next()?.is_word("QUERY");
-    }
-    let Token::Number(n) = lex.next()? else { return None };
-    let id = std::str::from_utf8(n).ok()?.parse().ok()?;
-    match lex.next() {
-        None | Some(Token::Punct(b';')) => Some((query, id)),
-        _ => None,
-    }
-}
-
 /// `START TRANSACTION READ ONLY` (alone): a transaction that may run on a replica.
 pub fn is_read_only_transaction(sql: &[u8]) -> bool {
     let mut lex = Lexer::new(sql);
@@ -268,38 +168,6 @@ pub fn hint(sql: &[u8]) -> Option<Hint> {
             return Some(Hint::Replica);
         }
         rest = &body_start[end + 2..];
-    }
-}
-
-/// A `dbconnect ...` session command, if the text is one.
-pub fn dbconnect(sql: &[u8]) -> Option<DbConnect> {
-    let mut lex = Lexer::new(sql);
-    if !lex.next()?.is_word("DBCONNECT") {
-        return None;
-    }
-    let arg = lex.next()?;
-    let rest_start = lex.offset();
-    let text = match arg {
-        Token::Word(w) if w.eq_ignore_ascii_case(b"master") || w.eq_ignore_ascii_case(b"primary") => {
-            return Some(DbConnect::Primary)
-        }
-        Token::Word(w) if w.eq_ignore_ascii_case(b"release") => return Some(DbConnect::Release),
-        Token::Number(_) | Token::Word(_) | Token::Str(_) => {
-            // ip:port (or 'ip:port'): take the rest of the text up to ';'.
-            let start = rest_start - token_len(&arg);
-            let tail = &sql[start..];
-            let end = tail.iter().position(|&c| c == b';' || c.is_ascii_whitespace()).unwrap_or(tail.len());
-            String::from_utf8_lossy(&tail[..end]).trim_matches(|c| c == '\'' || c == '"').to_string()
-        }
-        _ => return None,
-    };
-    Some(DbConnect::Server(text))
-}
-
-fn token_len(t: &Token<'_>) -> usize {
-    match t {
-        Token::Word(w) | Token::Number(w) | Token::Str(w) => w.len(),
-        _ => 0,
     }
 }
 
@@ -501,35 +369,6 @@ mod tests {
     }
 
     #[test]
-    fn last_insert_id_queries() {
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID()").as_deref(), Some("LAST_INSERT_ID()"));
-        assert_eq!(last_insert_id_query(b"select last_insert_id();").as_deref(), Some("last_insert_id()"));
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() AS id").as_deref(), Some("id"));
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() `x y`").as_deref(), Some("x y"));
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(5)"), None);
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID(), 1"), None);
-        assert_eq!(last_insert_id_query(b"SELECT LAST_INSERT_ID() FROM t"), None);
-        assert_eq!(
-            session_function_query(b"select connection_id()"),
-            Some((SessionFunction::ConnectionId, "connection_id()".into()))
-        );
-        assert_eq!(session_function_query(b"SELECT ROW_COUNT() AS n"), Some((SessionFunction::RowCount, "n".into())));
-        assert_eq!(session_function_query(b"SELECT ROW_COUNT() + 1"), None);
-        assert_eq!(session_function_query(b"SELECT CONNECTION_ID(), 1"), None);
-    }
-
-    #[test]
-    fn kill_statements() {
-        assert_eq!(kill_statement(b"KILL 5"), Some((false, 5)));
-        assert_eq!(kill_statement(b"kill connection 16777217;"), Some((false, 16777217)));
-        assert_eq!(kill_statement(b"KILL QUERY 7"), Some((true, 7)));
-        assert_eq!(kill_statement(b"KILL HARD QUERY 7"), Some((true, 7)));
-        assert_eq!(kill_statement(b"KILL USER bob"), None);
-        assert_eq!(kill_statement(b"KILL QUERY ID 7"), None);
-        assert_eq!(kill_statement(b"SELECT 1"), None);
-    }
-
-    #[test]
     fn read_only_transactions() {
         assert!(is_read_only_transaction(b"START TRANSACTION READ ONLY"));
         assert!(is_read_only_transaction(b"start transaction read only;"));
@@ -547,16 +386,5 @@ mod tests {
         assert_eq!(hint(b"SELECT /* corelay:primary */ 1"), None);
         assert_eq!(hint(b"/* corelay:primaryx */ SELECT 1"), None);
         assert_eq!(hint(b"/* unterminated"), None);
-    }
-
-    #[test]
-    fn dbconnect_commands() {
-        assert_eq!(dbconnect(b"dbconnect master"), Some(DbConnect::Primary));
-        assert_eq!(dbconnect(b"DBCONNECT primary;"), Some(DbConnect::Primary));
-        assert_eq!(dbconnect(b"dbconnect release"), Some(DbConnect::Release));
-        assert_eq!(dbconnect(b"dbconnect 10.0.0.5:3306"), Some(DbConnect::Server("10.0.0.5:3306".into())));
-        assert_eq!(dbconnect(b"dbconnect '10.0.0.5:3306'"), Some(DbConnect::Server("10.0.0.5:3306".into())));
-        assert_eq!(dbconnect(b"SELECT 1"), None);
-        assert_eq!(dbconnect(b"dbconnect"), None);
     }
 }

@@ -10,8 +10,7 @@ use classify::{Class, Hint};
 
 /// The server a session of product user `user` is served by.
 pub fn target(config: &Config, user: usize) -> &Server {
-    let db_user = &config.db_users[config.users[user].db_user];
-    config.clusters[db_user.cluster].primary()
+    config.cluster_of(user).primary()
 }
 
 /// Where [`pick`] sends a statement.

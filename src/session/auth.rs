@@ -25,7 +25,7 @@ struct Proven {
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Greets the client, authenticates it, opens its backend connection, answers OK.
     pub(super) async fn login(&mut self) -> Result<(), SessionError> {
-        let p = &self.config().proxy;
+        let p = &self.config.proxy;
         let timeout = Some(Duration::from_millis(p.auth_timeout_ms.max(1)));
         Greeting {
             server_version: p.server_version.clone(),
@@ -57,7 +57,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), timeout)
             .await?;
         self.check_user_limit(proven.user, proven.next_seq).await?;
-        let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
+        let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
         let database = hr.database.or_else(|| db_user.default_db.clone());
         let seq = self.start_session(proven.user, database, self.charset, proven.next_seq).await?;
         self.counted.set_user(Some(proven.user));
@@ -89,7 +89,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     async fn refuse_login<T>(&mut self, seq: u8, code: Code, message: String) -> Result<T, SessionError> {
-        Slot::add(&self.ctx.slot().auth_failures, 1);
+        Slot::add(&self.shard.slot().auth_failures, 1);
         self.send_err(seq, code, &message).await;
         Err(SessionError::LoginRefused(message))
     }
@@ -135,9 +135,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn check_user_limit(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
         let u = &self.config.users[user];
         let (limit, name) = (u.max_connections, u.name.clone());
-        if self.ctx.status.user_connections(user) >= u64::from(limit) {
+        if self.shard.status.user_connections(user) >= u64::from(limit) {
             let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
-            Slot::add(&self.ctx.slot().clients_rejected, 1);
+            Slot::add(&self.shard.slot().clients_rejected, 1);
             self.send_err(seq, code::TOO_MANY_USER_CONNECTIONS, &msg).await;
             return Err(SessionError::LoginRefused(msg));
         }
@@ -166,11 +166,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         seq: u8,
     ) -> Result<u8, SessionError> {
         self.key = Some(self.key_for(user, charset));
-        self.route = None;
-        self.side = None;
-        self.fallback_read = false;
-        self.schema = database;
-        self.reset_session_state();
+        self.held.route = None;
+        self.held.side = None;
+        self.held.fallback_read = false;
+        self.recorded.schema = database;
+        self.recorded.reset();
         if let Err(e) = self.ensure_backend().await {
             let reason = format!("{e:?}");
             self.report_acquire_error(seq, e).await;
@@ -184,7 +184,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// COM_CHANGE_USER: authenticate the new user here, then log the backend connection in
     /// again as that user's db user. A failure ends the session, as it does on a server.
     pub(super) async fn change_user(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
-        let timeout = Some(Duration::from_millis(self.config().proxy.auth_timeout_ms.max(1)));
+        let timeout = Some(Duration::from_millis(self.config.proxy.auth_timeout_ms.max(1)));
         let cu = match ChangeUser::parse(payload.get(1..).unwrap_or_default(), self.caps) {
             Ok(cu) => cu,
             Err(e) => {
@@ -202,7 +202,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.end_backend().await;
         let charset = cu.charset.map(|c| c as u8).unwrap_or(self.charset);
         self.charset = charset;
-        let db_user = &self.config().db_users[self.config().users[proven.user].db_user];
+        let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
         let database = cu.database.or_else(|| db_user.default_db.clone());
         let seq = self.start_session(proven.user, database, charset, proven.next_seq).await?;
         self.counted.set_user(Some(proven.user));

@@ -11,8 +11,10 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::borrow::AcquireError;
-use super::{Abort, Presence, Session, SessionError};
+use super::error::{Halt, SessionError, Step};
+use super::held::AcquireError;
+use super::shard::{Abort, Presence};
+use super::Session;
 use crate::net::{Connector, Transport};
 use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
 use crate::protocol::err::ErrPacket;
@@ -33,16 +35,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// nothing on a connection of its own.
     pub(super) fn may_pipeline(&self, packet_len: usize) -> bool {
         self.config.proxy.pipeline_depth > 0
-            && self.backend.is_none()
-            && self.pins == 0
-            && self.locks == 0
+            && self.held.conn.is_none()
+            && !self.recorded.pinned()
             && packet_len <= MAX_PIPED_COMMAND
     }
 
     /// Whether `pipe`'s connection is in the state this session's statements expect.
     fn fits(&self, pipe: &Pipe) -> bool {
-        (self.schema.is_none() || pipe.schema == self.schema)
-            && (pipe.vars == self.vars || self.vars.replay_sql(&pipe.vars, pipe.charset_name, pipe.mariadb).is_none())
+        (self.recorded.schema.is_none() || pipe.schema == self.recorded.schema)
+            && (pipe.vars == self.recorded.vars
+                || self.recorded.vars.replay_sql(&pipe.vars, pipe.charset_name, pipe.mariadb).is_none())
     }
 
     /// A pipe to the routed server for this session: the least busy one that fits and
@@ -50,33 +52,33 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// has fewer than `pipeline_connections` for the server. None: use the ordinary path.
     pub(super) async fn pipe(&mut self) -> Result<Option<Rc<Pipe>>, AcquireError> {
         let Some(mut key) = self.key else { return Ok(None) };
-        if let Some(server) = self.route {
+        if let Some(server) = self.held.route {
             key.server = server;
         }
         let p = &self.config.proxy;
         let (depth, wanted, max_uses) = (p.pipeline_depth, p.pipeline_connections, p.backend_max_uses);
         let stall = Duration::from_millis(p.pipeline_stall_ms);
-        if let Some(pipe) = self.ctx.pipes.find(&key, |pipe| self.fits(pipe), stall) {
+        if let Some(pipe) = self.shard.pipes.find(&key, |pipe| self.fits(pipe), stall) {
             return Ok(Some(pipe));
         }
-        if self.ctx.pipes.count(&key) >= wanted {
+        if self.shard.pipes.count(&key) >= wanted {
             return Ok(None);
         }
         // A connection of the session's state, as for the ordinary path; it becomes a pipe.
         self.ensure_routed().await?;
-        let Some(mut b) = self.backend.take() else { return Ok(None) };
+        let Some(mut b) = self.held.conn.take() else { return Ok(None) };
         self.presence.backend.set(None);
-        self.backend_clean = true;
+        self.held.clean = true;
         let pipe = Pipe::new(&mut b, depth, max_uses);
-        self.ctx.pipes.add(pipe.clone());
+        self.shard.pipes.add(pipe.clone());
         // The runtime may drive the new pipe once right away, before the command is queued.
-        self.ctx.connector.spawn(pipe::drive(pipe.clone(), b, self.ctx.pool.clone()));
+        self.shard.connector.spawn(pipe::drive(pipe.clone(), b, self.shard.pool.clone()));
         Ok(Some(pipe))
     }
 
     /// COM_QUERY down `pipe`; the packet (whole in the client buffer) stays there for the
     /// caller. Err(Retry): the pipe failed before any reply byte reached the client.
-    pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Result<Scanner, SessionError> {
+    pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Step<Scanner> {
         let reply = self.reply.clone();
         pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply);
         self.piped_sent(pipe, h.total());
@@ -94,8 +96,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         h: Header,
         id: u32,
         flag_at: usize,
-    ) -> Result<Option<Scanner>, SessionError> {
-        let Some(st) = self.stmts.map.get(&id) else { return Ok(None) };
+    ) -> Step<Option<Scanner>> {
+        let Some(st) = self.recorded.stmts.map.get(&id) else { return Ok(None) };
         let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
         let known = pipe.stmts().get(hash, &sql, schema.as_deref()).map(|c| c.id);
         let server_id = match known {
@@ -105,7 +107,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     let cap = self.config.proxy.max_prepared_per_connection;
                     let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, cap);
                     if let Some(old) = replaced {
-                        pipe.send_only(&super::stmt::close_packet(old));
+                        pipe.send_only(&super::execute::close_packet(old));
                     }
                     server_id
                 }
@@ -118,7 +120,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         // From the lookup (or the insert) to the submit there is no await: a statement the
         // pipe closes later is closed after this EXECUTE.
-        let session_types = self.stmts.map.get(&id).and_then(|s| s.types.as_deref());
+        let session_types = self.recorded.stmts.map.get(&id).and_then(|s| s.types.as_deref());
         let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
         let bound = payload.get(flag_at) == Some(&1);
         let inject = match (pipe.stmts().get(hash, &sql, schema.as_deref()), session_types) {
@@ -134,7 +136,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let packet = &self.cbuf.filled()[..h.total()];
         let sent = match (inject, session_types) {
             (true, Some(types)) => {
-                let with_types = super::stmt::execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, types);
+                let with_types = super::execute::execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, types);
                 pipe.submit(&with_types, Expect::ResultSets, &reply);
                 with_types.len()
             }
@@ -150,7 +152,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 self.cbuf.consume(h.total());
                 Ok(Some(s))
             }
-            Err(SessionError::Retry) => Err(SessionError::Retry),
+            Err(Halt::Retry) => Err(Halt::Retry),
             Err(e) => {
                 self.cbuf.consume(h.total());
                 Err(e)
@@ -160,7 +162,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Prepares `sql` on the pipe's connection; the reply is the proxy's, not the
     /// client's. Returns the server's statement id, or the server's error.
-    async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Result<Result<u32, ErrPacket>, SessionError> {
+    async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Step<Result<u32, ErrPacket>> {
         // A KILL meanwhile interrupts the pipe; the abort stays set, so the ordinary path
         // this falls back to stops the EXECUTE at once and tells the client.
         self.presence.piped.set(true);
@@ -169,11 +171,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         prepared
     }
 
-    async fn prepare_piped_reply(
-        &mut self,
-        pipe: &Rc<Pipe>,
-        sql: &[u8],
-    ) -> Result<Result<u32, ErrPacket>, SessionError> {
+    async fn prepare_piped_reply(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Step<Result<u32, ErrPacket>> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(cmd::STMT_PREPARE);
         payload.extend_from_slice(sql);
@@ -184,12 +182,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         loop {
             match reply.state() {
                 ReplyState::Waiting => {}
-                ReplyState::Failed => return Err(SessionError::Retry),
+                ReplyState::Failed => return Err(Halt::Retry),
                 ReplyState::Done => break,
             }
             if wait_piped(&reply, pipe, &self.presence).await.is_some() {
                 // Nothing reached the client yet.
-                return Err(SessionError::Retry);
+                return Err(Halt::Retry);
             }
         }
         reply.take_bytes(&mut self.piped);
@@ -205,16 +203,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Accounting for a command handed to a pipe.
     fn piped_sent(&mut self, pipe: &Pipe, bytes: usize) {
-        self.cmd_server = Some(pipe.key.server);
-        self.trace.thread = pipe.thread_id;
-        Slot::add(&self.ctx.slot().bytes_from_clients, bytes as u64);
-        Slot::add(&self.ctx.slot().statements_pipelined, 1);
+        self.trace_server(pipe.key.server, pipe.thread_id);
+        Slot::add(&self.shard.slot().bytes_from_clients, bytes as u64);
+        Slot::add(&self.shard.slot().statements_pipelined, 1);
         self.trace_sent();
     }
 
     /// Streams the reply of the command just submitted to the client as the pipe hands it
     /// over. `request_seq` is the client's command sequence id.
-    async fn relay_piped(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Result<Scanner, SessionError> {
+    async fn relay_piped(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Step<Scanner> {
         self.presence.piped.set(true);
         let relayed = self.relay_piped_reply(pipe, request_seq).await;
         self.presence.piped.set(false);
@@ -230,7 +227,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         relayed
     }
 
-    async fn relay_piped_reply(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Result<Scanner, SessionError> {
+    async fn relay_piped_reply(&mut self, pipe: &Rc<Pipe>, request_seq: u8) -> Step<Scanner> {
         let reply = self.reply.clone();
         let presence = self.presence.clone();
         let mut forwarded = false;
@@ -248,25 +245,25 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     if state == ReplyState::Waiting {
                         pipe.interrupt("a client went away in the middle of its reply");
                     }
-                    return Err(SessionError::ClientGone(e));
+                    return Err(SessionError::ClientGone(e).into());
                 }
                 let n = self.piped.len() as u64;
-                Slot::add(&self.ctx.slot().bytes_from_backends, n);
-                if self.ctx.log().on && self.trace.first_byte.is_none() {
-                    self.trace.first_byte = Some(std::time::Instant::now());
+                Slot::add(&self.shard.slot().bytes_from_backends, n);
+                if self.shard.log().on && self.cmd.trace.first_byte.is_none() {
+                    self.cmd.trace.first_byte = Some(std::time::Instant::now());
                 }
-                self.trace.bytes += n;
+                self.cmd.trace.bytes += n;
                 forwarded = true;
             }
             match state {
                 ReplyState::Done => {
                     let scanner = reply.take_scanner().ok_or_else(|| SessionError::BackendLost {
-                        addr: pipe.addr,
+                        addr: Some(pipe.addr),
                         reason: "a finished reply without its scan".into(),
                     })?;
                     return Ok(scanner);
                 }
-                ReplyState::Failed if !forwarded => return Err(SessionError::Retry),
+                ReplyState::Failed if !forwarded => return Err(Halt::Retry),
                 ReplyState::Failed => {
                     let reason = reply.failure().clone();
                     let seq = reply.last_seq().wrapping_add(1);
@@ -283,33 +280,27 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// The pipe failed after part of the reply reached the client: 1927 if the client can
     /// still be told, else the session ends.
-    async fn piped_lost<T>(
-        &mut self,
-        seq: u8,
-        pipe: &Pipe,
-        reason: String,
-        at_boundary: bool,
-    ) -> Result<T, SessionError> {
+    async fn piped_lost<T>(&mut self, seq: u8, pipe: &Pipe, reason: String, at_boundary: bool) -> Step<T> {
         let addr = pipe.addr;
         if !at_boundary {
-            return Err(SessionError::BackendLost { addr, reason });
+            return Err(SessionError::BackendLost { addr: Some(addr), reason }.into());
         }
         let msg =
             format!("Lost connection to db server {addr} during query ({reason}); the statement may not have run");
         self.send_err(seq, code::BACKEND_LOST, &msg).await;
-        Err(SessionError::StatementFailed { addr, reason })
+        Err(Halt::failed(Some(addr), reason))
     }
 
     /// After a pipelined reply: what the server said about the statement (the connection
     /// was not the session's, so no pin or state comes from it).
     pub(super) fn after_piped(&mut self, scanner: &Scanner) {
-        self.row_count = scanner.row_count();
+        self.recorded.row_count = scanner.row_count();
         if let Some(code) = scanner.error {
-            Slot::add(&self.ctx.slot().error_replies, 1);
-            self.trace.error = code;
+            Slot::add(&self.shard.slot().error_replies, 1);
+            self.cmd.trace.error = code;
         }
         if let Some(ok) = scanner.ok {
-            self.trace.rows = ok.affected_rows;
+            self.cmd.trace.rows = ok.affected_rows;
         }
     }
 }

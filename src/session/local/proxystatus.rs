@@ -15,15 +15,20 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::View;
+use super::super::error::Step;
+use super::super::Session;
+use crate::config::Config;
+use crate::net::{Connector, Transport};
+use crate::protocol::code;
 use crate::protocol::resultset::ResultSet;
+use crate::status::StatusRegion;
 use crate::util::time::format_time;
 
 /// Which result set a statement asks for: `checkproxystatus type1` (any case, optional
 /// trailing `;`). None if the statement is something else.
 pub fn parse(sql: &[u8]) -> Option<Result<u8, String>> {
     let text = std::str::from_utf8(sql).ok()?;
-    let w = super::words(text);
+    let w: Vec<String> = text.trim().trim_end_matches(';').split_whitespace().map(|w| w.to_ascii_uppercase()).collect();
     if w.first().map(String::as_str) != Some("CHECKPROXYSTATUS") {
         return None;
     }
@@ -35,6 +40,13 @@ pub fn parse(sql: &[u8]) -> Option<Result<u8, String>> {
             Err(format!("checkproxystatus: unknown form {:?}; use checkproxystatus type1, type2 or type3", text.trim()))
         }
     })
+}
+
+/// What the result sets are built from: the running configuration (for names) and the
+/// status region (every shard's tables).
+pub struct View<'a> {
+    pub config: &'a Config,
+    pub status: &'a StatusRegion,
 }
 
 /// The result set of `checkproxystatus type<kind>`.
@@ -169,6 +181,32 @@ fn type3(view: &View) -> ResultSet {
         ]);
     }
     rs
+}
+
+impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// `checkproxystatus type1|type2|type3`, answered from the status region when
+    /// `proxy.status_queries` is on.
+    pub(in crate::session) async fn proxy_status(&mut self, seq: u8, kind: Result<u8, String>) -> Step {
+        if !self.config.proxy.status_queries {
+            let msg = "checkproxystatus is disabled on this corelay (proxy.status_queries = false)";
+            self.send_err(seq, code::SPECIFIC_ACCESS_DENIED, msg).await;
+            return Ok(());
+        }
+        let kind = match kind {
+            Ok(k) => k,
+            Err(msg) => {
+                self.send_err(seq, code::PARSE_ERROR, &msg).await;
+                return Ok(());
+            }
+        };
+        let view = View { config: &self.config, status: &self.shard.status };
+        let rs = result(&view, kind);
+        let flags = self.recorded.status_flags();
+        let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        self.out.clear();
+        rs.write(&mut self.out, seq, deprecate_eof, flags);
+        Ok(self.flush().await?)
+    }
 }
 
 #[cfg(test)]

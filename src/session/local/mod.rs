@@ -1,0 +1,79 @@
+//! Statements corelay answers itself instead of sending them to a server, one file each:
+//! the session functions whose answer is the session's own ([`session_function`]), the
+//! original's `dbconnect` pins ([`dbconnect`]), `KILL` with corelay's connection ids
+//! ([`kill`]), and the original's status queries ([`proxystatus`]).
+//!
+//! Each file holds both the statement's parser (pure, unit-tested, fuzzed) and what the
+//! session does with it.
+
+pub mod dbconnect;
+pub mod kill;
+pub mod proxystatus;
+pub mod session_function;
+
+pub use dbconnect::DbConnect;
+pub use session_function::{session_function_query, SessionFunction};
+
+use super::error::Step;
+use super::Session;
+use crate::net::{Connector, Transport};
+
+/// A statement corelay answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// `SELECT LAST_INSERT_ID()` (or CONNECTION_ID(), ROW_COUNT()), with its column name.
+    SessionFunction(SessionFunction, String),
+    /// `checkproxystatus type1|2|3` (or why the form is wrong).
+    ProxyStatus(Result<u8, String>),
+    DbConnect(DbConnect),
+    /// `KILL [QUERY] <id>`.
+    Kill {
+        query_only: bool,
+        id: u64,
+    },
+}
+
+/// Whether a COM_QUERY text is a statement corelay answers itself.
+pub fn recognise(text: &[u8]) -> Option<Local> {
+    if let Some((function, name)) = session_function_query(text) {
+        return Some(Local::SessionFunction(function, name));
+    }
+    if let Some(kind) = proxystatus::parse(text) {
+        return Some(Local::ProxyStatus(kind));
+    }
+    if let Some(cmd) = dbconnect::parse(text) {
+        return Some(Local::DbConnect(cmd));
+    }
+    kill::parse(text).map(|(query_only, id)| Local::Kill { query_only, id })
+}
+
+impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// Answers a statement corelay recognised as its own (`seq`: the reply's sequence id).
+    pub(in crate::session) async fn answer_local(&mut self, seq: u8, local: Local) -> Step {
+        match local {
+            Local::SessionFunction(function, name) => self.answer_session_function(seq, function, &name, false).await,
+            Local::ProxyStatus(kind) => self.proxy_status(seq, kind).await,
+            Local::DbConnect(cmd) => self.dbconnect(seq, cmd).await,
+            Local::Kill { query_only, id } => self.kill(seq, query_only, id).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_statements_are_told_apart_from_the_rest() {
+        assert_eq!(
+            recognise(b"SELECT LAST_INSERT_ID()"),
+            Some(Local::SessionFunction(SessionFunction::LastInsertId, "LAST_INSERT_ID()".into()))
+        );
+        assert_eq!(recognise(b"checkproxystatus type2"), Some(Local::ProxyStatus(Ok(2))));
+        assert_eq!(recognise(b"dbconnect release"), Some(Local::DbConnect(DbConnect::Release)));
+        assert_eq!(recognise(b"KILL QUERY 12"), Some(Local::Kill { query_only: true, id: 12 }));
+        for sql in ["SELECT 1", "SELECT LAST_INSERT_ID() + 1", "KILL USER bob", "INSERT INTO t VALUES (1)"] {
+            assert_eq!(recognise(sql.as_bytes()), None, "{sql}");
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! What a session recorded of its own state: the reasons it keeps its connection (pins and
+//! locks), its schema and variables, its prepared statements, what its last statement left
+//! (insert id, row count, warnings), and when it last wrote.
+//!
+//! Plain data with no I/O: the transitions a statement's reply causes are methods here,
+//! unit-tested, and the session applies them through one function for every path
+//! ([`super::Session::finish_statement`]). The connection's own record
+//! ([`crate::backend::State`]) follows alongside, so the next borrower knows what to
+//! replay.
+//!
+//! Invariants:
+//! - `locks` is never negative, and `pin::GET_LOCK` is set only while `locks > 0`.
+//! - A state change counts only when the statement succeeded; a pin counts even when a
+//!   later statement of its batch failed (caution costs a connection, not correctness).
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{State, Vars};
+use crate::protocol::scanner::Scanner;
+use crate::protocol::status;
+use crate::router::classify::Class;
+use crate::router::statement::{pin, Effects};
+
+/// A session's own record of its state.
+#[derive(Debug)]
+pub(super) struct Recorded {
+    /// Why the session keeps its connection ([`pin`] bits).
+    pub pins: u32,
+    /// GET_LOCK calls minus releases.
+    pub locks: i32,
+    /// The schema the client is in.
+    pub schema: Option<String>,
+    /// Session variables the client set, to replay on other connections.
+    pub vars: Vars,
+    /// Prepared statements by the ids this session handed out.
+    pub stmts: Statements,
+    /// The last non-zero insert id the server reported to this session.
+    pub last_insert_id: u64,
+    /// What `ROW_COUNT()` returns now: what the session's last statement affected (-1
+    /// after a result set or an error).
+    pub row_count: i64,
+    /// When this session's last write finished (read-your-writes).
+    pub last_write: Option<Instant>,
+    /// The last command, when it was a pipelined read whose reply had warnings: run again
+    /// before a statement that reads them, on whatever connection that gets.
+    pub warned: Option<Vec<u8>>,
+}
+
+impl Default for Recorded {
+    fn default() -> Recorded {
+        Recorded {
+            pins: 0,
+            locks: 0,
+            schema: None,
+            vars: Vars::default(),
+            stmts: Statements::default(),
+            last_insert_id: 0,
+            row_count: -1,
+            last_write: None,
+            warned: None,
+        }
+    }
+}
+
+fn set_bit(bits: &mut u32, bit: u32, on: bool) {
+    if on {
+        *bits |= bit;
+    } else {
+        *bits &= !bit;
+    }
+}
+
+impl Recorded {
+    /// Whether the session must keep its connection (pins or locks).
+    pub fn pinned(&self) -> bool {
+        self.pins != 0 || self.locks > 0
+    }
+
+    /// Whether the session holds state on its connection that a drain must wait for (a
+    /// connection kept only for its warnings holds nothing that matters).
+    pub fn holds_open_state(&self) -> bool {
+        self.pins & !pin::WARNINGS != 0 || self.locks > 0
+    }
+
+    /// Whether the session wrote within `window` (reads go to the primary then).
+    pub fn wrote_within(&self, window: Duration) -> bool {
+        self.last_write.is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// A statement's effects once its reply is in (a text statement, or a prepared one
+    /// with the analysis kept at PREPARE): pins, locks, assignments, schema, the row count,
+    /// the time of a write. `conn`: the record of the connection it ran on, which follows.
+    pub fn apply_statement(&mut self, fx: &Effects, reply: &Scanner, class: Class, conn: Option<&mut State>) {
+        self.pins |= fx.pin;
+        if reply.error.is_some() && !fx.assignments.is_empty() {
+            // Part of a batch may have run: what the connection holds is not known.
+            self.pins |= pin::UNKNOWN_SET;
+        }
+        if reply.error.is_none() {
+            self.pins &= !fx.unpin;
+            if let Some(c) = conn {
+                for a in &fx.assignments {
+                    self.vars.set(a);
+                    c.vars.set(a);
+                }
+                if let Some(schema) = &fx.use_schema {
+                    c.schema = Some(schema.clone());
+                    self.schema = Some(schema.clone());
+                }
+            }
+        }
+        if class == Class::Write {
+            self.last_write = Some(Instant::now());
+        }
+        self.locks = (self.locks + fx.lock_delta).max(0);
+        if self.locks == 0 {
+            self.pins &= !pin::GET_LOCK;
+        }
+        self.row_count = reply.row_count();
+    }
+
+    /// What any reply says, whatever the command: the insert id, the transaction and
+    /// autocommit state from the status flags, warnings, and what the server's session
+    /// tracking reports — which overrides what was read from SQL (a schema changed inside a
+    /// procedure, state no replay rebuilds).
+    pub fn apply_reply(&mut self, reply: &Scanner, mut conn: Option<&mut State>) {
+        if let Some(ok) = reply.ok {
+            if ok.last_insert_id != 0 {
+                self.last_insert_id = ok.last_insert_id;
+                if let Some(c) = conn.as_deref_mut() {
+                    c.last_insert_id = Some(ok.last_insert_id);
+                }
+            }
+        }
+        if let Some(schema) = &reply.changes.schema {
+            if let Some(c) = conn {
+                c.schema = Some(schema.clone());
+            }
+            self.schema = Some(schema.clone());
+        }
+        if reply.changes.state_changed {
+            self.pins |= pin::UNKNOWN_SET;
+        }
+        if reply.status_seen() {
+            set_bit(&mut self.pins, pin::TRANSACTION, reply.status & status::IN_TRANS != 0);
+            set_bit(&mut self.pins, pin::AUTOCOMMIT_OFF, reply.status & status::AUTOCOMMIT == 0);
+        }
+        set_bit(&mut self.pins, pin::WARNINGS, reply.warnings > 0);
+    }
+
+    /// After an EXECUTE of statement `id`: its long data is used up, and a cursor it opened
+    /// keeps the connection until fetched or closed.
+    pub fn after_execute(&mut self, id: u32, reply: &Scanner) {
+        self.pins &= !pin::LONG_DATA;
+        if reply.status_seen() && reply.status & status::CURSOR_EXISTS != 0 {
+            self.pins |= pin::CURSOR;
+            self.stmts.cursor = Some(id);
+        }
+    }
+
+    /// COM_RESET_CONNECTION: variables, statements and connection-bound state are gone.
+    pub fn reset(&mut self) {
+        self.vars.clear();
+        self.stmts.clear();
+        self.pins = 0;
+        self.locks = 0;
+        self.last_insert_id = 0;
+        self.row_count = -1;
+    }
+
+    /// The connection died, and with it what the session held there (a `dbconnect` pin
+    /// is the session's, not the connection's: it stays).
+    pub fn connection_lost(&mut self) {
+        self.pins &= pin::DBCONNECT;
+        self.locks = 0;
+        self.stmts.cursor = None;
+    }
+
+    /// What the session holds on its connection, for a message saying it is gone ("the
+    /// open transaction was rolled back; user variables, ..."), or None when it holds
+    /// nothing there.
+    pub fn held_on_connection(&self) -> Option<String> {
+        let held = pin::names(self.pins & !(pin::DBCONNECT | pin::WARNINGS));
+        if held.is_empty() && self.locks == 0 {
+            return None;
+        }
+        let what = if held.is_empty() { "locks".to_string() } else { held.join(", ") };
+        Some(format!("the open transaction was rolled back; {what}"))
+    }
+
+    /// Status flags for a reply corelay makes itself: autocommit and transaction state as
+    /// the server last reported them.
+    pub fn status_flags(&self) -> u16 {
+        let mut flags = 0;
+        if self.pins & pin::AUTOCOMMIT_OFF == 0 {
+            flags |= status::AUTOCOMMIT;
+        }
+        if self.pins & pin::TRANSACTION != 0 {
+            flags |= status::IN_TRANS;
+        }
+        flags
+    }
+}
+
+/// One prepared statement of a session.
+#[derive(Debug)]
+pub(super) struct Stmt {
+    pub sql: Rc<[u8]>,
+    pub schema: Option<Rc<str>>,
+    pub hash: u64,
+    pub params: u16,
+    /// Parameter types (2 bytes each) from the last EXECUTE that sent them.
+    pub types: Option<Vec<u8>>,
+    /// Read or write: where its executions are routed.
+    pub class: Class,
+    /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
+    pub session_function: Option<(super::local::SessionFunction, String)>,
+    /// What the statement does to session state, analysed once at PREPARE and applied at
+    /// every EXECUTE.
+    pub effects: Rc<Effects>,
+    /// A read that may share a pipelined connection ([`crate::pool::pipe`]).
+    pub pipelinable: bool,
+}
+
+/// A session's statements by the ids it handed out.
+#[derive(Debug, Default)]
+pub(super) struct Statements {
+    pub map: HashMap<u32, Stmt>,
+    next: u32,
+    /// The statement whose cursor is open, if any.
+    pub cursor: Option<u32>,
+}
+
+impl Statements {
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.cursor = None;
+    }
+
+    /// The next statement id to hand out (never 0).
+    pub fn next_id(&mut self) -> u32 {
+        self.next = self.next.wrapping_add(1).max(1);
+        self.next
+    }
+}
+
+/// The key of a statement in a connection's cache: its text in its schema.
+pub(super) fn stmt_hash(schema: Option<&str>, sql: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    schema.hash(&mut h);
+    sql.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::scanner::Expect;
+    use crate::router::statement::analyse;
+
+    /// The scan of a reply made of `packets` (payloads), as a connection without
+    /// CLIENT_DEPRECATE_EOF sends them.
+    fn reply(packets: &[&[u8]]) -> Scanner {
+        let mut bytes = Vec::new();
+        let mut seq = 1;
+        for p in packets {
+            seq = crate::protocol::packet::write_packet(&mut bytes, seq, p);
+        }
+        let mut s = Scanner::new(Expect::ResultSets, false);
+        s.feed(&bytes).unwrap();
+        assert!(s.done());
+        s
+    }
+
+    /// OK with `affected` rows, `insert_id`, `status` flags and `warnings`.
+    fn ok(affected: u8, insert_id: u8, status: u16, warnings: u16) -> Scanner {
+        let mut p = vec![0, affected, insert_id];
+        p.extend_from_slice(&status.to_le_bytes());
+        p.extend_from_slice(&warnings.to_le_bytes());
+        reply(&[&p])
+    }
+
+    fn err() -> Scanner {
+        let mut p = vec![0xFF, 0x7A, 0x04];
+        p.extend_from_slice(b"#42S02no such table");
+        reply(&[&p])
+    }
+
+    const AUTOCOMMIT: u16 = status::AUTOCOMMIT;
+
+    fn run(r: &mut Recorded, sql: &str, reply: &Scanner, conn: &mut State) {
+        let fx = analyse(sql.as_bytes());
+        r.apply_statement(&fx, reply, crate::router::classify::classify(sql.as_bytes()), Some(conn));
+        r.apply_reply(reply, Some(conn));
+    }
+
+    #[test]
+    fn user_variables_pin_until_the_session_resets() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "SET @a = 1", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert!(r.pinned());
+        assert_eq!(pin::names(r.pins), ["user variables"]);
+        r.reset();
+        assert!(!r.pinned());
+    }
+
+    #[test]
+    fn lock_tables_pins_and_unlock_tables_unpins_only_when_it_succeeds() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "LOCK TABLES t WRITE", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!(r.pins, pin::LOCK_TABLES);
+        run(&mut r, "UNLOCK TABLES", &err(), &mut c);
+        assert_eq!(r.pins, pin::LOCK_TABLES, "a failed UNLOCK leaves the tables locked");
+        run(&mut r, "UNLOCK TABLES", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert!(!r.pinned());
+    }
+
+    #[test]
+    fn get_lock_pins_while_locks_are_held() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "SELECT GET_LOCK('a', 1), GET_LOCK('b', 1)", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.locks, r.pins), (2, pin::GET_LOCK));
+        run(&mut r, "SELECT RELEASE_LOCK('a')", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.locks, r.pins), (1, pin::GET_LOCK));
+        run(&mut r, "SELECT RELEASE_ALL_LOCKS()", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.locks, r.pins), (0, 0), "never below zero, and the pin goes with the last lock");
+    }
+
+    #[test]
+    fn the_transaction_follows_the_servers_status_flags() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "BEGIN", &ok(0, 0, AUTOCOMMIT | status::IN_TRANS, 0), &mut c);
+        assert_eq!(r.pins, pin::TRANSACTION);
+        assert_eq!(r.status_flags(), AUTOCOMMIT | status::IN_TRANS);
+        assert!(r.holds_open_state());
+        run(&mut r, "COMMIT", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert!(!r.pinned());
+        run(&mut r, "SET autocommit = 0", &ok(0, 0, 0, 0), &mut c);
+        assert_eq!(r.pins, pin::AUTOCOMMIT_OFF);
+        assert_eq!(r.status_flags(), 0);
+    }
+
+    #[test]
+    fn assignments_and_schema_are_recorded_on_both_sides_when_they_succeed() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "SET sql_mode = 'ANSI'", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        run(&mut r, "USE shop", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.vars.get("sql_mode"), c.vars.get("sql_mode")), (Some("'ANSI'"), Some("'ANSI'")));
+        assert_eq!((r.schema.as_deref(), c.schema.as_deref()), (Some("shop"), Some("shop")));
+        assert!(!r.pinned(), "tracked variables are replayed, not pinned");
+        run(&mut r, "SET time_zone = '+01:00'; SELECT * FROM missing", &err(), &mut c);
+        assert_eq!(r.vars.get("time_zone"), None, "not recorded: the batch failed");
+        assert_eq!(r.pins, pin::UNKNOWN_SET, "part of the batch may have run");
+    }
+
+    #[test]
+    fn warnings_keep_the_connection_for_the_next_command_only() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "SELECT 1/0", &ok(0, 0, AUTOCOMMIT, 1), &mut c);
+        assert_eq!(r.pins, pin::WARNINGS);
+        assert!(r.pinned() && !r.holds_open_state());
+        run(&mut r, "SELECT 1", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert!(!r.pinned());
+    }
+
+    #[test]
+    fn insert_id_and_row_count_follow_the_last_statement() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "INSERT INTO t VALUES (NULL)", &ok(1, 42, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.last_insert_id, c.last_insert_id, r.row_count), (42, Some(42), 1));
+        assert!(r.wrote_within(Duration::from_secs(60)));
+        run(&mut r, "UPDATE t SET a = 1", &ok(3, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!((r.last_insert_id, r.row_count), (42, 3), "an id of 0 does not replace the last one");
+        run(&mut r, "SELECT * FROM missing", &err(), &mut c);
+        assert_eq!(r.row_count, -1);
+    }
+
+    #[test]
+    fn a_lost_connection_takes_what_lived_on_it_but_not_dbconnect() {
+        let (mut r, mut c) = (Recorded::default(), State::default());
+        run(&mut r, "BEGIN", &ok(0, 0, AUTOCOMMIT | status::IN_TRANS, 0), &mut c);
+        run(&mut r, "CREATE TEMPORARY TABLE t (a int)", &ok(0, 0, AUTOCOMMIT | status::IN_TRANS, 0), &mut c);
+        r.pins |= pin::DBCONNECT;
+        let held = r.held_on_connection().unwrap();
+        assert!(held.contains("rolled back") && held.contains("temporary table") && held.contains("transaction"));
+        r.connection_lost();
+        assert_eq!(r.pins, pin::DBCONNECT);
+        assert_eq!(r.held_on_connection(), None);
+    }
+
+    #[test]
+    fn an_open_cursor_keeps_the_connection_and_long_data_is_used_up() {
+        let mut r = Recorded::default();
+        r.pins |= pin::LONG_DATA;
+        let mut eof_cursor = vec![0xFE, 0, 0];
+        eof_cursor.extend_from_slice(&(AUTOCOMMIT | status::CURSOR_EXISTS).to_le_bytes());
+        let col = b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
+        let opened = reply(&[b"\x01", col, &eof_cursor]);
+        r.after_execute(7, &opened);
+        assert_eq!((r.pins, r.stmts.cursor), (pin::CURSOR, Some(7)));
+    }
+}

@@ -1,0 +1,131 @@
+//! A shard's periodic tasks, beside its sessions: pool upkeep, the statement-timeout sweep,
+//! following configuration versions, publishing its status tables, and settling its count
+//! in the accept balancer. Each is one timer per shard, none per session.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::{balance, report, State};
+
+/// Once a second: when neither the shard's accepts nor its count in the balancer moved
+/// for a whole second, nothing waits in its accept queue, and the count is not its number
+/// of sessions, writes that number there (if the count still has the value looked at).
+/// This undoes connections that were given to the shard but never arrived (a handshake
+/// that did not complete) without racing one on its way in: a connection counted but not
+/// yet accepted is in the queue, or changes the count or the accepts within the second.
+pub(super) async fn settle_balance(
+    shard: Rc<State>,
+    share: balance::Share,
+    queue: OwnedFd,
+    accepted: Rc<std::cell::Cell<u64>>,
+) {
+    let mut last = None;
+    while !shard.status.shutdown_requested() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let seen = (accepted.get(), share.count());
+        let open = shard.slot().client_connections.load(std::sync::atomic::Ordering::Relaxed);
+        if seen.1 != open && last == Some(seen) && balance::accept_queue(&queue) == Some(0) {
+            share.settle(seen.1, open);
+        }
+        last = Some(seen);
+    }
+}
+
+/// Once a second: closes pooled connections idle longer than `server_idle_timeout_s` and
+/// those a reload retired, retires idle pipelined connections and forgets closed ones, and
+/// opens connections up to each server's `min_connections` share.
+pub(super) async fn maintain_pool(shard: Rc<State>) {
+    while !shard.status.shutdown_requested() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let max_idle = Duration::from_secs(shard.config().proxy.server_idle_timeout_s);
+        close_retired(&shard).await;
+        shard.pipes.reap(max_idle);
+        let expired = shard.pool.take_expired(Instant::now(), max_idle);
+        for mut b in expired {
+            b.quit().await;
+            shard.pool.forget(b.key.server);
+        }
+        for key in shard.pool.reserve_warm() {
+            crate::session::prewarm(&shard, key).await;
+        }
+        shard.publish_pool();
+    }
+}
+
+/// Closes (COM_QUIT) the connections the pool retired and frees their slots.
+pub(super) async fn close_retired(shard: &State) {
+    for mut b in shard.pool.take_retired() {
+        b.quit().await;
+        shard.pool.forget(b.key.server);
+    }
+    shard.publish_pool();
+}
+
+/// Interrupts statements that run past `query_timeout_ms`, checking ten times per timeout
+/// (at most every second, at least every 10 ms): one timer for the shard, none per session.
+pub(super) async fn sweep_statements(shard: Rc<State>) {
+    while !shard.status.shutdown_requested() {
+        let limit = Duration::from_millis(shard.config().proxy.query_timeout_ms);
+        let every = (limit / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        glommio::timer::sleep(every).await;
+        if !limit.is_zero() {
+            shard.sweep_timeouts(limit);
+        }
+    }
+}
+
+/// How often a shard looks for a new configuration version (one atomic load).
+const CONFIG_POLL: Duration = Duration::from_millis(50);
+
+/// Takes every configuration version the master publishes: parses it, builds it on the
+/// shard's current one (whose removed entries become tombstones) and switches to it. One
+/// that cannot be built is logged and the shard keeps what it runs.
+pub(super) async fn follow_config(shard: Rc<State>) {
+    let slot = shard.slot();
+    let mut failed = 0;
+    while !shard.status.shutdown_requested() {
+        glommio::timer::sleep(CONFIG_POLL).await;
+        let version = shard.status.config_version();
+        if version == shard.config_version() || version == failed {
+            continue;
+        }
+        let Some(text) = shard.status.published_config() else { continue };
+        let next = crate::config::Published::parse(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|p| shard.config().adopt(p).map_err(|e| e.to_string()));
+        match next {
+            Ok(next) if next.version == version => {
+                shard.apply(Arc::new(next));
+                slot.config_version.store(version, std::sync::atomic::Ordering::Relaxed);
+                close_retired(&shard).await;
+                info!(shard = shard.index, version, "configuration version {version} applied");
+            }
+            // Read while the master wrote the next one: look again.
+            Ok(_) => {}
+            Err(e) => {
+                error!(
+                    shard = shard.index,
+                    version,
+                    "cannot apply configuration version {version}: {e}; keeping version {}",
+                    shard.config_version()
+                );
+                failed = version;
+            }
+        }
+    }
+}
+
+/// Every `status_interval_ms`: rebuilds this shard's status tables and flushes its query
+/// log.
+pub(super) async fn publish_status(shard: Rc<State>) {
+    while !shard.status.shutdown_requested() {
+        report::publish(&shard);
+        crate::log::flush();
+        let every = Duration::from_millis(shard.config().proxy.status_interval_ms.max(10));
+        glommio::timer::sleep(every).await;
+    }
+}
