@@ -7,9 +7,13 @@
 //! - [`listen`] creates the shards' listening sockets (SO_REUSEPORT) and checks nobody
 //!   else shares the port;
 //! - [`glommio`] implements the traits on glommio's sockets: the only code outside
-//!   `shard/` that knows the runtime.
+//!   `shard/` that knows the runtime;
+//! - `fake` (tests only) has scripted peers: a client and MySQL servers in memory, so that
+//!   session flows are tested in milliseconds without a runtime or a real server.
 
 mod buffer;
+#[cfg(test)]
+pub mod fake;
 pub mod glommio;
 pub mod listen;
 pub mod packet;

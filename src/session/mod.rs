@@ -47,6 +47,8 @@ mod relay;
 mod retry;
 mod route;
 mod shard;
+#[cfg(test)]
+mod tests;
 
 pub use error::{SessionError, Side};
 pub use held::prewarm;
