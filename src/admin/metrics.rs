@@ -42,31 +42,44 @@ fn histogram(out: &mut String, name: &str, labels: &str, m: &Merged) {
 
 /// The whole exposition.
 pub fn render(view: &View) -> String {
-    let status = view.status;
-    let shards = status.shards();
     let mut out = String::with_capacity(64 * 1024);
+    slot_counters(&mut out, view.status);
+    by_kind(&mut out, view.status);
+    servers(&mut out, view);
+    latencies(&mut out, view);
+    out
+}
+
+/// Every shard's gauges and counters.
+fn slot_counters(out: &mut String, status: &crate::status::StatusRegion) {
+    let shards = status.shards();
     for (gauge, help, f) in gauges() {
         let name = format!("corelay_{gauge}");
-        header(&mut out, &name, "gauge", help);
+        header(out, &name, "gauge", help);
         for k in 0..shards {
             let _ = writeln!(out, "{name}{{shard=\"{k}\"}} {}", f(status.slot(k)).load(Relaxed));
         }
     }
     for (c, f) in counters() {
         let name = format!("corelay_{c}_total");
-        header(&mut out, &name, "counter", &c.replace('_', " "));
+        header(out, &name, "counter", &c.replace('_', " "));
         for k in 0..shards {
             let _ = writeln!(out, "{name}{{shard=\"{k}\"}} {}", f(status.slot(k)).load(Relaxed));
         }
     }
-    header(&mut out, "corelay_statements_total", "counter", "Statements and commands by class");
+}
+
+/// Statements by class, commands by command byte, pins by reason.
+fn by_kind(out: &mut String, status: &crate::status::StatusRegion) {
+    let shards = status.shards();
+    header(out, "corelay_statements_total", "counter", "Statements and commands by class");
     for k in 0..shards {
         for c in Class::ALL {
             let n = status.slot(k).statements[c as usize].load(Relaxed);
             let _ = writeln!(out, "corelay_statements_total{{shard=\"{k}\",class=\"{}\"}} {n}", c.name());
         }
     }
-    header(&mut out, "corelay_commands_by_kind_total", "counter", "Commands by command byte");
+    header(out, "corelay_commands_by_kind_total", "counter", "Commands by command byte");
     for k in 0..shards {
         for byte in 0..COMMAND_KINDS {
             let n = status.slot(k).commands_by_kind[byte].load(Relaxed);
@@ -77,12 +90,7 @@ pub fn render(view: &View) -> String {
             }
         }
     }
-    header(
-        &mut out,
-        "corelay_pins_total",
-        "counter",
-        "Times a session started keeping its backend connection, by reason",
-    );
+    header(out, "corelay_pins_total", "counter", "Times a session started keeping its backend connection, by reason");
     for k in 0..shards {
         for bit in 0..PIN_KINDS {
             let n = status.slot(k).pins[bit].load(Relaxed);
@@ -91,8 +99,13 @@ pub fn render(view: &View) -> String {
             }
         }
     }
+}
+
+/// Each server's health and replication lag.
+fn servers(out: &mut String, view: &View) {
+    let status = view.status;
     header(
-        &mut out,
+        out,
         "corelay_server_up",
         "gauge",
         "1 when the server's last health check passed (replicas: and it does not lag)",
@@ -109,10 +122,15 @@ pub fn render(view: &View) -> String {
             let _ = writeln!(lag, "corelay_server_replication_lag_seconds{{{labels}}} {lag_s}");
         }
     }
-    header(&mut out, "corelay_server_replication_lag_seconds", "gauge", "Replication lag the master last read");
+    header(out, "corelay_server_replication_lag_seconds", "gauge", "Replication lag the master last read");
     out.push_str(&lag);
+}
+
+/// Latency histograms per shard and class, and per server.
+fn latencies(out: &mut String, view: &View) {
+    let (status, shards) = (view.status, view.status.shards());
     header(
-        &mut out,
+        out,
         "corelay_statement_duration_seconds",
         "histogram",
         "Command latency through corelay, per shard and class",
@@ -120,23 +138,17 @@ pub fn render(view: &View) -> String {
     for k in 0..shards {
         for c in Class::ALL {
             let m = status.merged_latency(std::iter::once(k), Some(c));
-            histogram(
-                &mut out,
-                "corelay_statement_duration_seconds",
-                &format!("shard=\"{k}\",class=\"{}\"", c.name()),
-                &m,
-            );
+            histogram(out, "corelay_statement_duration_seconds", &format!("shard=\"{k}\",class=\"{}\"", c.name()), &m);
         }
     }
-    header(&mut out, "corelay_server_duration_seconds", "histogram", "Command latency per backend server, all shards");
+    header(out, "corelay_server_duration_seconds", "histogram", "Command latency per backend server, all shards");
     for s in view.config.servers() {
         if status.server_latency(0, s.id).is_none() {
             continue;
         }
         let m = status.merged_server_latency(s.id);
-        histogram(&mut out, "corelay_server_duration_seconds", &format!("server=\"{}\"", escape(&s.address)), &m);
+        histogram(out, "corelay_server_duration_seconds", &format!("server=\"{}\"", escape(&s.address)), &m);
     }
-    out
 }
 
 /// Serves one HTTP connection: `GET /metrics` gets the exposition, anything else 404.

@@ -12,6 +12,7 @@ use crate::protocol::auth;
 use crate::protocol::caps;
 use crate::protocol::err::ErrPacket;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
+use crate::protocol::packet::write_packet;
 use crate::protocol::ProtocolError;
 
 /// Who to log in as and how.
@@ -38,20 +39,38 @@ pub async fn connect<N: Connector>(
     buf: &mut Buffer,
 ) -> Result<Backend<N::Conn>, BackendError> {
     let mut stream = connector.connect(addr, timeout).await.map_err(|source| BackendError::Connect { addr, source })?;
-    let io_err = |e: PacketReadError| match e {
-        PacketReadError::Io(source) => BackendError::Io { addr, source },
-        PacketReadError::TooLarge(n) => BackendError::Protocol {
-            addr,
-            source: ProtocolError::Malformed(if n > 0 { "login packet too large" } else { "empty login packet" }),
-        },
-    };
-    let t = Some(timeout);
-    let (_, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
+    let mut exchange = Exchange { addr, timeout: Some(timeout), buf };
+    let payload = exchange.read(&mut stream).await?.1;
     if payload.first() == Some(&0xFF) {
-        let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-        return Err(BackendError::Refused { addr, err });
+        return Err(exchange.refused(&payload));
     }
     let greeting = Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+    let response = handshake_response(&greeting, login);
+    let capabilities = response.capabilities;
+    let mut out = Vec::with_capacity(128);
+    response.write(&mut out, 1);
+    exchange.write(&mut stream, &out).await?;
+    exchange.authenticate(&mut stream, login).await?;
+    Ok(Backend {
+        stream,
+        addr,
+        thread_id: greeting.connection_id,
+        caps: capabilities,
+        server_version: greeting.server_version,
+        key,
+        charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
+        state: State::fresh(login.database),
+        stmts: StmtCache::default(),
+        uses: 0,
+        idle_since: Instant::now(),
+        reply_timeout: login.reply_timeout,
+    })
+}
+
+/// The handshake response to `greeting`: the capabilities corelay needs and the client's
+/// result-shaping ones, and a proof for the server's plugin (or native, which the server
+/// will switch from).
+fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeResponse {
     let mut capabilities =
         (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
     // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
@@ -65,7 +84,7 @@ pub async fn connect<N: Connector>(
             auth::native_proof(login.password.as_bytes(), &greeting.scramble)
         }
     };
-    let response = HandshakeResponse {
+    HandshakeResponse {
         capabilities,
         max_packet: MAX_PACKET,
         charset: login.charset,
@@ -74,60 +93,76 @@ pub async fn connect<N: Connector>(
         database: login.database.map(str::to_string),
         auth_plugin: Some(plugin),
         attributes: b"\x0c_client_name\x07corelay".to_vec(),
-    };
-    let mut out = Vec::with_capacity(128);
-    response.write(&mut out, 1);
-    stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
+    }
+}
 
-    // At most a few round trips: switch, more data, OK.
-    for _ in 0..6 {
-        let (seq, payload) = read_packet(&mut stream, buf, 1 << 16, t).await.map_err(io_err)?;
-        match payload.first() {
-            Some(0x00) => {
-                return Ok(Backend {
-                    stream,
-                    addr,
-                    thread_id: greeting.connection_id,
-                    caps: capabilities,
-                    server_version: greeting.server_version,
-                    key,
-                    charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
-                    state: State::fresh(login.database),
-                    stmts: StmtCache::default(),
-                    uses: 0,
-                    idle_since: Instant::now(),
-                    reply_timeout: login.reply_timeout,
-                })
-            }
-            Some(0xFF) => {
-                let err = ErrPacket::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-                return Err(BackendError::Refused { addr, err });
-            }
-            Some(0xFE) => {
-                let switch = AuthSwitch::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-                let proof = auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
-                    .map_err(|_| BackendError::Plugin { addr, plugin: switch.plugin.clone() })?;
-                out.clear();
-                crate::protocol::packet::write_packet(&mut out, seq.wrapping_add(1), &proof);
-                stream.write_all(&out).await.map_err(|source| BackendError::Io { addr, source })?;
-            }
-            Some(0x01) => match payload.get(1) {
-                // caching_sha2_password fast path succeeded: the OK follows.
-                Some(3) => continue,
-                _ => {
-                    return Err(BackendError::Plugin {
-                        addr,
-                        plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
-                    })
-                }
+/// The packets of one login, with the server's address for errors.
+struct Exchange<'b> {
+    addr: SocketAddr,
+    timeout: Option<Duration>,
+    buf: &'b mut Buffer,
+}
+
+impl Exchange<'_> {
+    async fn read<T: Transport>(&mut self, stream: &mut T) -> Result<(u8, Vec<u8>), BackendError> {
+        let addr = self.addr;
+        read_packet(stream, self.buf, 1 << 16, self.timeout).await.map_err(|e| match e {
+            PacketReadError::Io(source) => BackendError::Io { addr, source },
+            PacketReadError::TooLarge(n) => BackendError::Protocol {
+                addr,
+                source: ProtocolError::Malformed(if n > 0 { "login packet too large" } else { "empty login packet" }),
             },
-            _ => {
-                return Err(BackendError::Protocol {
-                    addr,
-                    source: ProtocolError::Malformed("unexpected packet during login"),
-                });
-            }
+        })
+    }
+
+    async fn write<T: Transport>(&self, stream: &mut T, bytes: &[u8]) -> Result<(), BackendError> {
+        stream.write_all(bytes).await.map_err(|source| BackendError::Io { addr: self.addr, source })
+    }
+
+    /// The server's ERR packet as the error it is.
+    fn refused(&self, payload: &[u8]) -> BackendError {
+        match ErrPacket::parse(payload) {
+            Ok(err) => BackendError::Refused { addr: self.addr, err },
+            Err(source) => BackendError::Protocol { addr: self.addr, source },
         }
     }
-    Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
+
+    /// After the handshake response: answers auth switches and the caching_sha2 fast path
+    /// until the server says OK (at most a few round trips).
+    async fn authenticate<T: Transport>(&mut self, stream: &mut T, login: &Login<'_>) -> Result<(), BackendError> {
+        let addr = self.addr;
+        for _ in 0..6 {
+            let (seq, payload) = self.read(stream).await?;
+            match payload.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xFF) => return Err(self.refused(&payload)),
+                Some(0xFE) => {
+                    let switch =
+                        AuthSwitch::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
+                    let proof = auth::proof_for(&switch.plugin, login.password.as_bytes(), &switch.data)
+                        .map_err(|_| BackendError::Plugin { addr, plugin: switch.plugin.clone() })?;
+                    let mut out = Vec::with_capacity(proof.len() + 4);
+                    write_packet(&mut out, seq.wrapping_add(1), &proof);
+                    self.write(stream, &out).await?;
+                }
+                Some(0x01) => match payload.get(1) {
+                    // caching_sha2_password fast path succeeded: the OK follows.
+                    Some(3) => continue,
+                    _ => {
+                        return Err(BackendError::Plugin {
+                            addr,
+                            plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
+                        })
+                    }
+                },
+                _ => {
+                    return Err(BackendError::Protocol {
+                        addr,
+                        source: ProtocolError::Malformed("unexpected packet during login"),
+                    });
+                }
+            }
+        }
+        Err(BackendError::Protocol { addr, source: ProtocolError::Malformed("login did not finish") })
+    }
 }

@@ -245,43 +245,8 @@ impl Scanner {
 
     fn step(&mut self, first: u8, len: usize, payload: &[u8]) -> Result<Progress, ProtocolError> {
         match self.state {
-            State::Single => {
-                if first == 0xFF {
-                    self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
-                } else if first == 0x00 && len >= 7 && len == payload.len() {
-                    if let Ok(ok) = OkPacket::parse(payload) {
-                        self.saw_ok(payload, ok);
-                        self.status = ok.status;
-                        self.status_seen = true;
-                    }
-                }
-                self.state = State::Done;
-            }
-            State::First => match first {
-                0x00 => {
-                    let ok = OkPacket::parse(payload)?;
-                    self.saw_ok(payload, ok);
-                    self.result_set = false;
-                    self.end_of_result(ok.status);
-                }
-                0xFF => {
-                    self.error = Some(ErrPacket::parse(payload)?.code);
-                    self.state = State::Done;
-                }
-                0xFB => {
-                    // After the client's file the server answers OK/ERR like a first packet.
-                    self.state = State::First;
-                    return Ok(Progress::LocalInfile);
-                }
-                _ => {
-                    let n = Reader::new(payload).lenenc_int("column count")?;
-                    if n == 0 {
-                        return Err(ProtocolError::Malformed("result set with zero columns"));
-                    }
-                    self.result_set = true;
-                    self.state = State::Columns(n);
-                }
-            },
+            State::Single => self.single(first, len, payload),
+            State::First => return self.first_packet(first, payload),
             State::Columns(left) => {
                 self.state = match left {
                     1 if self.deprecate_eof => State::Rows,
@@ -289,50 +254,9 @@ impl Scanner {
                     n => State::Columns(n - 1),
                 };
             }
-            State::ColumnsEof => match first {
-                0xFE => {
-                    let st = self.terminator_status(payload)?;
-                    self.status = st;
-                    self.status_seen = true;
-                    // A cursor was opened: rows come later through COM_STMT_FETCH.
-                    self.state = if st & status::CURSOR_EXISTS != 0 { State::Done } else { State::Rows };
-                }
-                0xFF => {
-                    self.error = Some(ErrPacket::parse(payload)?.code);
-                    self.state = State::Done;
-                }
-                _ => return Err(ProtocolError::Malformed("expected EOF after column definitions")),
-            },
-            State::Rows => match first {
-                0xFE if self.is_terminator(len) => {
-                    let st = self.terminator_status(payload)?;
-                    self.end_of_result(st);
-                }
-                0xFF => {
-                    // ERR ends the response; its content is not needed to know that.
-                    self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
-                    self.state = State::Done;
-                }
-                _ => {}
-            },
-            State::PrepareFirst => match first {
-                0x00 => {
-                    let mut r = Reader::new(payload);
-                    r.u8("prepare ok marker")?;
-                    r.u32("statement id")?;
-                    let cols = u64::from(r.u16("column count")?);
-                    let params = u64::from(r.u16("parameter count")?);
-                    let eof = !self.deprecate_eof;
-                    self.state =
-                        State::PrepareDefs { params, params_eof: eof && params > 0, cols, cols_eof: eof && cols > 0 };
-                    self.advance_prepare();
-                }
-                0xFF => {
-                    self.error = Some(ErrPacket::parse(payload)?.code);
-                    self.state = State::Done;
-                }
-                _ => return Err(ProtocolError::Malformed("unexpected first packet of a PREPARE response")),
-            },
+            State::ColumnsEof => self.columns_end(first, payload)?,
+            State::Rows => self.row(first, len, payload)?,
+            State::PrepareFirst => self.prepare_ok(first, payload)?,
             State::PrepareDefs { mut params, mut params_eof, mut cols, mut cols_eof } => {
                 if params > 0 {
                     params -= 1;
@@ -349,6 +273,110 @@ impl Scanner {
             State::Done => {}
         }
         Ok(Progress::More)
+    }
+
+    /// The one packet of a single-packet reply.
+    fn single(&mut self, first: u8, len: usize, payload: &[u8]) {
+        if first == 0xFF {
+            self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
+        } else if first == 0x00 && len >= 7 && len == payload.len() {
+            if let Ok(ok) = OkPacket::parse(payload) {
+                self.saw_ok(payload, ok);
+                self.status = ok.status;
+                self.status_seen = true;
+            }
+        }
+        self.state = State::Done;
+    }
+
+    /// The first packet of a statement's reply: OK, ERR, a LOCAL INFILE request, or a
+    /// result set's column count.
+    fn first_packet(&mut self, first: u8, payload: &[u8]) -> Result<Progress, ProtocolError> {
+        match first {
+            0x00 => {
+                let ok = OkPacket::parse(payload)?;
+                self.saw_ok(payload, ok);
+                self.result_set = false;
+                self.end_of_result(ok.status);
+            }
+            0xFF => {
+                self.error = Some(ErrPacket::parse(payload)?.code);
+                self.state = State::Done;
+            }
+            0xFB => {
+                // After the client's file the server answers OK/ERR like a first packet.
+                self.state = State::First;
+                return Ok(Progress::LocalInfile);
+            }
+            _ => {
+                let n = Reader::new(payload).lenenc_int("column count")?;
+                if n == 0 {
+                    return Err(ProtocolError::Malformed("result set with zero columns"));
+                }
+                self.result_set = true;
+                self.state = State::Columns(n);
+            }
+        }
+        Ok(Progress::More)
+    }
+
+    /// The EOF after the column definitions (or an ERR).
+    fn columns_end(&mut self, first: u8, payload: &[u8]) -> Result<(), ProtocolError> {
+        match first {
+            0xFE => {
+                let st = self.terminator_status(payload)?;
+                self.status = st;
+                self.status_seen = true;
+                // A cursor was opened: rows come later through COM_STMT_FETCH.
+                self.state = if st & status::CURSOR_EXISTS != 0 { State::Done } else { State::Rows };
+            }
+            0xFF => {
+                self.error = Some(ErrPacket::parse(payload)?.code);
+                self.state = State::Done;
+            }
+            _ => return Err(ProtocolError::Malformed("expected EOF after column definitions")),
+        }
+        Ok(())
+    }
+
+    /// A row, or what ends the rows (a terminator or an ERR).
+    fn row(&mut self, first: u8, len: usize, payload: &[u8]) -> Result<(), ProtocolError> {
+        match first {
+            0xFE if self.is_terminator(len) => {
+                let st = self.terminator_status(payload)?;
+                self.end_of_result(st);
+            }
+            0xFF => {
+                // ERR ends the response; its content is not needed to know that.
+                self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
+                self.state = State::Done;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// PREPARE_OK (or ERR): how many parameter and column definitions follow.
+    fn prepare_ok(&mut self, first: u8, payload: &[u8]) -> Result<(), ProtocolError> {
+        match first {
+            0x00 => {
+                let mut r = Reader::new(payload);
+                r.u8("prepare ok marker")?;
+                r.u32("statement id")?;
+                let cols = u64::from(r.u16("column count")?);
+                let params = u64::from(r.u16("parameter count")?);
+                let eof = !self.deprecate_eof;
+                self.state =
+                    State::PrepareDefs { params, params_eof: eof && params > 0, cols, cols_eof: eof && cols > 0 };
+                self.advance_prepare();
+            }
+            0xFF => {
+                self.error = Some(ErrPacket::parse(payload)?.code);
+                self.state = State::Done;
+            }
+            _ => return Err(ProtocolError::Malformed("unexpected first packet of a PREPARE response")),
+        }
+        Ok(())
     }
 
     fn advance_prepare(&mut self) {

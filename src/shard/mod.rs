@@ -88,6 +88,7 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
 /// A shard's state, on glommio.
 type State = ShardState<GlommioConnector>;
 
+/// Serves the shard until it is stopped: its tasks beside, the accept loop, the drain.
 async fn serve(spec: ShardSpec) {
     let ShardSpec { index, cpu, listeners, config, status, balance } = spec;
     let Listeners { proxy: listener, admin, metrics } = listeners;
@@ -101,30 +102,44 @@ async fn serve(spec: ShardSpec) {
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
-    let ctx = Rc::new(ShardState::new(config, status.clone(), index, GlommioConnector { write_timeout }));
+    let shard = Rc::new(ShardState::new(config, status, index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
     if let Some(fd) = admin {
-        glommio::spawn_local(sides::serve(ctx.clone(), fd, sides::Side::Admin, balance.clone())).detach();
+        glommio::spawn_local(sides::serve(shard.clone(), fd, sides::Side::Admin, balance.clone())).detach();
     }
     if let Some(fd) = metrics {
-        glommio::spawn_local(sides::serve(ctx.clone(), fd, sides::Side::Metrics, None)).detach();
+        glommio::spawn_local(sides::serve(shard.clone(), fd, sides::Side::Metrics, None)).detach();
     }
-    glommio::spawn_local(tasks::maintain_pool(ctx.clone())).detach();
-    glommio::spawn_local(tasks::publish_status(ctx.clone())).detach();
-    glommio::spawn_local(tasks::sweep_statements(ctx.clone())).detach();
-    glommio::spawn_local(tasks::follow_config(ctx.clone())).detach();
+    glommio::spawn_local(tasks::maintain_pool(shard.clone())).detach();
+    glommio::spawn_local(tasks::publish_status(shard.clone())).detach();
+    glommio::spawn_local(tasks::sweep_statements(shard.clone())).detach();
+    glommio::spawn_local(tasks::follow_config(shard.clone())).detach();
     let accepted = Rc::new(std::cell::Cell::new(0u64));
     if let (Some(share), Some(queue)) = (&balance, queue) {
-        glommio::spawn_local(tasks::settle_balance(ctx.clone(), share.clone(), queue, accepted.clone())).detach();
+        glommio::spawn_local(tasks::settle_balance(shard.clone(), share.clone(), queue, accepted.clone())).detach();
     }
-    let balance = Rc::new(balance);
+    accept_clients(&shard, &listener, Rc::new(balance), &accepted).await;
+    drop(listener);
+    drain(&shard).await;
+    info!(shard = index, "shard stopped");
+    crate::log::flush();
+}
+
+/// Accepts clients until shutdown, each served by a task of its own; waits while PAUSEd
+/// (new clients wait in the listen backlog).
+async fn accept_clients(
+    shard: &Rc<State>,
+    listener: &TcpListener,
+    balance: Rc<Option<balance::Share>>,
+    accepted: &std::cell::Cell<u64>,
+) {
+    let (index, status) = (shard.index, &shard.status);
     loop {
         while status.paused() && !status.shutdown_requested() {
-            // PAUSE (admin port): new clients wait in the listen backlog.
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
-        let stream = match accept(&listener, &status, true).await {
-            Accepted::Stop => break,
+        let stream = match accept(listener, status, true).await {
+            Accepted::Stop => return,
             Accepted::Paused => continue,
             Accepted::Stream(s) => s,
             Accepted::Error(e) => {
@@ -142,13 +157,13 @@ async fn serve(spec: ShardSpec) {
             }
             continue;
         };
-        let ctx = ctx.clone();
+        let shard = shard.clone();
         let balance = balance.clone();
         glommio::spawn_local(async move {
-            let conn = Conn::new(stream, ctx.connector.write_timeout);
-            if let Err(why) = contained(session::serve(&ctx, conn, peer)).await {
+            let conn = Conn::new(stream, shard.connector.write_timeout);
+            if let Err(why) = contained(session::serve(&shard, conn, peer)).await {
                 error!(shard = index, peer = %peer, "session panicked ({why}); it was closed and the shard goes on");
-                crate::status::Slot::add(&ctx.slot().session_panics, 1);
+                crate::status::Slot::add(&shard.slot().session_panics, 1);
             }
             if let Some(share) = balance.as_ref() {
                 share.closed();
@@ -156,37 +171,38 @@ async fn serve(spec: ShardSpec) {
         })
         .detach();
     }
-    // The drain: no new clients; idle sessions are told (1053) and closed now, sessions in
-    // a transaction or a statement finish it first, for up to drain_timeout_s.
-    drop(listener);
+}
+
+/// The drain: no new clients; idle sessions are told (1053) and closed now, sessions in a
+/// transaction or a statement finish it first, for up to `drain_timeout_s`; then pooled
+/// and pipelined connections are closed politely (COM_QUIT).
+async fn drain(shard: &State) {
+    let index = shard.index;
     let started = Instant::now();
-    let drain = Duration::from_secs(ctx.config().proxy.drain_timeout_s);
-    let slot = status.slot(index);
+    let drain = Duration::from_secs(shard.config().proxy.drain_timeout_s);
+    let slot = shard.slot();
     let open = || slot.client_connections.load(std::sync::atomic::Ordering::Relaxed);
-    ctx.start_drain();
+    shard.start_drain();
     info!(shard = index, sessions = open(), "draining for up to {} s", drain.as_secs());
     while open() > 0 && started.elapsed() < drain {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     if open() > 0 {
         warn!(shard = index, sessions = open(), "drain time over; telling the remaining sessions and closing them");
-        ctx.stop_sessions();
+        shard.stop_sessions();
         let told = Instant::now();
         while open() > 0 && told.elapsed() < Duration::from_secs(2) {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
     }
-    // Pooled and pipelined connections are closed politely (COM_QUIT).
-    for mut b in ctx.pool.take_all_idle() {
+    for mut b in shard.pool.take_all_idle() {
         b.quit().await;
     }
-    ctx.pipes.retire_where(|_| true);
+    shard.pipes.retire_where(|_| true);
     let retiring = Instant::now();
-    while !ctx.pipes.all_closed() && retiring.elapsed() < Duration::from_secs(1) {
+    while !shard.pipes.all_closed() && retiring.elapsed() < Duration::from_secs(1) {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    info!(shard = index, "shard stopped");
-    crate::log::flush();
 }
 
 /// Runs a session's future with a panic contained at the session boundary: the policy is
