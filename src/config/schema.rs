@@ -1,4 +1,5 @@
-//! The configuration file as written (DESIGN.md §4). Field names are a contract.
+//! The configuration file as written. Field names are a contract: keys may be added,
+//! never renamed or dropped.
 
 use serde::{Deserialize, Serialize};
 
