@@ -503,3 +503,31 @@ fn kill_acts_on_the_session_corelay_named() {
     assert_eq!(err_code(&e), Some(1094), "{e}");
     assert_alive(&mut b);
 }
+
+/// What an executed (binary-protocol) statement leaves on its connection stays with its
+/// session, as a text statement's does: a user variable, a named lock and a temporary table
+/// set by EXECUTE keep the connection until the session ends, and the next session of the
+/// same db user, served by that same connection, finds none of them.
+#[test]
+fn state_left_by_an_executed_statement_never_reaches_the_next_session() {
+    let cfg = config_as_db_user("pool_ps", "pool_wait_timeout_ms = 20000")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 1");
+    // One shard and one backend connection: every session is served by the same one.
+    let c = Corelay::start(&cfg, "thread", 1);
+    let mut a = c.connect("app", "app_pw").unwrap();
+    a.exec_drop("SET @v = ?", (5,)).unwrap();
+    let locked: Option<i64> = a.exec_first("SELECT GET_LOCK(?, 0)", ("corelay_ps_lock",)).unwrap();
+    assert_eq!(locked, Some(1));
+    a.exec_drop("CREATE TEMPORARY TABLE ps_tmp (a INT)", ()).unwrap();
+    let seen: Option<i64> = a.query_first("SELECT @v").unwrap();
+    assert_eq!(seen, Some(5), "the session sees its own variable");
+    drop(a);
+    let mut b = c.connect("app", "app_pw").unwrap();
+    let v: Option<Option<i64>> = b.query_first("SELECT @v").unwrap();
+    assert_eq!(v, Some(None), "another session's user variable leaked");
+    let free: Option<i64> = b.query_first("SELECT IS_FREE_LOCK('corelay_ps_lock')").unwrap();
+    assert_eq!(free, Some(1), "another session's named lock is still held");
+    let e = b.query_drop("SELECT * FROM ps_tmp").unwrap_err();
+    assert_eq!(err_code(&e), Some(1146), "another session's temporary table is visible: {e}");
+    assert_eq!(backend_connections("pool_ps"), 1, "all of it went through one backend connection");
+}
