@@ -398,15 +398,14 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     }
 }
 
+/// Configurations for unit tests elsewhere in the crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::{Config, FileConfig};
 
-    fn load_str(s: &str) -> Result<Config, ConfigError> {
-        Config::new(FileConfig::parse(s, "t.toml")?, "t.toml".into())
-    }
-
-    const MINIMAL: &str = r#"
+    /// One cluster `c` with one primary, db user `d`, product user `u` with an empty
+    /// password (the `[[user]]` table is last: keys appended go to it).
+    pub const ONE_PRIMARY: &str = r#"
 [[cluster]]
 name = "c"
 [[cluster.server]]
@@ -418,8 +417,25 @@ cluster = "c"
 [[user]]
 name = "u"
 db_user = "d"
-allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 "#;
+
+    /// `text` validated.
+    pub fn config(text: &str) -> Config {
+        Config::new(FileConfig::parse(text, "test").unwrap(), "test".into()).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(s: &str) -> Result<Config, ConfigError> {
+        Config::new(FileConfig::parse(s, "t.toml")?, "t.toml".into())
+    }
+
+    fn minimal() -> String {
+        format!("{}allow = [\"10.1.0.0/16\", \"::1\", \"192.168.1.7\"]\n", testing::ONE_PRIMARY)
+    }
 
     #[test]
     fn embedded_default_is_valid() {
@@ -454,7 +470,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 
     #[test]
     fn minimal_file_gets_defaults_and_cidrs() {
-        let c = load_str(MINIMAL).unwrap();
+        let c = load_str(&minimal()).unwrap();
         assert_eq!(c.proxy.listen, "0.0.0.0:6033");
         assert_eq!(c.proxy.backlog, 1024);
         let (_, u) = c.user("u").unwrap();
@@ -469,7 +485,7 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let e = load_str(&format!("{MINIMAL}\n[proxy]\nlisten_port = 1\n")).unwrap_err().to_string();
+        let e = load_str(&format!("{}\n[proxy]\nlisten_port = 1\n", minimal())).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
         assert!(e.starts_with("t.toml"), "{e}");
     }
@@ -477,15 +493,15 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
     #[test]
     fn validation_errors_name_the_key() {
         let cases = [
-            (MINIMAL.replace("db_user = \"d\"", "db_user = \"nope\""), "user[0].db_user"),
-            (MINIMAL.replace("cluster = \"c\"", "cluster = \"x\""), "db_user[0].cluster"),
-            (MINIMAL.replace("\"10.1.0.0/16\"", "\"10.1.0.0/33\""), "user[0].allow[0]"),
-            (MINIMAL.replace("127.0.0.1:3306", "nohost"), "cluster[0].server[0].address"),
-            (MINIMAL.replace("role = \"primary\"", "role = \"replica\""), "cluster[0].server"),
-            (format!("{MINIMAL}\n[proxy]\nlisten = \"x\"\n"), "proxy.listen"),
-            (format!("{MINIMAL}\n[proxy]\nmax_packet_bytes = 5\n"), "proxy.max_packet_bytes"),
+            (minimal().replace("db_user = \"d\"", "db_user = \"nope\""), "user[0].db_user"),
+            (minimal().replace("cluster = \"c\"", "cluster = \"x\""), "db_user[0].cluster"),
+            (minimal().replace("\"10.1.0.0/16\"", "\"10.1.0.0/33\""), "user[0].allow[0]"),
+            (minimal().replace("127.0.0.1:3306", "nohost"), "cluster[0].server[0].address"),
+            (minimal().replace("role = \"primary\"", "role = \"replica\""), "cluster[0].server"),
+            (format!("{}\n[proxy]\nlisten = \"x\"\n", minimal()), "proxy.listen"),
+            (format!("{}\n[proxy]\nmax_packet_bytes = 5\n", minimal()), "proxy.max_packet_bytes"),
             (
-                MINIMAL.replace("db_user = \"d\"\nallow", "db_user = \"d\"\nauth = \"sha256_password\"\nallow"),
+                minimal().replace("db_user = \"d\"\nallow", "db_user = \"d\"\nauth = \"sha256_password\"\nallow"),
                 "user[0].auth",
             ),
         ];
@@ -497,13 +513,13 @@ allow = ["10.1.0.0/16", "::1", "192.168.1.7"]
 
     #[test]
     fn bad_worker_mode_is_rejected() {
-        let e = load_str(&format!("{MINIMAL}\n[proxy]\nworker_mode = \"process\"\n")).unwrap_err().to_string();
+        let e = load_str(&format!("{}\n[proxy]\nworker_mode = \"process\"\n", minimal())).unwrap_err().to_string();
         assert!(e.contains("worker_mode"), "{e}");
     }
 
     #[test]
     fn check_config_output_masks_passwords_and_reparses() {
-        let c = load_str(&MINIMAL.replace("name = \"u\"", "name = \"u\"\npassword = \"hunter2\"")).unwrap();
+        let c = load_str(&minimal().replace("name = \"u\"", "name = \"u\"\npassword = \"hunter2\"")).unwrap();
         let out = c.to_toml();
         assert!(!out.contains("hunter2"));
         FileConfig::parse(&out, "printed").unwrap();

@@ -21,6 +21,16 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// The status region has room for `max` entries of a kind over corelay's lifetime.
+    fn lifetime_limit(&self, key: &str, what: &str, count: usize, max: usize) -> Result<(), ConfigError> {
+        if count <= max {
+            return Ok(());
+        }
+        let message =
+            format!("at most {max} {what} over corelay's lifetime (removed ones keep their place until a restart)");
+        Err(self.bad(key, message))
+    }
+
     fn bad(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { file: self.source.to_string(), key: key.into(), message: message.into() }
     }
@@ -140,15 +150,7 @@ impl Check<'_> {
         if file.cluster.is_empty() {
             return Err(bad("cluster".into(), "at least one [[cluster]] is required".into()));
         }
-        if layout.servers.len() > crate::status::MAX_SERVERS {
-            return Err(bad(
-                "cluster".into(),
-                format!(
-                    "at most {} servers over corelay's lifetime (removed ones keep their place until a restart)",
-                    crate::status::MAX_SERVERS
-                ),
-            ));
-        }
+        self.lifetime_limit("cluster", "servers", layout.servers.len(), crate::status::MAX_SERVERS)?;
         let mut seen_clusters = HashMap::new();
         let mut live_servers: Vec<Option<Server>> = vec![None; layout.servers.len()];
         let mut live_clusters: Vec<Option<Cluster>> = vec![None; layout.clusters.len()];
@@ -189,16 +191,8 @@ impl Check<'_> {
                 removed: false,
             });
         }
-        let server_table: Vec<Server> = live_servers
-            .into_iter()
-            .enumerate()
-            .map(|(id, s)| s.unwrap_or_else(|| tombstone::server(layout, old, id)))
-            .collect();
-        let clusters: Vec<Cluster> = live_clusters
-            .into_iter()
-            .enumerate()
-            .map(|(cid, c)| c.unwrap_or_else(|| tombstone::cluster(layout, old, &server_table, cid)))
-            .collect();
+        let server_table = or_tombstones(live_servers, |id| tombstone::server(layout, old, id));
+        let clusters = or_tombstones(live_clusters, |cid| tombstone::cluster(layout, old, &server_table, cid));
 
         Ok(Topology { by_name: seen_clusters, clusters, server_table })
     }
@@ -290,11 +284,7 @@ impl Check<'_> {
                 removed: false,
             });
         }
-        let db_users: Vec<DbUser> = live_db
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| d.unwrap_or_else(|| tombstone::db_user(layout, old, i)))
-            .collect();
+        let db_users = or_tombstones(live_db, |i| tombstone::db_user(layout, old, i));
 
         Ok((seen_db, db_users))
     }
@@ -311,15 +301,7 @@ impl Check<'_> {
         if file.user.is_empty() {
             return Err(bad("user".into(), "at least one [[user]] is required, or no client can log in".into()));
         }
-        if layout.users.len() > crate::status::MAX_USERS {
-            return Err(bad(
-                "user".into(),
-                format!(
-                    "at most {} users over corelay's lifetime (removed ones keep their place until a restart)",
-                    crate::status::MAX_USERS
-                ),
-            ));
-        }
+        self.lifetime_limit("user", "users", layout.users.len(), crate::status::MAX_USERS)?;
         let mut users_by_name = HashMap::new();
         let mut live_users: Vec<Option<User>> = vec![None; layout.users.len()];
         for (i, u) in file.user.iter().enumerate() {
@@ -363,11 +345,7 @@ impl Check<'_> {
                 removed: false,
             });
         }
-        let users: Vec<User> = live_users
-            .into_iter()
-            .enumerate()
-            .map(|(i, u)| u.unwrap_or_else(|| tombstone::user(layout, old, i)))
-            .collect();
+        let users = or_tombstones(live_users, |i| tombstone::user(layout, old, i));
         Ok((users_by_name, users))
     }
 }
@@ -375,4 +353,9 @@ impl Check<'_> {
 /// `[[admin_user]]` (nothing to check: an admin user may have any name and password).
 pub(super) fn admin_users(file: &FileConfig) -> Vec<AdminUser> {
     file.admin_user.iter().map(|a| AdminUser { name: a.name.clone(), password: a.password.clone() }).collect()
+}
+
+/// Entries by index: the live ones, and a tombstone where the file lacks one.
+fn or_tombstones<T>(live: Vec<Option<T>>, tombstone: impl Fn(usize) -> T) -> Vec<T> {
+    live.into_iter().enumerate().map(|(i, entry)| entry.unwrap_or_else(|| tombstone(i))).collect()
 }

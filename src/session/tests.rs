@@ -7,34 +7,17 @@
 use std::sync::Arc;
 
 use super::{serve, Doing, ShardState};
-use crate::config::{Config, FileConfig};
+use crate::config::testing;
 use crate::net::fake::{Answer, Driver, FakeClient, FakeConnector, Received};
 use crate::protocol::command as cmd;
 use crate::protocol::err::ErrPacket;
 use crate::protocol::status;
 use crate::status::StatusRegion;
 
-/// One primary, one user with an empty password, no pipelining (every statement takes the
-/// session's own connection).
-const CONFIG: &str = r#"
-[proxy]
-pipeline_depth = 0
-[[cluster]]
-name = "c"
-[[cluster.server]]
-address = "127.0.0.1:3306"
-role = "primary"
-[[db_user]]
-name = "d"
-cluster = "c"
-[[user]]
-name = "u"
-db_user = "d"
-"#;
-
-/// A shard whose servers answer with `script`.
+/// A shard of one primary and one user with an empty password, without pipelining (every
+/// statement takes the session's own connection), whose servers answer with `script`.
 fn shard(script: impl FnMut(&Received) -> Answer + 'static) -> ShardState<FakeConnector> {
-    let config = Config::new(FileConfig::parse(CONFIG, "test").unwrap(), "test".into()).unwrap();
+    let config = testing::config(&format!("[proxy]\npipeline_depth = 0\n{}", testing::ONE_PRIMARY));
     ShardState::new(Arc::new(config), StatusRegion::create(1).unwrap(), 0, FakeConnector::new(script))
 }
 
