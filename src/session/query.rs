@@ -9,6 +9,7 @@
 
 use super::error::{Halt, SessionError, Step};
 use super::local;
+use super::retry::Outgoing;
 use super::Session;
 use crate::net::{Connector, Transport};
 use crate::protocol::packet::{Header, HEADER_LEN};
@@ -16,8 +17,6 @@ use crate::protocol::scanner::{Expect, Scanner};
 use crate::router::classify::{self, Class};
 use crate::router::statement;
 use crate::status::Slot;
-
-use super::retry::Outgoing;
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// COM_QUERY with header `h` (its command byte is buffered).
