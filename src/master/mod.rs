@@ -155,13 +155,12 @@ impl Master {
                 _ => {}
             }
         }
-        match (reload_why, self.stopping) {
-            (Some(why), None) => self.reload(why, request),
-            _ => {
-                if let (Some(n), Some(_)) = (request, self.stopping) {
-                    self.status.answer_reload(n, false, "corelay is stopping; nothing was reloaded");
-                }
+        if self.stopping.is_some() {
+            if let Some(n) = request {
+                self.status.answer_reload(n, false, "corelay is stopping; nothing was reloaded");
             }
+        } else if let Some(why) = reload_why {
+            self.reload(why, request);
         }
         self.slots.reap(&self.config, &self.status, self.stopping.is_some());
         Ok(self.finished())

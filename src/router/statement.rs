@@ -5,6 +5,7 @@
 //! a session must keep its connection (user variables, temporary tables, locks, ...).
 //! Transactions are not read from SQL: the server's status flags say when one is open.
 
+use super::classify::Class;
 use super::lexer::{Lexer, Token};
 
 /// Reasons a session keeps (is pinned to) its backend connection. A bit set.
@@ -101,11 +102,12 @@ const PREVIOUS_STATEMENT: &[&str] =
     &["WARNINGS", "ERRORS", "ROW_COUNT", "FOUND_ROWS", "LAST_INSERT_ID", "IDENTITY", "warning_count", "error_count"];
 
 impl Effects {
-    /// Whether the text may share a connection with other sessions' statements, sent
-    /// back to back (see [`crate::pool::pipe`]): reads that leave nothing behind on the
-    /// connection and read nothing a previous statement left there.
-    pub fn pipelinable(&self) -> bool {
-        self.reads_only
+    /// Whether a statement of `class` with these effects may share a connection with other
+    /// sessions' statements, sent back to back (see [`crate::pool::pipe`]): reads that leave
+    /// nothing behind on the connection and read nothing a previous statement left there.
+    pub fn pipelinable(&self, class: Class) -> bool {
+        class == Class::Read
+            && self.reads_only
             && self.pin == 0
             && self.unpin == 0
             && self.lock_delta == 0
@@ -512,8 +514,9 @@ mod tests {
 
     #[test]
     fn pipelinable() {
-        assert!(analyse(b"SELECT c FROM sbtest1 WHERE id = 5").pipelinable());
-        assert!(analyse(b"select @@server_id, @@session.sql_mode; show tables").pipelinable());
+        assert!(analyse(b"SELECT c FROM sbtest1 WHERE id = 5").pipelinable(Class::Read));
+        assert!(analyse(b"select @@server_id, @@session.sql_mode; show tables").pipelinable(Class::Read));
+        assert!(!analyse(b"SELECT NEXTVAL(s)").pipelinable(Class::Write), "writes never share a connection");
         for sql in [
             "SHOW WARNINGS",
             "SHOW ERRORS",
@@ -530,7 +533,7 @@ mod tests {
             "USE db",
             "SELECT 1; UPDATE t SET a = 1",
         ] {
-            assert!(!analyse(sql.as_bytes()).pipelinable(), "{sql}");
+            assert!(!analyse(sql.as_bytes()).pipelinable(Class::Read), "{sql}");
         }
     }
 

@@ -179,10 +179,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.send_to_backend(&out, seq).await?;
         let (reply, _) = self.relay_response(Expect::Single, seq, None).await?;
         if reply.error.is_none() {
-            if let Some(b) = self.held.conn.as_mut() {
-                b.state.schema = Some(schema.clone());
-            }
-            self.recorded.schema = Some(schema);
+            self.recorded.enter_schema(&schema, self.held.conn.as_mut().map(|b| &mut b.state));
         }
         self.after_response(&reply);
         Ok(())

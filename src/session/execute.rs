@@ -23,7 +23,7 @@ use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{command as cmd, status};
-use crate::router::classify::{classify, hint, Class};
+use crate::router::classify::{classify, hint};
 use crate::router::statement::{self, pin};
 use crate::status::Slot;
 
@@ -70,7 +70,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let effects = Rc::new(statement::analyse(&sql));
             let st = Stmt {
                 session_function: local::session_function_query(&sql),
-                pipelinable: class == Class::Read && effects.pipelinable(),
                 effects,
                 sql,
                 schema,
@@ -145,7 +144,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.send_err(reply_seq, code, &msg).await;
             return Ok(());
         };
-        let (params, class, fx, pipelinable) = (st.params, st.class, st.effects.clone(), st.pipelinable);
+        let (params, class, fx) = (st.params, st.class, st.effects.clone());
         if let Some((function, name)) = st.session_function.clone() {
             self.read_local_packet(reply_seq).await?;
             return self.answer_session_function(reply_seq, function, &name, true).await;
@@ -160,7 +159,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if retryable {
             self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
             let no_cursor = self.cbuf.filled()[HEADER_LEN + 5] == 0;
-            if pipelinable && no_cursor && self.may_pipeline(h.total()) {
+            if fx.pipelinable(class) && no_cursor && self.may_pipeline(h.total()) {
                 if let Some(done) = self.execute_on_pipe(h, id, params).await? {
                     return Ok(done);
                 }
@@ -257,20 +256,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if buffered {
             // The whole packet is buffered; it stays there for a second attempt.
             self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
-            let packet = &self.cbuf.filled()[..h.total()];
-            let with_types = types.map(|t| execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, &t));
-            let bytes = with_types.as_deref().unwrap_or(packet);
-            let Some(b) = self.held.conn.as_mut() else { return Err(Halt::Retry) };
-            let (server, thread) = (b.key.server, b.thread_id);
-            let sent = b.stream.write_all(bytes).await.is_ok();
-            let len = bytes.len();
-            self.trace_server(server, thread);
-            if !sent {
-                self.drop_backend();
-                return Err(Halt::Retry);
-            }
-            Slot::add(&self.shard.slot().bytes_from_clients, len as u64);
-            self.trace_sent();
+            let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
+            let with_types = types.map(|t| execute_with_types(h.seq, payload, flag_at, &t));
+            self.send_buffered(h.total(), with_types.as_deref()).await?;
         } else if let Some(types) = types {
             // This connection never saw the types the client sent elsewhere: add them.
             let (seq, mut payload) = self.read_local_packet(reply_seq).await?;

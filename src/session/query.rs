@@ -44,7 +44,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let hint = classify::hint(text);
         self.route_statement(class, hint);
-        let pipelinable = class == Class::Read && fx.pipelinable() && !h.continued();
+        let pipelinable = fx.pipelinable(class) && !h.continued();
         if pipelinable && self.may_pipeline(h.total()) && self.query_on_pipe(h).await? {
             return Ok(());
         }
@@ -100,19 +100,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn query_once(&mut self, h: Header, buffered: bool) -> Step<Scanner> {
         self.held.clean = false;
         if buffered {
-            let Some(b) = self.held.conn.as_mut() else {
-                self.drop_backend();
-                return Err(Halt::Retry);
-            };
-            let (server, thread) = (b.key.server, b.thread_id);
-            let sent = b.stream.write_all(&self.cbuf.filled()[..h.total()]).await.is_ok();
-            self.trace_server(server, thread);
-            if !sent {
-                self.drop_backend();
-                return Err(Halt::Retry);
-            }
-            Slot::add(&self.shard.slot().bytes_from_clients, h.total() as u64);
-            self.trace_sent();
+            self.send_buffered(h.total(), None).await?;
         } else {
             self.forward_packet().await?;
         }

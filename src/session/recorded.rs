@@ -107,8 +107,7 @@ impl Recorded {
                     c.vars.set(a);
                 }
                 if let Some(schema) = &fx.use_schema {
-                    c.schema = Some(schema.clone());
-                    self.schema = Some(schema.clone());
+                    self.enter_schema(schema, Some(c));
                 }
             }
         }
@@ -136,10 +135,7 @@ impl Recorded {
             }
         }
         if let Some(schema) = &reply.changes.schema {
-            if let Some(c) = conn {
-                c.schema = Some(schema.clone());
-            }
-            self.schema = Some(schema.clone());
+            self.enter_schema(schema, conn);
         }
         if reply.changes.state_changed {
             self.pins |= pin::UNKNOWN_SET;
@@ -149,6 +145,15 @@ impl Recorded {
             set_bit(&mut self.pins, pin::AUTOCOMMIT_OFF, reply.status & status::AUTOCOMMIT == 0);
         }
         set_bit(&mut self.pins, pin::WARNINGS, reply.warnings > 0);
+    }
+
+    /// The session is in `schema` now, on `conn` too (USE, COM_INIT_DB, or the server's
+    /// session tracking said so).
+    pub fn enter_schema(&mut self, schema: &str, conn: Option<&mut State>) {
+        if let Some(c) = conn {
+            c.schema = Some(schema.to_string());
+        }
+        self.schema = Some(schema.to_string());
     }
 
     /// After an EXECUTE of statement `id`: its long data is used up, and a cursor it opened
@@ -221,8 +226,6 @@ pub(super) struct Stmt {
     /// What the statement does to session state, analysed once at PREPARE and applied at
     /// every EXECUTE.
     pub effects: Rc<Effects>,
-    /// A read that may share a pipelined connection ([`crate::pool::pipe`]).
-    pub pipelinable: bool,
 }
 
 /// A session's statements by the ids it handed out.

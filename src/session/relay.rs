@@ -53,6 +53,27 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         Ok(())
     }
 
+    /// Writes a statement kept whole in the client buffer (its first `len` bytes), or
+    /// `rewritten` in its place, to the held connection. The buffer keeps it for a second
+    /// attempt: a failure to write is [`Halt::Retry`] (nothing reached the server whole).
+    pub(super) async fn send_buffered(&mut self, len: usize, rewritten: Option<&[u8]>) -> Step {
+        let Some(b) = self.held.conn.as_mut() else {
+            self.drop_backend();
+            return Err(Halt::Retry);
+        };
+        let bytes = rewritten.unwrap_or(&self.cbuf.filled()[..len]);
+        let (server, thread, sent_len) = (b.key.server, b.thread_id, bytes.len());
+        let sent = b.stream.write_all(bytes).await.is_ok();
+        self.trace_server(server, thread);
+        if !sent {
+            self.drop_backend();
+            return Err(Halt::Retry);
+        }
+        Slot::add(&self.shard.slot().bytes_from_clients, sent_len as u64);
+        self.trace_sent();
+        Ok(())
+    }
+
     /// Forwards one logical packet (all its physical packets) from the client to the
     /// backend as its bytes arrive. Returns the sequence id of its last physical packet.
     pub(super) async fn forward_packet(&mut self) -> Step<u8> {
