@@ -115,6 +115,8 @@ pub struct User {
     pub auth: AuthPlugin,
     pub max_connections: u32,
     pub allow: Vec<IpNet>,
+    /// false: each session keeps one backend connection of its own for its whole life.
+    pub multiplex: bool,
     /// Gone from the file: nobody logs in as it any more; its sessions go on.
     pub removed: bool,
 }
@@ -367,6 +369,7 @@ mod tombstone {
             auth: AuthPlugin::Native,
             max_connections: 1,
             allow: Vec::new(),
+            multiplex: true,
             removed: true,
         }
     }

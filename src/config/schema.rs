@@ -345,8 +345,14 @@ pub struct UserFile {
     pub max_connections: u32,
     #[serde(default = "default_allow")]
     pub allow: Vec<String>,
+    /// false: the session keeps one backend connection of its own for its whole life.
+    #[serde(default = "default_true")]
+    pub multiplex: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_auth() -> String {
     "mysql_native_password".into()
 }

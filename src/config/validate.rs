@@ -342,6 +342,7 @@ impl Check<'_> {
                 auth,
                 max_connections: u.max_connections,
                 allow,
+                multiplex: u.multiplex,
                 removed: false,
             });
         }

@@ -128,7 +128,11 @@ impl<T> Pool<T> {
     ///
     /// `reserved`: connections of this shard's share that this borrower may not use (reads
     /// falling back to the primary leave its last `reserved_primary_connections` to writes).
-    pub fn take(&self, key: &Key, reserved: usize) -> Take<T> {
+    ///
+    /// `fresh`: a connection nobody used before (a session of a user with `multiplex =
+    /// false` sees its own connection's counters and the server's current globals): a
+    /// new one in a free slot, or in the slot of the least recently used idle one.
+    pub fn take(&self, key: &Key, reserved: usize, fresh: bool) -> Take<T> {
         let mut servers = self.servers.borrow_mut();
         let Some(sp) = servers.get_mut(key.server) else { return Take::Removed };
         if sp.removed {
@@ -139,7 +143,7 @@ impl<T> Pool<T> {
         if reserved > 0 && busy + reserved >= sp.limit {
             return Take::Full;
         }
-        if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key) {
+        if let Some(i) = sp.idle.iter().rposition(|b| b.key == *key).filter(|_| !fresh) {
             return Take::Idle(sp.idle.remove(i));
         }
         match sp.down_until {

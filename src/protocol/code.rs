@@ -34,6 +34,8 @@ pub const SERVER_SHUTDOWN: Code = Code::new(1053, "08S01");
 pub const PARSE_ERROR: Code = Code::new(1064, "42000");
 /// ER_NO_SUCH_THREAD: KILL of an unknown connection id.
 pub const NO_SUCH_THREAD: Code = Code::new(1094, "HY000");
+/// ER_KILL_DENIED_ERROR: KILL of another user's session.
+pub const KILL_DENIED: Code = Code::new(1095, "HY000");
 /// ER_UNKNOWN_ERROR: a statement corelay answers itself cannot be done (the message says why).
 pub const UNKNOWN_ERROR: Code = Code::new(1105, "HY000");
 /// ER_HOST_NOT_PRIVILEGED: the client's address is not on the allow list.

@@ -365,6 +365,10 @@ impl Scanner {
                 r.u32("statement id")?;
                 let cols = u64::from(r.u16("column count")?);
                 let params = u64::from(r.u16("parameter count")?);
+                if r.remaining() >= 3 {
+                    r.u8("reserved")?;
+                    self.warnings = r.u16("prepare warnings")?;
+                }
                 let eof = !self.deprecate_eof;
                 self.state =
                     State::PrepareDefs { params, params_eof: eof && params > 0, cols, cols_eof: eof && cols > 0 };

@@ -29,10 +29,28 @@ pub mod pin {
     /// The last reply reported warnings: the connection is kept for the next command, so
     /// that SHOW WARNINGS (or @@warning_count) reads them there.
     pub const WARNINGS: u32 = 1 << 14;
+    /// `CALL`: a procedure may leave variables, temporary tables or locks behind.
+    pub const ROUTINE: u32 = 1 << 15;
+    /// `FLUSH TABLES ... WITH READ LOCK` / `FOR EXPORT`, `BACKUP STAGE`, `BACKUP LOCK`,
+    /// `LOCK INSTANCE FOR BACKUP`.
+    pub const BACKUP_LOCK: u32 = 1 << 16;
+    /// `NEXTVAL` / `NEXT VALUE FOR`: `LASTVAL()` and `PREVIOUS VALUE FOR` read the
+    /// connection's last value.
+    pub const SEQUENCE: u32 = 1 << 17;
+    /// A statement too large to analyse whole (16 MiB and more).
+    pub const UNANALYSED: u32 = 1 << 18;
+    /// The user's `multiplex = false`: one connection for the session's life.
+    pub const NO_MULTIPLEX: u32 = 1 << 19;
+    /// The server's session tracking reported a change the analysis did not predict.
+    pub const SERVER_STATE: u32 = 1 << 20;
+
+    /// Pins that belong to the session rather than to state on its connection: they
+    /// survive the connection's loss.
+    pub const SESSION_OWN: u32 = DBCONNECT | NO_MULTIPLEX;
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 15] = [
+        const ALL: [(u32, &str); 21] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -48,6 +66,12 @@ pub mod pin {
             (LONG_DATA, "long data"),
             (DBCONNECT, "dbconnect"),
             (WARNINGS, "warnings"),
+            (ROUTINE, "CALL"),
+            (BACKUP_LOCK, "backup lock"),
+            (SEQUENCE, "sequence value"),
+            (UNANALYSED, "statement too large to analyse"),
+            (NO_MULTIPLEX, "multiplex = false"),
+            (SERVER_STATE, "state reported by the server"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }
@@ -66,10 +90,9 @@ pub struct Assignment {
 pub struct Effects {
     /// Pins to add once the statement succeeded.
     pub pin: u32,
-    /// Pins to drop once the statement succeeded.
+    /// Pins to drop once the statement succeeded. Never overlaps `pin`: the later of a pin
+    /// and an unpin in the text wins ([`Effects::pin`], [`Effects::unpin`]).
     pub unpin: u32,
-    /// GET_LOCK calls minus RELEASE_LOCK calls.
-    pub lock_delta: i32,
     /// Session variables to record once the statement succeeded.
     pub assignments: Vec<Assignment>,
     /// `USE db`: the new schema.
@@ -102,6 +125,18 @@ const PREVIOUS_STATEMENT: &[&str] =
     &["WARNINGS", "ERRORS", "ROW_COUNT", "FOUND_ROWS", "LAST_INSERT_ID", "IDENTITY", "warning_count", "error_count"];
 
 impl Effects {
+    /// The statement leaves `bit` held (whatever came before it in the text).
+    pub fn pin(&mut self, bit: u32) {
+        self.pin |= bit;
+        self.unpin &= !bit;
+    }
+
+    /// The statement releases `bit` (whatever came before it in the text).
+    pub fn unpin(&mut self, bit: u32) {
+        self.unpin |= bit;
+        self.pin &= !bit;
+    }
+
     /// Whether a statement of `class` with these effects may share a connection with other
     /// sessions' statements, sent back to back (see [`crate::pool::pipe`]): reads that leave
     /// nothing behind on the connection and read nothing a previous statement left there.
@@ -110,7 +145,6 @@ impl Effects {
             && self.reads_only
             && self.pin == 0
             && self.unpin == 0
-            && self.lock_delta == 0
             && self.assignments.is_empty()
             && self.use_schema.is_none()
             && !self.previous.bound
@@ -167,6 +201,9 @@ pub fn analyse(sql: &[u8]) -> Effects {
                 None => {}
             }
             anywhere(prev, t, &mut fx);
+            if let Some(first) = head[0] {
+                within(first, prev, t, &mut fx);
+            }
             prev = [prev[1], Some(t)];
         }
         if count > 0 {
@@ -188,50 +225,82 @@ pub fn analyse(sql: &[u8]) -> Effects {
 fn leading(head: &[Option<Token<'_>>; 4], set: Option<&[Token<'_>]>, fx: &mut Effects) {
     let word = |i: usize, kw: &str| head[i].is_some_and(|x| x.is_word(kw));
     if let Some(rest) = set {
-        set_statement(rest, fx);
+        if rest.first().is_some_and(|x| x.is_word("STATEMENT")) {
+            set_statement_for(rest, fx);
+        } else {
+            set_statement(rest, fx);
+        }
     } else if word(0, "USE") {
         fx.use_schema = head[1].as_ref().and_then(identifier);
     } else if word(0, "LOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
-        fx.pin |= pin::LOCK_TABLES;
+        fx.pin(pin::LOCK_TABLES);
     } else if word(0, "UNLOCK") && (word(1, "TABLES") || word(1, "TABLE")) {
-        fx.unpin |= pin::LOCK_TABLES;
+        fx.unpin(pin::LOCK_TABLES);
+    } else if word(0, "LOCK") && word(1, "INSTANCE") {
+        fx.pin(pin::BACKUP_LOCK);
+    } else if (word(0, "UNLOCK") && word(1, "INSTANCE"))
+        || (word(0, "BACKUP") && ((word(1, "STAGE") && word(2, "END")) || word(1, "UNLOCK")))
+    {
+        fx.unpin(pin::BACKUP_LOCK);
+    } else if word(0, "BACKUP") {
+        fx.pin(pin::BACKUP_LOCK);
     } else if word(0, "CREATE") && (word(1, "TEMPORARY") || (word(1, "OR") && word(3, "TEMPORARY"))) {
-        fx.pin |= pin::TEMPORARY_TABLE;
+        fx.pin(pin::TEMPORARY_TABLE);
     } else if word(0, "PREPARE") || word(0, "EXECUTE") || word(0, "DEALLOCATE") {
-        fx.pin |= pin::SQL_PREPARE;
+        fx.pin(pin::SQL_PREPARE);
     } else if word(0, "CALL") {
+        fx.pin(pin::ROUTINE);
         fx.previous.may_set_insert_id = true;
     } else if word(0, "HANDLER") {
-        fx.pin |= pin::HANDLER;
+        fx.pin(pin::HANDLER);
     } else if word(0, "XA") {
         if word(1, "COMMIT") || word(1, "ROLLBACK") {
-            fx.unpin |= pin::XA;
+            fx.unpin(pin::XA);
         } else {
-            fx.pin |= pin::XA;
+            fx.pin(pin::XA);
         }
     }
+}
+
+/// MariaDB's `SET STATEMENT var = value [, ...] FOR <statement>`: the assignments last for
+/// the one statement; the statement after FOR has its usual effects.
+fn set_statement_for(t: &[Token<'_>], fx: &mut Effects) {
+    let Some(at) = t.iter().position(|x| x.is_word("FOR")) else { return };
+    let inner = &t[at + 1..];
+    let mut head: [Option<Token<'_>>; 4] = [None; 4];
+    for (slot, tok) in head.iter_mut().zip(inner) {
+        *slot = Some(*tok);
+    }
+    let set = inner.first().filter(|x| x.is_word("SET")).map(|_| &inner[1..]);
+    leading(&head, set, fx);
 }
 
 /// What a token says wherever it stands, given the two before it.
 fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
     match (prev, t) {
         // @x := ...
-        ([Some(Token::UserVar(_)), Some(Token::Punct(b':'))], Token::Punct(b'=')) => fx.pin |= pin::USER_VARIABLES,
+        ([Some(Token::UserVar(_)), Some(Token::Punct(b':'))], Token::Punct(b'=')) => fx.pin(pin::USER_VARIABLES),
         // ... INTO @x
-        ([_, Some(into)], Token::UserVar(_)) if into.is_word("INTO") => fx.pin |= pin::USER_VARIABLES,
+        ([_, Some(into)], Token::UserVar(_)) if into.is_word("INTO") => fx.pin(pin::USER_VARIABLES),
+        // NEXT VALUE FOR s
+        ([Some(next), Some(value)], for_) if next.is_word("NEXT") && value.is_word("VALUE") && for_.is_word("FOR") => {
+            fx.pin(pin::SEQUENCE)
+        }
         ([_, Some(Token::Word(w))], Token::Punct(b'(')) => {
+            // A lock of GET_LOCK stays until RELEASE_ALL_LOCKS(): RELEASE_LOCK may release
+            // a lock not held, or one of several a GET_LOCK over rows took, so counting
+            // calls in the text cannot tell when the last one goes.
             if w.eq_ignore_ascii_case(b"GET_LOCK") {
-                fx.lock_delta += 1;
-                fx.pin |= pin::GET_LOCK;
-            } else if w.eq_ignore_ascii_case(b"RELEASE_LOCK") {
-                fx.lock_delta -= 1;
+                fx.pin(pin::GET_LOCK);
             } else if w.eq_ignore_ascii_case(b"RELEASE_ALL_LOCKS") {
-                fx.lock_delta = i32::MIN / 2;
+                fx.unpin(pin::GET_LOCK);
             } else if w.eq_ignore_ascii_case(b"FOUND_ROWS") {
-                fx.unpin |= pin::FOUND_ROWS;
+                fx.unpin(pin::FOUND_ROWS);
+            } else if w.eq_ignore_ascii_case(b"NEXTVAL") {
+                fx.pin(pin::SEQUENCE);
             }
         }
-        (_, Token::Word(w)) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin |= pin::FOUND_ROWS,
+        (_, Token::Word(w)) if w.eq_ignore_ascii_case(b"SQL_CALC_FOUND_ROWS") => fx.pin(pin::FOUND_ROWS),
         _ => {}
     }
     if let Token::Word(w) | Token::SysVar(w) = t {
@@ -242,6 +311,23 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
                 fx.previous.reads_insert_id = true;
                 fx.previous.may_set_insert_id = true;
             }
+        }
+    }
+}
+
+/// What a token says given the statement's first word: `LOAD DATA ... (@v) SET c = @v`
+/// assigns user variables; `FLUSH TABLES ... WITH READ LOCK` and `... FOR EXPORT` lock
+/// until UNLOCK TABLES.
+fn within(first: Token<'_>, prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
+    if first.is_word("LOAD") && matches!(t, Token::UserVar(_)) {
+        fx.pin(pin::USER_VARIABLES);
+    } else if first.is_word("FLUSH") {
+        let read_lock = prev[0].is_some_and(|x| x.is_word("WITH"))
+            && prev[1].is_some_and(|x| x.is_word("READ"))
+            && t.is_word("LOCK");
+        let export = prev[1].is_some_and(|x| x.is_word("FOR")) && t.is_word("EXPORT");
+        if read_lock || export {
+            fx.pin(pin::LOCK_TABLES);
         }
     }
 }
@@ -263,10 +349,6 @@ enum Scope {
 
 /// `SET ...` after the SET keyword.
 fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
-    // MariaDB's SET STATEMENT ... FOR <stmt>: per-statement, nothing persists.
-    if t.first().is_some_and(|x| x.is_word("STATEMENT")) {
-        return;
-    }
     let mut scope = Scope::Session;
     let mut assignments = Vec::new();
     // SET [scope] TRANSACTION ... uses commas between its own characteristics.
@@ -277,9 +359,9 @@ fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
         match assignment(part, &mut scope) {
             Parsed::Tracked(a) => assignments.extend(a),
             Parsed::NoEffect => {}
-            Parsed::UserVariable => fx.pin |= pin::USER_VARIABLES,
+            Parsed::UserVariable => fx.pin(pin::USER_VARIABLES),
             Parsed::Unknown => {
-                fx.pin |= pin::UNKNOWN_SET;
+                fx.pin(pin::UNKNOWN_SET);
                 return;
             }
         }
@@ -313,6 +395,10 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
     };
     if head.is_word("NAMES") {
         return names(&t[1..]);
+    }
+    if head.is_word("PASSWORD") {
+        // An account's password: stored by the server, nothing of the session.
+        return Parsed::NoEffect;
     }
     if head.is_word("CHARSET") || (head.is_word("CHARACTER") && t.get(1).is_some_and(|x| x.is_word("SET"))) {
         let rest = if head.is_word("CHARSET") { &t[1..] } else { &t[2..] };
@@ -459,6 +545,9 @@ mod tests {
             ("SET GLOBAL max_connections = 10", vec![]),
             ("SET @@global.sql_mode = ''", vec![]),
             ("SET STATEMENT max_statement_time=1 FOR SELECT 1", vec![]),
+            ("SET STATEMENT max_statement_time=1 FOR SET sql_mode = ''", vec![a("sql_mode", "''")]),
+            ("SET PASSWORD = PASSWORD('secret')", vec![]),
+            ("SET PASSWORD FOR 'app'@'%' = 'x'", vec![]),
         ];
         for (sql, want) in cases {
             let fx = analyse(sql.as_bytes());
@@ -502,14 +591,37 @@ mod tests {
             ("SELECT 'GET_LOCK(' , '@a := 1'", 0, 0),
             ("-- SET @a = 1\nSELECT 1", 0, 0),
             ("SELECT 1; SET @a = 2", pin::USER_VARIABLES, 0),
+            ("CALL add_row(1)", pin::ROUTINE, 0),
+            ("FLUSH TABLES WITH READ LOCK", pin::LOCK_TABLES, 0),
+            ("flush no_write_to_binlog tables t1, t2 with read lock", pin::LOCK_TABLES, 0),
+            ("FLUSH TABLES t1 FOR EXPORT", pin::LOCK_TABLES, 0),
+            ("FLUSH TABLES", 0, 0),
+            ("LOCK INSTANCE FOR BACKUP", pin::BACKUP_LOCK, 0),
+            ("UNLOCK INSTANCE", 0, pin::BACKUP_LOCK),
+            ("BACKUP STAGE START", pin::BACKUP_LOCK, 0),
+            ("BACKUP STAGE BLOCK_COMMIT", pin::BACKUP_LOCK, 0),
+            ("BACKUP STAGE END", 0, pin::BACKUP_LOCK),
+            ("BACKUP LOCK t1", pin::BACKUP_LOCK, 0),
+            ("BACKUP UNLOCK", 0, pin::BACKUP_LOCK),
+            ("SET STATEMENT max_statement_time=5 FOR CREATE TEMPORARY TABLE t (a int)", pin::TEMPORARY_TABLE, 0),
+            ("SET STATEMENT sql_mode='' FOR SET @a = 1", pin::USER_VARIABLES, 0),
+            ("SET STATEMENT sql_mode='' FOR SELECT GET_LOCK('a', 0)", pin::GET_LOCK, 0),
+            ("SET STATEMENT sql_mode='' FOR SELECT 1", 0, 0),
+            ("LOAD DATA INFILE '/tmp/x' INTO TABLE t (@v) SET a = @v + 1", pin::USER_VARIABLES, 0),
+            ("LOAD DATA LOCAL INFILE 'x' INTO TABLE t (a, b)", 0, 0),
+            ("SELECT NEXTVAL(s)", pin::SEQUENCE, 0),
+            ("INSERT INTO t VALUES (NEXT VALUE FOR s)", pin::SEQUENCE, 0),
+            ("SELECT LASTVAL(s), PREVIOUS VALUE FOR s", 0, 0),
+            ("SELECT GET_LOCK('a', 0); SELECT RELEASE_LOCK('a')", pin::GET_LOCK, 0),
+            ("SELECT RELEASE_ALL_LOCKS()", 0, pin::GET_LOCK),
+            ("UNLOCK TABLES; LOCK TABLES t READ", pin::LOCK_TABLES, 0),
+            ("LOCK TABLES t READ; UNLOCK TABLES", 0, pin::LOCK_TABLES),
         ];
         for (sql, pins, unpins) in cases {
             let sql = sql.replace("\\n", "\n");
             let fx = analyse(sql.as_bytes());
             assert_eq!((fx.pin, fx.unpin), (*pins, *unpins), "{sql}");
         }
-        let fx = analyse(b"SELECT RELEASE_LOCK('x'), GET_LOCK('y', 0), GET_LOCK('z', 0)");
-        assert_eq!(fx.lock_delta, 1);
     }
 
     #[test]

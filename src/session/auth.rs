@@ -11,6 +11,7 @@ use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResp
 use crate::protocol::ok::write_ok;
 use crate::protocol::packet::write_packet;
 use crate::protocol::{auth, caps, status};
+use crate::router::statement::pin;
 use crate::status::Slot;
 
 /// Charset announced in the greeting: utf8mb4_general_ci.
@@ -171,6 +172,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.held.fallback_read = false;
         self.recorded.schema = database;
         self.recorded.reset();
+        self.recorded.pins &= !pin::NO_MULTIPLEX;
+        if !self.config.users[user].multiplex {
+            self.recorded.pins |= pin::NO_MULTIPLEX;
+        }
         if let Err(e) = self.ensure_backend().await {
             let reason = format!("{e:?}");
             self.report_acquire_error(seq, e).await;

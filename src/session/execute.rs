@@ -80,7 +80,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             };
             self.recorded.stmts.map.insert(id, st);
         }
-        self.release_if_unpinned();
+        // Warnings of the PREPARE are read on its connection, as any statement's.
+        self.after_response(&reply);
         Ok(())
     }
 

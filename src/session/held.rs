@@ -20,6 +20,7 @@ use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::write_packet;
 use crate::protocol::scanner::Expect;
 use crate::protocol::{caps, command};
+use crate::router::statement::pin;
 use crate::status::Slot;
 
 /// Connection attempts before a server is skipped for its `reconnect_interval_s`.
@@ -178,7 +179,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             } else {
                 0
             };
-            match shard.pool.take(&key, reserved) {
+            let fresh = self.recorded.pins & pin::NO_MULTIPLEX != 0;
+            match shard.pool.take(&key, reserved, fresh) {
                 Take::Idle(b) => match self.check_idle(b).await {
                     Some(b) => return Ok(b),
                     None => shard.pool.forget(key.server),
@@ -316,8 +318,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Replays schema and variables onto the borrowed connection, pipelined, in one round
-    /// trip; the replies never reach the client.
+    /// trip; the replies never reach the client. A connection whose replay failed holds
+    /// state nobody knows: it is closed, never pooled.
     async fn sync_state(&mut self) -> Result<(), AcquireError> {
+        let r = self.replay_state().await;
+        if r.is_err() {
+            self.drop_backend();
+        }
+        r
+    }
+
+    async fn replay_state(&mut self) -> Result<(), AcquireError> {
         let Some(b) = self.held.conn.as_mut() else { return Ok(()) };
         let mine = &self.recorded;
         let mut req = Vec::new();
@@ -356,10 +367,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
                 Ok(())
             }
-            Err(e) => {
-                self.drop_backend();
-                Err(AcquireError::Connect(e))
-            }
+            Err(e) => Err(AcquireError::Connect(e)),
         }
     }
 
@@ -400,7 +408,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn end_backend(&mut self) {
         let Some(mut b) = self.held.conn.take() else { return };
         self.presence.backend.set(None);
-        if !self.held.clean {
+        if !self.held.clean || self.recorded.pins & pin::NO_MULTIPLEX != 0 {
+            // A half-read reply, or a connection that was one session's alone (as a
+            // direct connection is, it ends with the session).
             self.held.conn = Some(b);
             self.drop_backend();
             return;
@@ -416,8 +426,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 }
             }
         }
-        self.recorded.pins = 0;
-        self.recorded.locks = 0;
+        self.recorded.pins &= pin::SESSION_OWN;
         b.idle_since = Instant::now();
         b.uses += 1;
         self.shard.pool.put(b);

@@ -15,7 +15,7 @@ use crate::net::{Connector, Transport};
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::router::classify::{self, Class};
-use crate::router::statement;
+use crate::router::statement::{self, pin};
 use crate::status::Slot;
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
@@ -37,7 +37,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if log.on {
             self.cmd.trace.keep_sql(text, log.sql_max_chars);
         }
-        let fx = statement::analyse(text);
+        let mut fx = statement::analyse(text);
+        if h.continued() {
+            // A statement of 16 MiB or more streams through: only its first packet was
+            // read, and what the rest does to the session is not known.
+            fx.pin(pin::UNANALYSED);
+            fx.reads_only = false;
+        }
         let mut class = classify::classify(text);
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;

@@ -9,7 +9,6 @@
 //! replay.
 //!
 //! Invariants:
-//! - `locks` is never negative, and `pin::GET_LOCK` is set only while `locks > 0`.
 //! - A state change counts only when the statement succeeded; a pin counts even when a
 //!   later statement of its batch failed (caution costs a connection, not correctness).
 
@@ -29,8 +28,6 @@ use crate::router::statement::{pin, Effects};
 pub(super) struct Recorded {
     /// Why the session keeps its connection ([`pin`] bits).
     pub pins: u32,
-    /// GET_LOCK calls minus releases.
-    pub locks: i32,
     /// The schema the client is in.
     pub schema: Option<String>,
     /// Session variables the client set, to replay on other connections.
@@ -53,7 +50,6 @@ impl Default for Recorded {
     fn default() -> Recorded {
         Recorded {
             pins: 0,
-            locks: 0,
             schema: None,
             vars: Vars::default(),
             stmts: Statements::default(),
@@ -74,15 +70,15 @@ fn set_bit(bits: &mut u32, bit: u32, on: bool) {
 }
 
 impl Recorded {
-    /// Whether the session must keep its connection (pins or locks).
+    /// Whether the session must keep its connection.
     pub fn pinned(&self) -> bool {
-        self.pins != 0 || self.locks > 0
+        self.pins != 0
     }
 
     /// Whether the session holds state on its connection that a drain must wait for (a
     /// connection kept only for its warnings holds nothing that matters).
     pub fn holds_open_state(&self) -> bool {
-        self.pins & !pin::WARNINGS != 0 || self.locks > 0
+        self.pins & !pin::WARNINGS != 0
     }
 
     /// Whether the session wrote within `window` (reads go to the primary then).
@@ -113,10 +109,6 @@ impl Recorded {
         }
         if class == Class::Write {
             self.last_write = Some(Instant::now());
-        }
-        self.locks = (self.locks + fx.lock_delta).max(0);
-        if self.locks == 0 {
-            self.pins &= !pin::GET_LOCK;
         }
         self.row_count = reply.row_count();
     }
@@ -166,12 +158,12 @@ impl Recorded {
         }
     }
 
-    /// COM_RESET_CONNECTION: variables, statements and connection-bound state are gone.
+    /// COM_RESET_CONNECTION: variables, statements, `dbconnect` and connection-bound state
+    /// are gone (the user's `multiplex = false` stays).
     pub fn reset(&mut self) {
         self.vars.clear();
         self.stmts.clear();
-        self.pins = 0;
-        self.locks = 0;
+        self.pins &= pin::NO_MULTIPLEX;
         self.last_insert_id = 0;
         self.row_count = -1;
     }
@@ -179,8 +171,7 @@ impl Recorded {
     /// The connection died, and with it what the session held there (a `dbconnect` pin
     /// is the session's, not the connection's: it stays).
     pub fn connection_lost(&mut self) {
-        self.pins &= pin::DBCONNECT;
-        self.locks = 0;
+        self.pins &= pin::SESSION_OWN;
         self.stmts.cursor = None;
     }
 
@@ -188,12 +179,11 @@ impl Recorded {
     /// open transaction was rolled back; user variables, ..."), or None when it holds
     /// nothing there.
     pub fn held_on_connection(&self) -> Option<String> {
-        let held = pin::names(self.pins & !(pin::DBCONNECT | pin::WARNINGS));
-        if held.is_empty() && self.locks == 0 {
+        let held = pin::names(self.pins & !(pin::SESSION_OWN | pin::WARNINGS));
+        if held.is_empty() {
             return None;
         }
-        let what = if held.is_empty() { "locks".to_string() } else { held.join(", ") };
-        Some(format!("the open transaction was rolled back; {what}"))
+        Some(format!("the open transaction was rolled back; {}", held.join(", ")))
     }
 
     /// Status flags for a reply corelay makes itself: autocommit and transaction state as
@@ -322,14 +312,19 @@ mod tests {
     }
 
     #[test]
-    fn get_lock_pins_while_locks_are_held() {
+    fn get_lock_pins_until_all_locks_are_released() {
         let (mut r, mut c) = (Recorded::default(), State::default());
         run(&mut r, "SELECT GET_LOCK('a', 1), GET_LOCK('b', 1)", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
-        assert_eq!((r.locks, r.pins), (2, pin::GET_LOCK));
-        run(&mut r, "SELECT RELEASE_LOCK('a')", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
-        assert_eq!((r.locks, r.pins), (1, pin::GET_LOCK));
+        assert_eq!(r.pins, pin::GET_LOCK);
+        run(&mut r, "SELECT RELEASE_LOCK('a'), RELEASE_LOCK('b'), RELEASE_LOCK('c')", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!(r.pins, pin::GET_LOCK, "a release of a lock not held counts for nothing");
+        run(&mut r, "SELECT GET_LOCK(name, 0) FROM locks", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        run(&mut r, "SELECT RELEASE_LOCK('x')", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!(r.pins, pin::GET_LOCK, "a GET_LOCK over rows may hold several");
         run(&mut r, "SELECT RELEASE_ALL_LOCKS()", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
-        assert_eq!((r.locks, r.pins), (0, 0), "never below zero, and the pin goes with the last lock");
+        assert_eq!(r.pins, 0);
+        run(&mut r, "SELECT RELEASE_ALL_LOCKS(), GET_LOCK('c', 0)", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        assert_eq!(r.pins, pin::GET_LOCK, "the later call in the text wins");
     }
 
     #[test]

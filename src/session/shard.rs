@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::net::{Buffer, Connector};
 use crate::pool::pipe::Pipes;
 use crate::pool::Pool;
+use crate::status::mailbox::{self, KillRequest, Verdict};
 use crate::status::{Slot, StatusRegion};
 use crate::util::waker::WakerSlot;
 
@@ -41,7 +42,6 @@ pub struct ShardState<N: Connector> {
     spare_buffers: RefCell<Vec<Buffer>>,
     /// The shard's live sessions by connection id.
     sessions: RefCell<HashMap<u32, Rc<Presence>>>,
-    next_id: Cell<u32>,
     /// The shard stopped accepting: idle sessions are told and closed.
     draining: Cell<bool>,
 }
@@ -87,7 +87,6 @@ impl<N: Connector> ShardState<N> {
             pipes: Pipes::default(),
             spare_buffers: RefCell::default(),
             sessions: RefCell::default(),
-            next_id: Cell::new(0),
             draining: Cell::new(false),
         }
     }
@@ -189,12 +188,45 @@ impl<N: Connector> ShardState<N> {
         self.sessions.borrow().get(&id).cloned()
     }
 
-    /// Registers a new session: a connection id unique across shards (the shard index in
-    /// the top byte), counted in the slot until the returned guard drops.
+    /// A KILL for one of this shard's sessions, from any shard: only the session's own
+    /// product user (or an admin) may. KILL CONNECTION marks the session to end before its
+    /// next command; a statement waiting on a pipelined connection is given up here; a
+    /// statement on a connection of the session's own is for the asker to kill there.
+    pub fn kill_verdict(&self, req: KillRequest) -> Verdict {
+        let Some(target) = self.session(req.target) else { return Verdict::NoSuchSession };
+        let owner = target.user.get().and_then(|u| u32::try_from(u).ok());
+        if req.user != mailbox::ADMIN && owner != Some(req.user) {
+            return Verdict::NotOwner;
+        }
+        if !req.query_only {
+            target.killed.set(true);
+        }
+        if target.piped.get() {
+            target.abort(Abort::Killed);
+            return Verdict::Done;
+        }
+        match target.backend.get() {
+            Some((server, thread)) => Verdict::KillOn { server: server as u32, thread },
+            None => Verdict::Done,
+        }
+    }
+
+    /// Answers the KILLs other shards left in this shard's mailbox.
+    pub fn answer_mailbox(&self) {
+        self.status.mailbox(self.index).answer_all(|req| self.kill_verdict(req));
+    }
+
+    /// A connection id unique across shards (the shard index in the top byte) and across
+    /// the shard's respawns (the count lives in its slot).
+    pub fn next_conn_id(&self) -> u32 {
+        let n = self.slot().last_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_add(1);
+        ((self.index as u32 & 0xFF) << 24) | (n & 0x00FF_FFFF).max(1)
+    }
+
+    /// Registers a new session under a new connection id, counted in the slot until the
+    /// returned guard drops.
     pub(super) fn register(&self, presence: Rc<Presence>) -> Counted<'_> {
-        let n = self.next_id.get().wrapping_add(1) & 0x00FF_FFFF;
-        self.next_id.set(n);
-        let conn_id = ((self.index as u32 & 0xFF) << 24) | n.max(1);
+        let conn_id = self.next_conn_id();
         Slot::add(&self.slot().client_connections, 1);
         self.sessions.borrow_mut().insert(conn_id, presence.clone());
         Counted { slot: self.slot(), user: None, sessions: &self.sessions, conn_id, presence }

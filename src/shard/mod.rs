@@ -113,6 +113,7 @@ async fn serve(spec: ShardSpec) {
     glommio::spawn_local(tasks::maintain_pool(shard.clone())).detach();
     glommio::spawn_local(tasks::publish_status(shard.clone())).detach();
     glommio::spawn_local(tasks::sweep_statements(shard.clone())).detach();
+    glommio::spawn_local(tasks::answer_mailbox(shard.clone())).detach();
     glommio::spawn_local(tasks::follow_config(shard.clone())).detach();
     let accepted = Rc::new(std::cell::Cell::new(0u64));
     if let (Some(share), Some(queue)) = (&balance, queue) {

@@ -26,7 +26,6 @@ pub(super) enum Side {
 pub(super) async fn serve(shard: Rc<State>, fd: OwnedFd, side: Side, balance: Option<balance::Share>) {
     // SAFETY: the descriptor is a bound, listening TCP socket that we own.
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
-    let mut next_id = 0u32;
     loop {
         let stream = match accept(&listener, &shard.status, false).await {
             Accepted::Stop => return,
@@ -40,8 +39,7 @@ pub(super) async fn serve(shard: Rc<State>, fd: OwnedFd, side: Side, balance: Op
         };
         set_cloexec(&stream);
         let Ok(peer) = stream.peer_addr() else { continue };
-        next_id = next_id.wrapping_add(1);
-        let id = ((shard.index as u32 & 0xFF) << 24) | (next_id & 0x00FF_FFFF);
+        let id = shard.next_conn_id();
         let shard = shard.clone();
         let balance = balance.clone();
         glommio::spawn_local(async move {

@@ -65,6 +65,31 @@ pub(super) async fn close_retired(shard: &State) {
     shard.publish_pool();
 }
 
+/// Answers requests about this shard's sessions (KILL) that other shards leave in its
+/// mailbox, woken by a byte on its doorbell.
+pub(super) async fn answer_mailbox(shard: Rc<State>) {
+    use futures_lite::AsyncReadExt;
+    use std::os::fd::FromRawFd;
+    let fd = match shard.status.doorbell(shard.index).listener() {
+        Ok(fd) => fd,
+        Err(e) => {
+            error!(shard = shard.index, "cannot wait on the KILL mailbox: {e}; KILL from other shards will time out");
+            return;
+        }
+    };
+    // SAFETY: a fresh duplicate of a connected Unix socket, owned by the stream from here.
+    let mut bell = unsafe { glommio::net::UnixStream::from_raw_fd(fd) };
+    let mut rung = [0u8; 64];
+    // Requests left while the shard was (re)starting.
+    shard.answer_mailbox();
+    while !shard.status.shutdown_requested() {
+        match bell.read(&mut rung).await {
+            Ok(n) if n > 0 => shard.answer_mailbox(),
+            _ => return,
+        }
+    }
+}
+
 /// Interrupts statements that run past `query_timeout_ms`, checking ten times per timeout
 /// (at most every second, at least every 10 ms): one timer for the shard, none per session.
 pub(super) async fn sweep_statements(shard: Rc<State>) {

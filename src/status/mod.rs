@@ -12,6 +12,7 @@
 //!   totals are kept.
 
 pub mod latency;
+pub mod mailbox;
 pub mod plot;
 pub mod reload;
 pub mod tables;
@@ -35,10 +36,10 @@ pub const MAX_LATENCY_SERVERS: usize = 32;
 /// Command bytes counted one by one (COM_SLEEP .. COM_RESET_CONNECTION); others in the last.
 pub const COMMAND_KINDS: usize = 33;
 /// Pin reasons counted (bits of [`crate::router::statement::pin`]).
-pub const PIN_KINDS: usize = 16;
+pub const PIN_KINDS: usize = 24;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 4;
+const LAYOUT_VERSION: u32 = 5;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -136,6 +137,8 @@ pub struct Slot {
     pub pins: [AtomicU64; PIN_KINDS],
     /// Gauge: open client sessions per product user index.
     pub user_connections: [AtomicU32; MAX_USERS],
+    /// The last connection id handed out (kept across respawns, so ids stay unique).
+    pub last_conn_id: AtomicU32,
 }
 
 impl Slot {
@@ -237,11 +240,13 @@ pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 ///
 /// Layout: [`Header`], one [`Slot`] per shard, one [`Tables`] area per shard (sized by the
 /// table capacity), [`Buckets`] (`HISTOGRAMS` per shard), [`ServerHealth`] per server, the
-/// [`reload::ReloadArea`].
+/// [`reload::ReloadArea`], one [`mailbox::Mailbox`] per shard. Beside the mapping, one
+/// [`mailbox::Doorbell`] per shard (descriptors, inherited across fork like the mapping).
 pub struct StatusRegion {
     map: MmapRaw,
     shards: usize,
     capacity: usize,
+    doorbells: Vec<mailbox::Doorbell>,
     _file: File,
 }
 
@@ -263,10 +268,12 @@ impl StatusRegion {
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
         let capacity = capacity.max(1);
-        let len = Self::reload_offset(shards, capacity) + std::mem::size_of::<reload::ReloadArea>();
+        let len = Self::mailbox_offset(shards, capacity, shards);
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
-        let region = StatusRegion { map, shards, capacity, _file: file };
+        let doorbells =
+            (0..shards).map(|_| mailbox::Doorbell::new()).collect::<Result<_, _>>().map_err(StatusError::Map)?;
+        let region = StatusRegion { map, shards, capacity, doorbells, _file: file };
         let h = region.header();
         h.magic.store(MAGIC, Relaxed);
         h.layout_version.store(LAYOUT_VERSION, Relaxed);
@@ -295,6 +302,26 @@ impl StatusRegion {
 
     fn reload_offset(shards: usize, capacity: usize) -> usize {
         Self::health_offset(shards, capacity) + MAX_SERVERS * std::mem::size_of::<ServerHealth>()
+    }
+
+    fn mailbox_offset(shards: usize, capacity: usize, k: usize) -> usize {
+        Self::reload_offset(shards, capacity)
+            + std::mem::size_of::<reload::ReloadArea>()
+            + k * std::mem::size_of::<mailbox::Mailbox>()
+    }
+
+    /// Shard `k`'s mailbox (requests about its sessions from other shards).
+    pub fn mailbox(&self, k: usize) -> &mailbox::Mailbox {
+        assert!(k < self.shards, "mailbox {k} out of range");
+        let off = Self::mailbox_offset(self.shards, self.capacity, k);
+        // SAFETY: within the mapping (sized for every shard's mailbox), 64-byte aligned
+        // (every part before it is a multiple of 64 long), atomics only.
+        unsafe { &*(self.map.as_ptr().add(off) as *const mailbox::Mailbox) }
+    }
+
+    /// Shard `k`'s doorbell.
+    pub fn doorbell(&self, k: usize) -> &mailbox::Doorbell {
+        &self.doorbells[k]
     }
 
     fn reload_area(&self) -> &reload::ReloadArea {

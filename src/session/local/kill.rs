@@ -1,11 +1,15 @@
 //! `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>` with an id corelay handed out
-//! (`CONNECTION_ID()` through corelay is corelay's id, not a server thread id): corelay
-//! kills the statement on the backend connection serving that session now, or, for a
-//! statement waiting on a pipelined connection, interrupts it there. Other forms (KILL
-//! USER, KILL QUERY ID) go to the server as they are.
+//! (`CONNECTION_ID()` through corelay is corelay's id, not a server thread id), for a
+//! session of any shard: the shard that owns the session (the id's top byte) checks that
+//! the asker is the session's own product user and says where its statement runs
+//! (asked through its mailbox in the status region, [`crate::status::mailbox`], when it is
+//! another shard); corelay then kills the statement on that backend connection, or, for a
+//! statement waiting on a pipelined connection, the owner interrupts it there. Other forms
+//! (KILL USER, KILL QUERY ID) go to the server as they are.
+
+use std::time::{Duration, Instant};
 
 use super::super::error::Step;
-use super::super::shard::Abort;
 use super::super::Session;
 use crate::net::{Connector, Transport};
 use crate::protocol::code;
@@ -13,6 +17,7 @@ use crate::protocol::command as cmd;
 use crate::protocol::packet::write_packet;
 use crate::protocol::scanner::Expect;
 use crate::router::lexer::{Lexer, Token};
+use crate::status::mailbox::{self, KillRequest, Verdict};
 
 /// `KILL [HARD|SOFT] [CONNECTION|QUERY] <id>`: (query only, id). Other forms (KILL USER,
 /// KILL QUERY ID) are not recognised and go to the server as they are.
@@ -36,34 +41,74 @@ pub fn parse(sql: &[u8]) -> Option<(bool, u64)> {
     }
 }
 
+/// How long a KILL waits for another shard to answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
 impl<C: Transport, N: Connector> Session<'_, C, N> {
-    /// `KILL [QUERY] <id>` with an id corelay handed out: acts on the backend connection
-    /// serving that session now (and, for KILL CONNECTION, ends the session before its next
-    /// command). Sessions of other shards cannot be reached: shards share nothing.
+    /// `KILL [QUERY] <id>` with an id corelay handed out, for a session of any shard (the
+    /// shard is the id's top byte): only the session's own product user may. Acts on the
+    /// backend connection serving that session now (and, for KILL CONNECTION, ends the
+    /// session before its next command).
     pub(in crate::session) async fn kill(&mut self, seq: u8, query_only: bool, id: u64) -> Step {
-        let target = u32::try_from(id).ok().and_then(|i| self.shard.session(i));
-        let Some(target) = target else {
-            let shard = id >> 24;
-            let msg = if shard as usize != self.shard.index {
-                format!("Unknown thread id: {id} (KILL reaches sessions of the same corelay shard only; this is shard {}, that id belongs to shard {shard})", self.shard.index)
-            } else {
-                format!("Unknown thread id: {id}")
-            };
-            self.send_err(seq, code::NO_SUCH_THREAD, &msg).await;
-            return Ok(());
+        let user = self.user.and_then(|u| u32::try_from(u).ok()).unwrap_or(mailbox::ADMIN - 1);
+        let verdict = match u32::try_from(id) {
+            Ok(target) => self.kill_verdict(KillRequest { target, query_only, user }).await,
+            Err(_) => Ok(Verdict::NoSuchSession),
         };
-        if !query_only {
-            target.killed.set(true);
+        match verdict {
+            Err(msg) => {
+                self.send_err(seq, code::UNKNOWN_ERROR, &msg).await;
+                Ok(())
+            }
+            Ok(Verdict::NoSuchSession) => {
+                self.send_err(seq, code::NO_SUCH_THREAD, &format!("Unknown thread id: {id}")).await;
+                Ok(())
+            }
+            Ok(Verdict::NotOwner) => {
+                self.send_err(seq, code::KILL_DENIED, &format!("You are not owner of thread {id}")).await;
+                Ok(())
+            }
+            Ok(Verdict::Done) => self.ok_reply(seq).await,
+            Ok(Verdict::KillOn { server, thread }) => {
+                self.kill_on_backend(seq, query_only, server as usize, thread).await
+            }
         }
-        if target.piped.get() {
-            // Its statement waits on a shared connection: the session stops waiting and
-            // closes that connection, which stops the statement.
-            target.abort(Abort::Killed);
-            return self.ok_reply(seq).await;
+    }
+
+    /// The owning shard's verdict: this shard's own, or one asked through the owner's
+    /// mailbox in the status region. Err: a message for the client (no answer).
+    async fn kill_verdict(&mut self, req: KillRequest) -> Result<Verdict, String> {
+        let owner = (req.target >> 24) as usize;
+        if owner == self.shard.index {
+            return Ok(self.shard.kill_verdict(req));
         }
-        let Some((server, thread)) = target.backend.get() else {
-            return self.ok_reply(seq).await;
+        let status = self.shard.status.clone();
+        if owner >= status.shards() {
+            return Ok(Verdict::NoSuchSession);
+        }
+        let Some(ticket) = status.mailbox(owner).post(req) else {
+            return Err(format!("KILL: shard {owner} has too many KILL requests waiting; try again"));
         };
+        status.doorbell(owner).ring();
+        let deadline = Instant::now() + ANSWER_WITHIN;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if let Some(v) = ticket.verdict() {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return ticket.abandon().ok_or_else(|| {
+                    format!("KILL: shard {owner} did not answer within {} s; try again", ANSWER_WITHIN.as_secs())
+                });
+            }
+            self.shard.connector.sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the statement (or the connection) `thread` on `server`, over a connection of
+    /// this session's to that server.
+    async fn kill_on_backend(&mut self, seq: u8, query_only: bool, server: usize, thread: u32) -> Step {
         if self.held.conn.as_ref().is_some_and(|b| b.key.server != server) {
             let msg = "KILL: this session holds a connection to another server; finish its transaction first";
             self.send_err(seq, code::UNKNOWN_ERROR, msg).await;
