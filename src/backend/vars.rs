@@ -66,7 +66,7 @@ impl Vars {
         // Plain variables the connection has and the session does not: back to default.
         for (name, _) in &from.entries {
             if !is_charset(name) && self.get(name).is_none() {
-                parts.push(format!("{name} = DEFAULT"));
+                parts.push(render(name, "DEFAULT", mariadb));
             }
         }
         // The character set group is replayed as a whole, in order.
@@ -157,6 +157,13 @@ mod tests {
             v.replay_sql(&fresh, "utf8mb4", false).unwrap(),
             "SET transaction_isolation = 'READ-COMMITTED', transaction_read_only = 1"
         );
+    }
+
+    #[test]
+    fn a_variable_going_back_to_default_uses_the_server_dialect_too() {
+        let mut v = Vars::default();
+        v.set(&a("transaction_isolation", "'READ-COMMITTED'"));
+        assert_eq!(Vars::default().replay_sql(&v, "utf8mb4", true).unwrap(), "SET tx_isolation = DEFAULT");
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Scanner {
     pub error: Option<u16>,
     /// The last statement's reply was a result set (not an OK).
     result_set: bool,
+    /// Rows of the last result set (what `FOUND_ROWS()` returns after a plain SELECT).
+    pub rows: u64,
     /// Warnings the last OK or EOF reported (what SHOW WARNINGS would list now).
     pub warnings: u16,
     /// Read session-state changes from OK packets (the connection has CLIENT_SESSION_TRACK).
@@ -97,6 +99,7 @@ impl Scanner {
             status_seen: false,
             ok: None,
             result_set: false,
+            rows: 0,
             error: None,
             warnings: 0,
             session_track: false,
@@ -133,6 +136,11 @@ impl Scanner {
             (None, false, Some(ok)) => i64::try_from(ok.affected_rows).unwrap_or(i64::MAX),
             _ => -1,
         }
+    }
+
+    /// The rows of the last statement's result set, when it ended with one.
+    pub fn rows_returned(&self) -> Option<u64> {
+        (self.error.is_none() && self.result_set).then_some(self.rows)
     }
 
     /// Whether everything fed so far ends on a packet boundary, so that the proxy could
@@ -314,6 +322,7 @@ impl Scanner {
                     return Err(ProtocolError::Malformed("result set with zero columns"));
                 }
                 self.result_set = true;
+                self.rows = 0;
                 self.state = State::Columns(n);
             }
         }
@@ -351,7 +360,7 @@ impl Scanner {
                 self.error = ErrPacket::parse(payload).ok().map(|e| e.code).or(Some(0));
                 self.state = State::Done;
             }
-            _ => {}
+            _ => self.rows += 1,
         }
         Ok(())
     }

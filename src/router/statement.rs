@@ -43,6 +43,9 @@ pub mod pin {
     pub const NO_MULTIPLEX: u32 = 1 << 19;
     /// The server's session tracking reported a change the analysis did not predict.
     pub const SERVER_STATE: u32 = 1 << 20;
+    /// `LAST_INSERT_ID(expr)` set the connection's value where the reply does not show it:
+    /// until a reply reports an insert id, the server answers `LAST_INSERT_ID()`.
+    pub const INSERT_ID: u32 = 1 << 21;
 
     /// Pins that belong to the session rather than to state on its connection: they
     /// survive the connection's loss.
@@ -50,7 +53,7 @@ pub mod pin {
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 21] = [
+        const ALL: [(u32, &str); 22] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -72,6 +75,7 @@ pub mod pin {
             (UNANALYSED, "statement too large to analyse"),
             (NO_MULTIPLEX, "multiplex = false"),
             (SERVER_STATE, "state reported by the server"),
+            (INSERT_ID, "LAST_INSERT_ID(expr)"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }
@@ -102,6 +106,9 @@ pub struct Effects {
     pub reads_only: bool,
     /// What it reads of, or leaves on, the connection's record of the previous statement.
     pub previous: Previous,
+    /// The last statement is a SELECT: the rows it returns are what `FOUND_ROWS()` says
+    /// next (SHOW and the rest leave that alone).
+    pub selects: bool,
 }
 
 /// What a statement reads of, or leaves on, its connection's record of the previous
@@ -118,11 +125,24 @@ pub struct Previous {
     /// It may leave the connection's LAST_INSERT_ID() at a value the proxy does not see in
     /// the reply (`LAST_INSERT_ID(expr)`, inserts inside a procedure).
     pub may_set_insert_id: bool,
+    /// It only reads the previous statement's diagnostics (SHOW WARNINGS, SHOW ERRORS,
+    /// GET DIAGNOSTICS, @@warning_count): it leaves them in place for the next one, as the
+    /// server does.
+    pub keeps_diagnostics: bool,
 }
 
 /// Words and system variables that refer to the connection's previous statement.
-const PREVIOUS_STATEMENT: &[&str] =
-    &["WARNINGS", "ERRORS", "ROW_COUNT", "FOUND_ROWS", "LAST_INSERT_ID", "IDENTITY", "warning_count", "error_count"];
+const PREVIOUS_STATEMENT: &[&str] = &[
+    "WARNINGS",
+    "ERRORS",
+    "DIAGNOSTICS",
+    "ROW_COUNT",
+    "FOUND_ROWS",
+    "LAST_INSERT_ID",
+    "IDENTITY",
+    "warning_count",
+    "error_count",
+];
 
 impl Effects {
     /// The statement leaves `bit` held (whatever came before it in the text).
@@ -178,6 +198,7 @@ const NOT_REPLAYABLE: &[&str] = &[
 /// statements (whose tokens it collects) and for what it reports.
 pub fn analyse(sql: &[u8]) -> Effects {
     let mut fx = Effects { reads_only: true, ..Effects::default() };
+    fx.previous.keeps_diagnostics = true;
     let mut seen = 0;
     let mut lex = Lexer::new(sql);
     loop {
@@ -186,6 +207,7 @@ pub fn analyse(sql: &[u8]) -> Effects {
         let mut prev: [Option<Token<'_>>; 2] = [None; 2];
         let mut set_tokens: Option<Vec<Token<'_>>> = None;
         let mut more = false;
+        let mut diagnostics_var = false;
         for t in lex.by_ref() {
             if t == Token::Punct(b';') {
                 more = true;
@@ -201,6 +223,9 @@ pub fn analyse(sql: &[u8]) -> Effects {
                 None => {}
             }
             anywhere(prev, t, &mut fx);
+            diagnostics_var |= matches!(t, Token::SysVar(w) if [&b"warning_count"[..], b"error_count"]
+                .iter()
+                .any(|n| w.rsplit(|&b| b == b'.').next().is_some_and(|x| x.eq_ignore_ascii_case(n))));
             if let Some(first) = head[0] {
                 within(first, prev, t, &mut fx);
             }
@@ -213,12 +238,24 @@ pub fn analyse(sql: &[u8]) -> Effects {
                 .iter()
                 .any(|kw| head[0].is_some_and(|t| t.is_word(kw)));
             fx.reads_only &= read;
+            fx.previous.keeps_diagnostics &= reads_diagnostics(&head, diagnostics_var);
+            fx.selects = head[0].is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t == Token::Punct(b'('));
         }
         if !more {
             fx.reads_only &= seen > 0;
+            fx.previous.keeps_diagnostics &= seen > 0;
             return fx;
         }
     }
+}
+
+/// Whether a statement (by its first keywords; `diagnostics_var`: it names @@warning_count
+/// or @@error_count) only reads the previous statement's diagnostics.
+fn reads_diagnostics(head: &[Option<Token<'_>>; 4], diagnostics_var: bool) -> bool {
+    let word = |i: usize, kw: &str| head[i].is_some_and(|x| x.is_word(kw));
+    (word(0, "SHOW") && (word(1, "WARNINGS") || word(1, "ERRORS") || word(1, "COUNT")))
+        || (word(0, "GET") && (word(1, "DIAGNOSTICS") || word(2, "DIAGNOSTICS")))
+        || (word(0, "SELECT") && diagnostics_var)
 }
 
 /// What a statement's first keywords say.
@@ -286,6 +323,10 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
         ([Some(next), Some(value)], for_) if next.is_word("NEXT") && value.is_word("VALUE") && for_.is_word("FOR") => {
             fx.pin(pin::SEQUENCE)
         }
+        // LAST_INSERT_ID(expr)
+        ([Some(f), Some(Token::Punct(b'('))], arg) if f.is_word("LAST_INSERT_ID") && arg != Token::Punct(b')') => {
+            fx.pin(pin::INSERT_ID)
+        }
         ([_, Some(Token::Word(w))], Token::Punct(b'(')) => {
             // A lock of GET_LOCK stays until RELEASE_ALL_LOCKS(): RELEASE_LOCK may release
             // a lock not held, or one of several a GET_LOCK over rows took, so counting
@@ -319,7 +360,7 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
 /// assigns user variables; `FLUSH TABLES ... WITH READ LOCK` and `... FOR EXPORT` lock
 /// until UNLOCK TABLES.
 fn within(first: Token<'_>, prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
-    if first.is_word("LOAD") && matches!(t, Token::UserVar(_)) {
+    if (first.is_word("LOAD") || first.is_word("GET")) && matches!(t, Token::UserVar(_)) {
         fx.pin(pin::USER_VARIABLES);
     } else if first.is_word("FLUSH") {
         let read_lock = prev[0].is_some_and(|x| x.is_word("WITH"))
@@ -616,6 +657,10 @@ mod tests {
             ("SELECT RELEASE_ALL_LOCKS()", 0, pin::GET_LOCK),
             ("UNLOCK TABLES; LOCK TABLES t READ", pin::LOCK_TABLES, 0),
             ("LOCK TABLES t READ; UNLOCK TABLES", 0, pin::LOCK_TABLES),
+            ("GET DIAGNOSTICS @n = NUMBER", pin::USER_VARIABLES, 0),
+            ("SELECT LAST_INSERT_ID(77)", pin::INSERT_ID, 0),
+            ("UPDATE t SET id = LAST_INSERT_ID(id + 1)", pin::INSERT_ID, 0),
+            ("SELECT LAST_INSERT_ID()", 0, 0),
         ];
         for (sql, pins, unpins) in cases {
             let sql = sql.replace("\\n", "\n");
@@ -660,6 +705,23 @@ mod tests {
         for sql in ["SELECT ROW_COUNT()", "INSERT INTO t VALUES (1)", "SELECT last_insert_id_col FROM t"] {
             let fx = analyse(sql.as_bytes()).previous;
             assert!(!fx.reads_insert_id && !fx.may_set_insert_id, "{sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_only_read_diagnostics_leave_them() {
+        for sql in [
+            "SHOW WARNINGS",
+            "show errors limit 1",
+            "SHOW COUNT(*) WARNINGS",
+            "GET DIAGNOSTICS @n = NUMBER",
+            "GET CURRENT DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT",
+            "SELECT @@warning_count, @@session.error_count",
+        ] {
+            assert!(analyse(sql.as_bytes()).previous.keeps_diagnostics, "{sql}");
+        }
+        for sql in ["SELECT 1", "SHOW TABLES", "SHOW WARNINGS; SELECT 1", "", "SELECT ROW_COUNT()"] {
+            assert!(!analyse(sql.as_bytes()).previous.keeps_diagnostics, "{sql}");
         }
     }
 

@@ -108,9 +108,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.presence.abort.get() == Some(Abort::Timeout) {
             self.presence.abort.set(None);
         }
-        self.recorded.pins &= !pin::WARNINGS;
-        if command != cmd::QUERY {
-            self.recorded.warned = None;
+        // (A statement replaces the last one's warnings, unless it reads them: see
+        // `Recorded::statement_begins`. Other commands leave them to read, as on a server.)
+        if command == cmd::PING || command == cmd::INIT_DB {
+            // What ROW_COUNT() says after them on a server.
+            self.recorded.row_count = 0;
         }
     }
 
@@ -201,6 +203,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if let Some(b) = self.held.conn.as_mut() {
                 b.after_reset();
             }
+        }
+        if command == cmd::PING {
+            // Says nothing of the session's state (and leaves its warnings).
+            self.held.clean = true;
+            self.release_if_unpinned();
+            return Ok(());
         }
         self.after_response(&reply);
         Ok(())

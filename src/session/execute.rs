@@ -129,6 +129,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// kept whole in the client buffer and sent again if its connection dies before
     /// replying ([`super::retry`]), as text reads are.
     pub(super) async fn stmt_execute(&mut self, h: Header) -> Step {
+        let warned = self.recorded.warned.take();
         let reply_seq = h.seq.wrapping_add(1);
         let idle = self.idle_timeout();
         let head = HEADER_LEN + h.len.min(10);
@@ -146,7 +147,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(());
         };
         let (params, class, fx) = (st.params, st.class, st.effects.clone());
-        if let Some((function, name)) = st.session_function.clone() {
+        let server_answers = self.recorded.server_answers(st.session_function.as_ref().map(|(f, _)| *f));
+        if let Some((function, name)) = st.session_function.clone().filter(|_| !server_answers) {
             self.read_local_packet(reply_seq).await?;
             return self.answer_session_function(reply_seq, function, &name, true).await;
         }
@@ -155,13 +157,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let sql = st.sql.clone();
             self.cmd.trace.keep_sql(&sql, log.sql_max_chars);
         }
+        self.recorded.statement_begins(&fx, warned.is_some());
         self.route_statement(class, None);
         let retryable = self.retryable(&fx, h);
         if retryable {
             self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
             let no_cursor = self.cbuf.filled()[HEADER_LEN + 5] == 0;
             if fx.pipelinable(class) && no_cursor && self.may_pipeline(h.total()) {
-                if let Some(done) = self.execute_on_pipe(h, id, params).await? {
+                if let Some(done) = self.execute_on_pipe(h, id, params, fx.selects).await? {
                     return Ok(done);
                 }
             }
@@ -170,7 +173,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Err(e) = self.ensure_routed().await {
             return self.refuse_command(reply_seq, e).await;
         }
-        self.replay_last_statement(fx.previous, held, None).await;
+        self.replay_last_statement(fx.previous, held, warned.as_deref()).await;
         let exec = Execute { h, id, params };
         let Some(reply) = self.send_statement(Outgoing::Prepared(exec), retryable).await? else {
             // The client was told why it did not run.
@@ -184,7 +187,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Sends a stateless read (whole in the client buffer) down a pipelined connection.
     /// Returns None when it did not go there (no pipe to be had, or the pipe failed before
     /// any byte of the reply reached the client): the ordinary path sends it then.
-    async fn execute_on_pipe(&mut self, h: Header, id: u32, params: u16) -> Step<Option<()>> {
+    async fn execute_on_pipe(&mut self, h: Header, id: u32, params: u16, selects: bool) -> Step<Option<()>> {
         let pipe = match self.pipe().await {
             Ok(Some(pipe)) => pipe,
             Ok(None) => return Ok(None),
@@ -196,7 +199,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let flag_at = self.note_types(id, params, h).await?;
         match self.execute_piped(&pipe, h, id, flag_at).await {
             Ok(Some(reply)) => {
-                self.after_piped(&reply);
+                if (reply.warnings > 0 || reply.error.is_some()) && params == 0 {
+                    // SHOW WARNINGS next would run on another connection: keep the
+                    // statement's text to run there first (its warnings are the same).
+                    if let Some(st) = self.recorded.stmts.map.get(&id) {
+                        let mut text = Vec::with_capacity(st.sql.len() + 1);
+                        text.push(cmd::QUERY);
+                        text.extend_from_slice(&st.sql);
+                        let mut packet = Vec::with_capacity(text.len() + HEADER_LEN);
+                        write_packet(&mut packet, 0, &text);
+                        self.recorded.warned = Some(packet);
+                    }
+                }
+                self.after_piped(&reply, selects);
                 Ok(Some(()))
             }
             Ok(None) => Ok(Some(())),

@@ -293,8 +293,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// After a pipelined reply: what the server said about the statement (the connection
     /// was not the session's, so no pin or state comes from it).
-    pub(super) fn after_piped(&mut self, scanner: &Scanner) {
+    pub(super) fn after_piped(&mut self, scanner: &Scanner, selects: bool) {
         self.recorded.row_count = scanner.row_count();
+        self.recorded.after_select(selects, scanner);
         if let Some(code) = scanner.error {
             Slot::add(&self.shard.slot().error_replies, 1);
             self.cmd.trace.error = code;

@@ -29,7 +29,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let end = h.total().min(self.cbuf.len());
         let text = &self.cbuf.filled()[HEADER_LEN + 1..end];
-        if let Some(local) = (!h.continued()).then(|| local::recognise(text)).flatten() {
+        let local = (!h.continued()).then(|| local::recognise(text)).flatten();
+        if let Some(local) = local.filter(|l| !self.server_answers(l)) {
             self.cbuf.consume(h.total());
             return self.answer_local(reply_seq, local).await;
         }
@@ -48,10 +49,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;
         }
+        self.recorded.statement_begins(&fx, warned.is_some());
         let hint = classify::hint(text);
         self.route_statement(class, hint);
         let pipelinable = fx.pipelinable(class) && !h.continued();
-        if pipelinable && self.may_pipeline(h.total()) && self.query_on_pipe(h).await? {
+        if pipelinable && self.may_pipeline(h.total()) && self.query_on_pipe(h, fx.selects).await? {
             return Ok(());
         }
         let held = self.held.conn.is_some();
@@ -69,7 +71,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Sends a stateless read (whole in the client buffer) down a pipelined connection.
     /// Returns false when it did not go there (no pipe to be had, or the pipe failed before
     /// any byte of the reply reached the client): the ordinary path sends it then.
-    async fn query_on_pipe(&mut self, h: Header) -> Step<bool> {
+    async fn query_on_pipe(&mut self, h: Header, selects: bool) -> Step<bool> {
         let pipe = match self.pipe().await {
             Ok(Some(pipe)) => pipe,
             Ok(None) => return Ok(false),
@@ -80,13 +82,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         match self.query_piped(&pipe, h).await {
             Ok(reply) => {
-                if reply.warnings > 0 {
+                if reply.warnings > 0 || reply.error.is_some() {
                     // SHOW WARNINGS next would run on another connection: keep the
                     // statement to run there first.
                     self.recorded.warned = Some(self.cbuf.filled()[..h.total()].to_vec());
                 }
                 self.cbuf.consume(h.total());
-                self.after_piped(&reply);
+                self.after_piped(&reply, selects);
                 Ok(true)
             }
             Err(Halt::Retry) => {

@@ -17,6 +17,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::local::SessionFunction;
 use crate::backend::{State, Vars};
 use crate::protocol::scanner::Scanner;
 use crate::protocol::status;
@@ -39,6 +40,8 @@ pub(super) struct Recorded {
     /// What `ROW_COUNT()` returns now: what the session's last statement affected (-1
     /// after a result set or an error).
     pub row_count: i64,
+    /// What `FOUND_ROWS()` returns now: the rows of the session's last SELECT.
+    pub found_rows: u64,
     /// When this session's last write finished (read-your-writes).
     pub last_write: Option<Instant>,
     /// The last command, when it was a pipelined read whose reply had warnings: run again
@@ -55,6 +58,7 @@ impl Default for Recorded {
             stmts: Statements::default(),
             last_insert_id: 0,
             row_count: -1,
+            found_rows: 0,
             last_write: None,
             warned: None,
         }
@@ -111,6 +115,15 @@ impl Recorded {
             self.last_write = Some(Instant::now());
         }
         self.row_count = reply.row_count();
+        self.after_select(fx.selects, reply);
+    }
+
+    /// A SELECT's rows are what `FOUND_ROWS()` returns next (unless SQL_CALC_FOUND_ROWS
+    /// made the server count more: that pins, and the server answers).
+    pub fn after_select(&mut self, selects: bool, reply: &Scanner) {
+        if let (true, Some(n)) = (selects, reply.rows_returned()) {
+            self.found_rows = n;
+        }
     }
 
     /// What any reply says, whatever the command: the insert id, the transaction and
@@ -120,6 +133,8 @@ impl Recorded {
     pub fn apply_reply(&mut self, reply: &Scanner, mut conn: Option<&mut State>) {
         if let Some(ok) = reply.ok {
             if ok.last_insert_id != 0 {
+                // The server's value is known again (LAST_INSERT_ID(expr) included).
+                self.pins &= !pin::INSERT_ID;
                 self.last_insert_id = ok.last_insert_id;
                 if let Some(c) = conn.as_deref_mut() {
                     c.last_insert_id = Some(ok.last_insert_id);
@@ -136,7 +151,33 @@ impl Recorded {
             set_bit(&mut self.pins, pin::TRANSACTION, reply.status & status::IN_TRANS != 0);
             set_bit(&mut self.pins, pin::AUTOCOMMIT_OFF, reply.status & status::AUTOCOMMIT == 0);
         }
-        set_bit(&mut self.pins, pin::WARNINGS, reply.warnings > 0);
+        if reply.warnings > 0 || reply.error.is_some() {
+            // SHOW WARNINGS / SHOW ERRORS next read them on this connection.
+            self.pins |= pin::WARNINGS;
+        }
+    }
+
+    /// A statement (COM_QUERY, COM_STMT_EXECUTE) with effects `fx` starts. One that only
+    /// reads the last statement's diagnostics leaves them where they are (and keeps them
+    /// there: `replayed`, they were just put back on a borrowed connection); any other is
+    /// about to replace them, so they keep the connection no longer.
+    pub fn statement_begins(&mut self, fx: &Effects, replayed: bool) {
+        if !fx.previous.keeps_diagnostics {
+            self.pins &= !pin::WARNINGS;
+        } else if replayed {
+            self.pins |= pin::WARNINGS;
+        }
+    }
+
+    /// Whether the server, not corelay, answers session function `f` now: the session
+    /// keeps the connection that holds the value (`FOUND_ROWS()` after
+    /// SQL_CALC_FOUND_ROWS; `LAST_INSERT_ID()` after `LAST_INSERT_ID(expr)` or a CALL).
+    pub fn server_answers(&self, f: Option<SessionFunction>) -> bool {
+        match f {
+            Some(SessionFunction::FoundRows) => self.pins & pin::FOUND_ROWS != 0,
+            Some(SessionFunction::LastInsertId) => self.pins & (pin::INSERT_ID | pin::ROUTINE) != 0,
+            _ => false,
+        }
     }
 
     /// The session is in `schema` now, on `conn` too (USE, COM_INIT_DB, or the server's
@@ -166,6 +207,8 @@ impl Recorded {
         self.pins &= pin::NO_MULTIPLEX;
         self.last_insert_id = 0;
         self.row_count = -1;
+        self.found_rows = 0;
+        self.warned = None;
     }
 
     /// The connection died, and with it what the session held there (a `dbconnect` pin
@@ -286,6 +329,7 @@ mod tests {
 
     fn run(r: &mut Recorded, sql: &str, reply: &Scanner, conn: &mut State) {
         let fx = analyse(sql.as_bytes());
+        r.statement_begins(&fx, false);
         r.apply_statement(&fx, reply, crate::router::classify::classify(sql.as_bytes()), Some(conn));
         r.apply_reply(reply, Some(conn));
     }
@@ -306,7 +350,7 @@ mod tests {
         run(&mut r, "LOCK TABLES t WRITE", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
         assert_eq!(r.pins, pin::LOCK_TABLES);
         run(&mut r, "UNLOCK TABLES", &err(), &mut c);
-        assert_eq!(r.pins, pin::LOCK_TABLES, "a failed UNLOCK leaves the tables locked");
+        assert_eq!(r.pins, pin::LOCK_TABLES | pin::WARNINGS, "a failed UNLOCK leaves the tables locked");
         run(&mut r, "UNLOCK TABLES", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
         assert!(!r.pinned());
     }
@@ -351,7 +395,7 @@ mod tests {
         assert!(!r.pinned(), "tracked variables are replayed, not pinned");
         run(&mut r, "SET time_zone = '+01:00'; SELECT * FROM missing", &err(), &mut c);
         assert_eq!(r.vars.get("time_zone"), None, "not recorded: the batch failed");
-        assert_eq!(r.pins, pin::UNKNOWN_SET, "part of the batch may have run");
+        assert_eq!(r.pins, pin::UNKNOWN_SET | pin::WARNINGS, "part of the batch may have run");
     }
 
     #[test]
@@ -360,8 +404,12 @@ mod tests {
         run(&mut r, "SELECT 1/0", &ok(0, 0, AUTOCOMMIT, 1), &mut c);
         assert_eq!(r.pins, pin::WARNINGS);
         assert!(r.pinned() && !r.holds_open_state());
+        r.statement_begins(&analyse(b"SHOW WARNINGS"), false);
+        assert_eq!(r.pins, pin::WARNINGS, "reading them leaves them");
         run(&mut r, "SELECT 1", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
         assert!(!r.pinned());
+        run(&mut r, "SELECT * FROM missing", &err(), &mut c);
+        assert_eq!(r.pins, pin::WARNINGS, "an error is read with SHOW ERRORS");
     }
 
     #[test]

@@ -362,7 +362,10 @@ impl Corelay {
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.join("corelay.log")).unwrap();
         let (admin_port, metrics_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_corelay"))
+        // CORELAY_TEST_BINARY runs the suite against another build (an older one, to see
+        // a test fail without the change it covers).
+        let binary = std::env::var_os("CORELAY_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_corelay").into());
+        let child = Command::new(binary)
             .arg("--config")
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -48,6 +48,15 @@ pub fn recognise(text: &[u8]) -> Option<Local> {
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// Whether a statement corelay could answer goes to the server all the same (see
+    /// [`super::recorded::Recorded::server_answers`]).
+    pub(in crate::session) fn server_answers(&self, local: &Local) -> bool {
+        match local {
+            Local::SessionFunction(f, _) => self.recorded.server_answers(Some(*f)),
+            _ => false,
+        }
+    }
+
     /// Answers a statement corelay recognised as its own (`seq`: the reply's sequence id).
     pub(in crate::session) async fn answer_local(&mut self, seq: u8, local: Local) -> Step {
         match local {

@@ -18,6 +18,8 @@ pub enum SessionFunction {
     LastInsertId,
     ConnectionId,
     RowCount,
+    /// Answered here unless the session pinned its connection for it (SQL_CALC_FOUND_ROWS).
+    FoundRows,
 }
 
 /// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID(),
@@ -28,6 +30,9 @@ pub fn session_function_query(sql: &[u8]) -> Option<(SessionFunction, String)> {
     }
     if let Some(name) = function_query(sql, b"ROW_COUNT") {
         return Some((SessionFunction::RowCount, name));
+    }
+    if let Some(name) = function_query(sql, b"FOUND_ROWS") {
+        return Some((SessionFunction::FoundRows, name));
     }
     function_query(sql, b"CONNECTION_ID").map(|n| (SessionFunction::ConnectionId, n))
 }
@@ -95,9 +100,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             SessionFunction::LastInsertId => BigInt::Unsigned(self.recorded.last_insert_id),
             SessionFunction::ConnectionId => BigInt::Unsigned(u64::from(self.conn_id)),
             SessionFunction::RowCount => BigInt::Signed(self.recorded.row_count),
+            SessionFunction::FoundRows => BigInt::Signed(i64::try_from(self.recorded.found_rows).unwrap_or(i64::MAX)),
         };
-        // This SELECT is now the session's last statement.
+        // This SELECT (of one row) is now the session's last statement.
         self.recorded.row_count = -1;
+        self.recorded.found_rows = 1;
         write_single_bigint(&mut self.out, seq, name, value, deprecate, flags, binary);
         Ok(self.flush().await?)
     }

@@ -1,0 +1,314 @@
+//! A session through corelay behaves as on a direct connection: what it leaves on a backend
+//! connection stays with it (never reaching the next session served there), KILL reaches
+//! it from any shard but only from its own user, and a user with `multiplex = false` keeps
+//! one connection of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Value};
+
+/// One shard and at most two backend connections, as db user `db_user` (of this test
+/// alone): a session that gives its connection back gives it to the next one asking.
+fn two_connections(db_user: &str) -> Corelay {
+    let cfg = config_as_db_user(db_user, "pool_wait_timeout_ms = 3000")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 2");
+    Corelay::start(&cfg, "thread", 1)
+}
+
+fn first_i64(conn: &mut Conn, sql: &str) -> Option<i64> {
+    conn.query_first::<Option<i64>, _>(sql).unwrap().flatten()
+}
+
+/// Each case: what session A does, then what session B (borrowing from the same small
+/// pool, so it gets A's connection if A gave it back) reads, and what it must read as on a
+/// direct connection: none of A's state. Before the statement analysis knew these forms,
+/// A gave its connection back holding the state, and B read it.
+#[test]
+fn state_left_by_less_common_statements_stays_with_its_session() {
+    let c = two_connections("tp_state");
+    let mut setup = c.connect("app", "app_pw").unwrap();
+    setup
+        .query_drop(
+            "CREATE OR REPLACE TABLE tp_t (a INT); CREATE OR REPLACE SEQUENCE tp_seq; \
+             CREATE OR REPLACE PROCEDURE tp_proc() BEGIN SET @tp_v = 7; CREATE TEMPORARY TABLE tp_tmp (a INT); END",
+        )
+        .unwrap();
+    drop(setup);
+    let big = "x".repeat(17 << 20);
+    let cases: Vec<(&str, Vec<String>, &str, Option<i64>)> = vec![
+        ("CALL", vec!["CALL tp_proc()".into()], "SELECT @tp_v", None),
+        ("CALL temporary table", vec!["CALL tp_proc()".into()], "SELECT COUNT(*) FROM tp_tmp", Some(-1146)),
+        (
+            "SET STATEMENT ... FOR",
+            vec!["SET STATEMENT max_statement_time = 10 FOR CREATE TEMPORARY TABLE tp_tmp (a INT)".into()],
+            "SELECT COUNT(*) FROM tp_tmp",
+            Some(-1146),
+        ),
+        (
+            "GET_LOCK over rows",
+            vec![
+                "SELECT GET_LOCK(CONCAT('tp_l', seq), 0) FROM seq_1_to_2".into(),
+                "SELECT RELEASE_LOCK('tp_l1')".into(),
+            ],
+            "SELECT GET_LOCK('tp_l2', 0)",
+            Some(0),
+        ),
+        (
+            "release of a lock not held",
+            vec!["SELECT GET_LOCK('tp_u', 0)".into(), "SELECT RELEASE_LOCK('tp_not_held')".into()],
+            "SELECT GET_LOCK('tp_u', 0)",
+            Some(0),
+        ),
+        ("NEXTVAL", vec!["SELECT NEXTVAL(tp_seq)".into()], "SELECT LASTVAL(tp_seq)", None),
+        (
+            "NEXT VALUE FOR",
+            vec!["INSERT INTO tp_t VALUES (NEXT VALUE FOR tp_seq)".into()],
+            "SELECT PREVIOUS VALUE FOR tp_seq",
+            None,
+        ),
+        (
+            "FLUSH TABLES WITH READ LOCK",
+            vec!["FLUSH TABLES WITH READ LOCK".into()],
+            "SET STATEMENT lock_wait_timeout = 1 FOR INSERT INTO tp_t VALUES (1)",
+            Some(-1205),
+        ),
+        (
+            "a statement of 16 MiB and more",
+            vec![format!("SELECT LENGTH('{big}') INTO @tp_big")],
+            "SELECT @tp_big",
+            None,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, a_does, b_reads, want) in cases {
+        let mut a = c.connect("app", "app_pw").unwrap();
+        if let Some(e) = a_does.iter().find_map(|sql| a.query_drop(sql).err()) {
+            wrong.push(format!("{name}: A failed: {e}"));
+            continue;
+        }
+        let mut b = c.connect("app", "app_pw").unwrap();
+        let got = match b.query_first::<Option<i64>, _>(b_reads) {
+            Ok(v) => v.flatten(),
+            Err(e) => err_code(&e).map(|c| -i64::from(c)),
+        };
+        if got != want {
+            wrong.push(format!("{name}: B read {got:?} (negative: an error code), as direct {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// `LOAD DATA ... (@v) SET c = @v` leaves @v set on the connection.
+#[test]
+fn load_data_variables_stay_with_their_session() {
+    let c = two_connections("tp_load");
+    let opts = c
+        .opts("app", "app_pw", Some(DB_NAME))
+        .local_infile_handler(Some(mysql::LocalInfileHandler::new(|_, w| std::io::Write::write_all(w, b"5\n6\n"))));
+    let mut a = Conn::new(opts).unwrap();
+    a.query_drop("CREATE OR REPLACE TABLE tp_load (a INT)").unwrap();
+    a.query_drop("LOAD DATA LOCAL INFILE 'rows' INTO TABLE tp_load (@tp_lv) SET a = @tp_lv * 10").unwrap();
+    assert_eq!(first_i64(&mut a, "SELECT @tp_lv"), Some(6));
+    let mut b = c.connect("app", "app_pw").unwrap();
+    assert_eq!(first_i64(&mut b, "SELECT @tp_lv"), None, "B read A's variable");
+    assert_eq!(first_i64(&mut a, "SELECT SUM(a) FROM tp_load"), Some(110));
+}
+
+/// The binary protocol keeps a session's state as the text protocol does, while another
+/// session uses the same backend connection between its statements.
+#[test]
+fn prepared_statements_see_their_sessions_state_between_other_sessions() {
+    let cfg = config_as_db_user("tp_ps", "pool_wait_timeout_ms = 3000")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 2");
+    let c = Corelay::start(&cfg, "thread", 1);
+    let db = shared_mariadb();
+    let mut direct = db.root().unwrap();
+    direct.query_drop(format!("USE {DB_NAME}")).unwrap();
+    direct
+        .query_drop(
+            "CREATE OR REPLACE TABLE tp_ps1 (f1 INT, f2 INT); INSERT INTO tp_ps1 VALUES (1, 1), (2, 2), (3, 3); \
+             CREATE OR REPLACE TABLE tp_cs (a VARCHAR(10) CHARACTER SET utf8mb4); INSERT INTO tp_cs VALUES ('x')",
+        )
+        .unwrap();
+    let mut a = c.connect("app", "app_pw").unwrap();
+    let mut other = c.connect("app", "app_pw").unwrap();
+
+    // A user variable assigned inside a prepared DELETE.
+    direct.query_drop("CREATE OR REPLACE TABLE tp_ps1d AS SELECT * FROM tp_ps1").unwrap();
+    direct.exec_drop("DELETE FROM tp_ps1d WHERE (@tp_a := f1) ORDER BY f1 LIMIT 1", ()).unwrap();
+    let want = first_i64(&mut direct, "SELECT @tp_a");
+    a.exec_drop("DELETE FROM tp_ps1 WHERE (@tp_a := f1) ORDER BY f1 LIMIT 1", ()).unwrap();
+    other.query_drop("SELECT 1").unwrap();
+    assert!(want.is_some());
+    assert_eq!(first_i64(&mut a, "SELECT @tp_a"), want);
+    assert_eq!(first_i64(&mut other, "SELECT @tp_a"), None);
+
+    // Warnings of a prepared statement (1052, ambiguous GROUP BY column), read next.
+    let sql = "SELECT f1 AS f2 FROM tp_ps1 GROUP BY f2";
+    let _: Vec<i64> = direct.exec(sql, ()).unwrap();
+    let want: Vec<(String, u32, String)> = direct.query("SHOW WARNINGS").unwrap();
+    let _: Vec<i64> = a.exec(sql, ()).unwrap();
+    other.query_drop("SELECT 1").unwrap();
+    let got: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").unwrap();
+    assert_eq!(want.len(), 1);
+    assert_eq!(got, want);
+
+    // The session's character set, set in text, applies to its prepared statements.
+    for conn in [&mut direct, &mut a] {
+        conn.query_drop("SET NAMES swe7").unwrap();
+    }
+    other.query_drop("SELECT 1").unwrap();
+    let sql = "SELECT CONCAT(a, 'é') FROM tp_cs";
+    let want = direct.exec::<Value, _, _>(sql, ()).map_err(|e| err_code(&e));
+    let got = a.exec::<Value, _, _>(sql, ()).map_err(|e| err_code(&e));
+    assert_eq!(want, Err(Some(1267)));
+    assert_eq!(got, want);
+
+    // Optimizer settings apply to a prepared EXPLAIN.
+    for conn in [&mut direct, &mut a] {
+        conn.query_drop("SET NAMES utf8mb4, join_cache_level = 0, optimizer_switch = 'index_merge=off'").unwrap();
+    }
+    other.query_drop("SELECT 1").unwrap();
+    let sql = "EXPLAIN SELECT * FROM tp_ps1 x JOIN tp_ps1 y ON x.f1 = y.f2";
+    let want: Vec<mysql::Row> = direct.exec(sql, ()).unwrap();
+    let got: Vec<mysql::Row> = a.exec(sql, ()).unwrap();
+    let extra =
+        |rows: &[mysql::Row]| rows.iter().map(|r| r.get::<Option<String>, _>("Extra").flatten()).collect::<Vec<_>>();
+    assert_eq!(extra(&got), extra(&want));
+    assert!(!extra(&got).iter().flatten().any(|e| e.contains("join buffer")), "{:?}", extra(&got));
+}
+
+/// A SLEEP(30) in session A, and session B on another shard: B's `KILL QUERY <A's id>`
+/// ends the statement within seconds, 20 times in a row, with four shards in either worker
+/// mode; KILL CONNECTION ends A before its next command; another product user gets 1095.
+fn kill_from_another_shard(mode: &str) {
+    let users = [TestUser::default(), TestUser { name: "other", password: "other_pw", ..TestUser::default() }];
+    let c = Corelay::start(&config_for(shared_mariadb().addr(), &users, ""), mode, 4);
+    let mut root = shared_mariadb().root().unwrap();
+    let shard_of = |id: u64| id >> 24;
+    let mut slowest = Duration::ZERO;
+    for round in 0..20 {
+        let mut a = c.connect("app", "app_pw").unwrap();
+        let a_id: u64 = a.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+        let mut b = (0..64)
+            .map(|_| c.connect("app", "app_pw").unwrap())
+            .find_map(|mut b| {
+                let id: u64 = b.query_first("SELECT CONNECTION_ID()").unwrap().unwrap();
+                (shard_of(id) != shard_of(a_id)).then_some(b)
+            })
+            .expect("a session on another shard");
+        let tag = format!("/* tp_kill_{mode}_{round} */");
+        let sleeper = {
+            let tag = tag.clone();
+            std::thread::spawn(move || {
+                let r = a.query_drop(format!("SELECT {tag} SLEEP(30)"));
+                (a, r, Instant::now())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n: Option<i64> = root
+                .query_first(format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT {tag}%'"
+                ))
+                .unwrap();
+            if n == Some(1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the SLEEP never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let killed_at = Instant::now();
+        b.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+        let (mut a, r, ended) = sleeper.join().unwrap();
+        let took = ended.duration_since(killed_at);
+        slowest = slowest.max(took);
+        match r {
+            Ok(()) => {}
+            Err(e) => assert_eq!(err_code(&e), Some(1317), "round {round}: {e}"),
+        }
+        assert!(took < Duration::from_secs(10), "round {round}: KILL QUERY took {took:?}");
+        assert_alive(&mut a);
+        if round == 19 {
+            let mut other = c.connect("other", "other_pw").unwrap();
+            let e = other.query_drop(format!("KILL QUERY {a_id}")).unwrap_err();
+            assert_eq!(err_code(&e), Some(1095), "{e}");
+            assert_alive(&mut a);
+            b.query_drop(format!("KILL {a_id}")).unwrap();
+            let e = a.query_drop("SELECT 1").unwrap_err();
+            assert_eq!(err_code(&e), Some(1927), "{e}");
+        }
+    }
+    eprintln!("{mode}: slowest KILL QUERY across shards took {slowest:?}");
+    let e = root.query_drop("SELECT 1").map(|_| ());
+    assert!(e.is_ok());
+}
+
+#[test]
+fn kill_query_reaches_a_session_of_another_shard_thread_mode() {
+    kill_from_another_shard("thread");
+}
+
+#[test]
+fn kill_query_reaches_a_session_of_another_shard_fork_mode() {
+    kill_from_another_shard("fork");
+}
+
+/// A user with `multiplex = false` keeps one backend connection of its own for the
+/// session's life: its connection's counters are its own, and the connection ends with it.
+#[test]
+fn a_user_without_multiplexing_keeps_one_connection_of_its_own() {
+    let db_user = "tp_solo";
+    let cfg = config_as_db_user(db_user, "pool_wait_timeout_ms = 3000")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 4")
+        .replace("allow = [", "multiplex = false\nallow = [");
+    let c = Corelay::start(&cfg, "thread", 1);
+    let count = |root: &mut Conn| -> i64 {
+        root.query_first(format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{db_user}'"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let mut root = shared_mariadb().root().unwrap();
+    let mut a = c.connect("app", "app_pw").unwrap();
+    let thread = |conn: &mut Conn| -> i64 {
+        conn.query_first("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT ID FROM%'")
+            .unwrap()
+            .unwrap()
+    };
+    let first = thread(&mut a);
+    let mut b = c.connect("app", "app_pw").unwrap();
+    let b_thread = thread(&mut b);
+    assert_ne!(first, b_thread, "two sessions share a connection");
+    for _ in 0..5 {
+        b.query_drop("SELECT 1").unwrap();
+        assert_eq!(thread(&mut a), first, "the session moved to another connection");
+    }
+    // The session's own counters, as on a direct connection: a fresh connection has run
+    // only this session's statements.
+    let questions = |conn: &mut Conn| -> i64 {
+        let row: (String, String) = conn.query_first("SHOW SESSION STATUS LIKE 'Com_select'").unwrap().unwrap();
+        row.1.parse().unwrap()
+    };
+    let mut deltas = Vec::new();
+    for conn in [&mut root, &mut a] {
+        let before = questions(conn);
+        conn.query_drop("SELECT 1").unwrap();
+        conn.exec_drop("SELECT ?", (2,)).unwrap();
+        b.query_drop("SELECT 3").unwrap();
+        deltas.push(questions(conn) - before);
+    }
+    assert_eq!(deltas[1], deltas[0], "another session's statements counted on this connection");
+    assert_eq!(count(&mut root), 2);
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&mut root) != 1 {
+        assert!(Instant::now() < deadline, "the session's connection outlived it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut a2 = c.connect("app", "app_pw").unwrap();
+    assert_ne!(thread(&mut a2), first);
+}
