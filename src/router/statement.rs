@@ -129,7 +129,25 @@ pub struct Previous {
     /// GET DIAGNOSTICS, @@warning_count): it leaves them in place for the next one, as the
     /// server does.
     pub keeps_diagnostics: bool,
+    /// It opens a table (as far as its words tell): the server clears the previous
+    /// statement's warnings then, and only then (`SELECT 1`, `SET`, `DO` leave them).
+    pub uses_tables: bool,
 }
+
+impl Previous {
+    /// Whether the statement replaces what SHOW WARNINGS would list (it may add its own
+    /// warnings without that).
+    pub fn clears_diagnostics(&self) -> bool {
+        self.uses_tables && !self.keeps_diagnostics
+    }
+}
+
+/// Words that say a statement opens a table.
+const TABLE_WORDS: &[&str] = &[
+    "FROM", "UPDATE", "INSERT", "DELETE", "REPLACE", "JOIN", "TABLE", "TABLES", "CREATE", "ALTER", "DROP", "TRUNCATE",
+    "RENAME", "LOAD", "CALL", "HANDLER", "ANALYZE", "OPTIMIZE", "CHECK", "REPAIR", "DESC", "DESCRIBE", "EXPLAIN",
+    "SHOW",
+];
 
 /// Words and system variables that refer to the connection's previous statement.
 const PREVIOUS_STATEMENT: &[&str] = &[
@@ -223,6 +241,9 @@ pub fn analyse(sql: &[u8]) -> Effects {
                 None => {}
             }
             anywhere(prev, t, &mut fx);
+            if !fx.previous.uses_tables && opens_table(prev, t) {
+                fx.previous.uses_tables = true;
+            }
             diagnostics_var |= matches!(t, Token::SysVar(w) if [&b"warning_count"[..], b"error_count"]
                 .iter()
                 .any(|n| w.rsplit(|&b| b == b'.').next().is_some_and(|x| x.eq_ignore_ascii_case(n))));
@@ -247,6 +268,15 @@ pub fn analyse(sql: &[u8]) -> Effects {
             return fx;
         }
     }
+}
+
+/// Whether token `t` (after `prev`) says the statement opens a table: a table word, but not
+/// `FROM DUAL` (judged at DUAL: FROM alone is taken as a table).
+fn opens_table(prev: [Option<Token<'_>>; 2], t: Token<'_>) -> bool {
+    if prev[1].is_some_and(|p| p.is_word("FROM")) {
+        return !t.is_word("DUAL");
+    }
+    !t.is_word("FROM") && TABLE_WORDS.iter().any(|w| t.is_word(w))
 }
 
 /// Whether a statement (by its first keywords; `diagnostics_var`: it names @@warning_count

@@ -83,17 +83,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             text.extend_from_slice(b"(SELECT 1 FROM information_schema.COLLATIONS LIMIT 0)");
         }
         let Some(b) = self.held.conn.as_mut() else { return };
-        let mut ok = true;
+        // One round trip: the DO, the pipelined read run again, and, since both leave
+        // ROW_COUNT() at -1, a ping when the session's last command left it at 0.
+        let mut packets = Vec::with_capacity(text.len() + 2 * HEADER_LEN + 1 + warned.map_or(0, <[u8]>::len));
+        let mut expect = Vec::with_capacity(3);
         if text.len() > 1 {
-            let mut packet = Vec::with_capacity(text.len() + HEADER_LEN);
-            write_packet(&mut packet, 0, &text);
-            ok = b.exchange(&packet, &[Expect::ResultSets], &mut self.held.buf).await.is_ok();
-            if ok && sync {
-                b.state.last_insert_id = Some(n);
-            }
+            write_packet(&mut packets, 0, &text);
+            expect.push(Expect::ResultSets);
         }
-        if let (true, true, Some(w)) = (ok, fresh, warned) {
-            ok = b.exchange(w, &[Expect::ResultSets], &mut self.held.buf).await.is_ok();
+        if let (true, Some(w)) = (fresh, warned) {
+            packets.extend_from_slice(w);
+            expect.push(Expect::ResultSets);
+        }
+        if expect.is_empty() {
+            return;
+        }
+        if self.recorded.row_count == 0 {
+            write_packet(&mut packets, 0, &[cmd::PING]);
+            expect.push(Expect::Single);
+        }
+        let ok = b.exchange(&packets, &expect, &mut self.held.buf).await.is_ok();
+        if ok && sync {
+            b.state.last_insert_id = Some(n);
         }
         if !ok {
             self.drop_backend();

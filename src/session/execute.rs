@@ -129,7 +129,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// kept whole in the client buffer and sent again if its connection dies before
     /// replying ([`super::retry`]), as text reads are.
     pub(super) async fn stmt_execute(&mut self, h: Header) -> Step {
-        let warned = self.recorded.warned.take();
         let reply_seq = h.seq.wrapping_add(1);
         let idle = self.idle_timeout();
         let head = HEADER_LEN + h.len.min(10);
@@ -157,6 +156,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let sql = st.sql.clone();
             self.cmd.trace.keep_sql(&sql, log.sql_max_chars);
         }
+        let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
         self.route_statement(class, None);
         let retryable = self.retryable(&fx, h);

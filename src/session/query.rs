@@ -21,7 +21,6 @@ use crate::status::Slot;
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// COM_QUERY with header `h` (its command byte is buffered).
     pub(super) async fn query(&mut self, h: Header) -> Step {
-        let warned = self.recorded.warned.take();
         let reply_seq = h.seq.wrapping_add(1);
         if !h.continued() {
             let idle = self.idle_timeout();
@@ -49,6 +48,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;
         }
+        let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
         let hint = classify::hint(text);
         self.route_statement(class, hint);

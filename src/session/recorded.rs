@@ -157,14 +157,25 @@ impl Recorded {
         }
     }
 
-    /// A statement (COM_QUERY, COM_STMT_EXECUTE) with effects `fx` starts. One that only
-    /// reads the last statement's diagnostics leaves them where they are (and keeps them
-    /// there: `replayed`, they were just put back on a borrowed connection); any other is
-    /// about to replace them, so they keep the connection no longer.
+    /// The pipelined read whose warnings a statement with effects `fx` may need run again
+    /// first (see [`Recorded::warned`]): kept for later unless the statement clears them.
+    pub fn warned_before(&mut self, fx: &Effects) -> Option<Vec<u8>> {
+        if fx.previous.clears_diagnostics() {
+            self.warned.take()
+        } else {
+            self.warned.clone()
+        }
+    }
+
+    /// A statement (COM_QUERY, COM_STMT_EXECUTE) with effects `fx` starts. One that opens a
+    /// table is about to replace the last statement's warnings, so they keep the
+    /// connection no longer; one that only reads them keeps them there (`replayed`: they
+    /// were just put back on a borrowed connection); any other leaves them (and replaces
+    /// them only if it has warnings of its own: `apply_reply`).
     pub fn statement_begins(&mut self, fx: &Effects, replayed: bool) {
-        if !fx.previous.keeps_diagnostics {
+        if fx.previous.clears_diagnostics() {
             self.pins &= !pin::WARNINGS;
-        } else if replayed {
+        } else if replayed && fx.previous.keeps_diagnostics {
             self.pins |= pin::WARNINGS;
         }
     }
@@ -399,14 +410,18 @@ mod tests {
     }
 
     #[test]
-    fn warnings_keep_the_connection_for_the_next_command_only() {
+    fn warnings_keep_the_connection_until_a_statement_that_opens_a_table() {
         let (mut r, mut c) = (Recorded::default(), State::default());
         run(&mut r, "SELECT 1/0", &ok(0, 0, AUTOCOMMIT, 1), &mut c);
         assert_eq!(r.pins, pin::WARNINGS);
         assert!(r.pinned() && !r.holds_open_state());
         r.statement_begins(&analyse(b"SHOW WARNINGS"), false);
         assert_eq!(r.pins, pin::WARNINGS, "reading them leaves them");
-        run(&mut r, "SELECT 1", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+        for sql in ["SELECT 1", "SET @@sql_mode = ''", "DO 1", "SELECT 2 FROM DUAL"] {
+            run(&mut r, sql, &ok(0, 0, AUTOCOMMIT, 0), &mut c);
+            assert_eq!(r.pins, pin::WARNINGS, "{sql} leaves them, as on the server");
+        }
+        run(&mut r, "SELECT a FROM t", &ok(0, 0, AUTOCOMMIT, 0), &mut c);
         assert!(!r.pinned());
         run(&mut r, "SELECT * FROM missing", &err(), &mut c);
         assert_eq!(r.pins, pin::WARNINGS, "an error is read with SHOW ERRORS");
