@@ -136,12 +136,14 @@ def value(v):
 
 
 def localise(sql, db):
-    """Scripts name the schemas corelay_test and conformance_other and the locks lk1 and
-    lk2; each run uses its own (locks are server-wide), so that runs may go side by side."""
+    """Scripts name the schemas corelay_test and conformance_other, the locks lk1 and lk2
+    and the XA transaction x1; each run uses its own (locks and XA ids are server-wide), so
+    that runs may go side by side."""
     return (
         sql.replace("corelay_test", db)
         .replace("conformance_other", f"{db}_other")
         .replace("'lk", f"'{db}_lk")
+        .replace("'x1'", f"'{db}_x1'")
     )
 
 

@@ -1086,8 +1086,8 @@ SHOW SESSION STATUS LIKE 'Com_select'
 SELECT 1
 SHOW SESSION STATUS LIKE 'Com_select'
 
-== SET GLOBAL seen by the session
+== SET GLOBAL and the session
 @multiplexed-differs
-SET GLOBAL div_precision_increment = 4
-SELECT @@session.div_precision_increment
-SET GLOBAL div_precision_increment = DEFAULT
+SET GLOBAL max_sort_length = 1000
+SELECT @@session.max_sort_length, @@global.max_sort_length
+SET GLOBAL max_sort_length = DEFAULT
