@@ -24,15 +24,21 @@ fn one_session(port: u16, i: usize, n: usize) -> Result<(), String> {
     let mut c = Conn::new(client_opts(port, "app", "app_pw", Some(DB_NAME))).map_err(|e| format!("connect: {e}"))?;
     let q = |c: &mut Conn, sql: &str| c.query_drop(sql).map_err(|e| format!("{sql}: {e}"));
     // The leak check: what a new session must find.
-    let seen: Option<(Option<i64>, String, String, i64)> = c
-        .query_first("SELECT @soak_v, @@time_zone, @@sql_mode = @@global.sql_mode, IS_FREE_LOCK('soak_lock')")
+    let seen: Option<(Option<i64>, String, String, String)> = c
+        .query_first(
+            "SELECT @soak_v, @@time_zone, @@sql_mode = @@global.sql_mode, \
+             @@sql_select_limit = @@global.sql_select_limit",
+        )
         .map_err(|e| format!("leak check: {e}"))?;
     match seen {
-        Some((None, tz, same_mode, _)) if tz == "SYSTEM" && same_mode == "1" => {}
+        Some((None, tz, same_mode, same_limit)) if tz == "SYSTEM" && same_mode == "1" && same_limit == "1" => {}
         other => return Err(format!("session {i}-{n} started with another session's state: {other:?}")),
     }
-    let zone = format!("+{:02}:{:02}", i % 12, n % 60);
-    q(&mut c, &format!("SET time_zone = '{zone}', sql_mode = 'ANSI_QUOTES'"))?;
+    // A value of this session alone. (Not a time zone: MariaDB 10.11 caches offset time
+    // zones so that, once '+07:23' was set on the server, SET time_zone = '+05:07' on any
+    // connection reads back '+07:23'; direct too.)
+    let limit = (100_000 + i * 1000 + n % 1000) as i64;
+    q(&mut c, &format!("SET sql_select_limit = {limit}, sql_mode = 'ANSI_QUOTES', time_zone = '+02:00'"))?;
     let pins = !i.is_multiple_of(3);
     if pins {
         // Creating the temporary table fails if a leaked one is still there.
@@ -43,10 +49,10 @@ fn one_session(port: u16, i: usize, n: usize) -> Result<(), String> {
             c.exec_drop("DO GET_LOCK(?, 0)", ("soak_lock",)).map_err(|e| format!("GET_LOCK: {e}"))?;
         }
     }
-    let stmt = c.prep("SELECT @@time_zone, @soak_v, ? + 1").map_err(|e| format!("prepare: {e}"))?;
+    let stmt = c.prep("SELECT @@sql_select_limit, @soak_v, ? + 1").map_err(|e| format!("prepare: {e}"))?;
     for k in 0..3i64 {
-        let row: Option<(String, Option<i64>, i64)> = c.exec_first(&stmt, (k,)).map_err(|e| format!("execute: {e}"))?;
-        let want = (zone.clone(), pins.then_some(i as i64), k + 1);
+        let row: Option<(i64, Option<i64>, i64)> = c.exec_first(&stmt, (k,)).map_err(|e| format!("execute: {e}"))?;
+        let want = (limit, pins.then_some(i as i64), k + 1);
         if row.as_ref() != Some(&want) {
             return Err(format!("session {i}-{n} read {row:?}, its own state is {want:?}"));
         }
