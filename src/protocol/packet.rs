@@ -67,6 +67,22 @@ pub fn write_packet(out: &mut Vec<u8>, seq: u8, payload: &[u8]) -> u8 {
     }
 }
 
+/// Appends a command packet (sequence 0): the command byte, then `body` (a statement's
+/// text, a schema name, ...).
+pub fn write_command(out: &mut Vec<u8>, command: u8, body: &[u8]) {
+    if body.len() + 1 < MAX_PAYLOAD {
+        // (A payload of exactly MAX_PAYLOAD needs the empty packet after it: write_packet.)
+        write_header(out, body.len() + 1, 0);
+        out.push(command);
+        out.extend_from_slice(body);
+    } else {
+        let mut payload = Vec::with_capacity(body.len() + 1);
+        payload.push(command);
+        payload.extend_from_slice(body);
+        write_packet(out, 0, &payload);
+    }
+}
+
 /// Starts a packet in `out` whose header is filled in by [`finish_packet`]; for small
 /// packets the proxy builds itself (OK, ERR, handshake, result sets).
 pub fn begin_packet(out: &mut Vec<u8>) -> usize {
@@ -206,6 +222,22 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_packet_is_the_command_byte_then_the_body_at_any_size() {
+        let mut small = Vec::new();
+        write_command(&mut small, 3, b"SELECT 1");
+        assert_eq!(small, b"\x09\x00\x00\x00\x03SELECT 1");
+        for len in [MAX_PAYLOAD - 1, MAX_PAYLOAD, MAX_PAYLOAD + 5] {
+            let body = vec![b'x'; len];
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            write_command(&mut got, 3, &body);
+            let mut payload = vec![3];
+            payload.extend_from_slice(&body);
+            write_packet(&mut want, 0, &payload);
+            assert!(got == want, "body of {len} bytes");
+        }
+    }
 
     #[test]
     fn header_roundtrip() {

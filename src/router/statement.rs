@@ -41,11 +41,9 @@ pub mod pin {
     pub const UNANALYSED: u32 = 1 << 18;
     /// The user's `multiplex = false`: one connection for the session's life.
     pub const NO_MULTIPLEX: u32 = 1 << 19;
-    /// The server's session tracking reported a change the analysis did not predict.
-    pub const SERVER_STATE: u32 = 1 << 20;
     /// `LAST_INSERT_ID(expr)` set the connection's value where the reply does not show it:
     /// until a reply reports an insert id, the server answers `LAST_INSERT_ID()`.
-    pub const INSERT_ID: u32 = 1 << 21;
+    pub const INSERT_ID: u32 = 1 << 20;
 
     /// Pins that belong to the session rather than to state on its connection: they
     /// survive the connection's loss.
@@ -53,7 +51,7 @@ pub mod pin {
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 22] = [
+        const ALL: [(u32, &str); 21] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -74,7 +72,6 @@ pub mod pin {
             (SEQUENCE, "sequence value"),
             (UNANALYSED, "statement too large to analyse"),
             (NO_MULTIPLEX, "multiplex = false"),
-            (SERVER_STATE, "state reported by the server"),
             (INSERT_ID, "LAST_INSERT_ID(expr)"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()

@@ -20,7 +20,7 @@ use crate::backend::Backend;
 use crate::net::{Connector, Transport};
 use crate::protocol::code::{self, Code};
 use crate::protocol::err::ErrPacket;
-use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
+use crate::protocol::packet::{write_command, write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{command as cmd, status};
 use crate::router::classify::{classify, hint};
@@ -97,10 +97,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(Ok(c.id));
         }
         let mut req = Vec::with_capacity(sql.len() + 5);
-        let mut p = Vec::with_capacity(sql.len() + 1);
-        p.push(cmd::STMT_PREPARE);
-        p.extend_from_slice(&sql);
-        write_packet(&mut req, 0, &p);
+        write_command(&mut req, cmd::STMT_PREPARE, &sql);
         let reply = match b.exchange(&req, &[Expect::Prepare], &mut self.held.buf).await {
             Ok(mut r) => r.remove(0),
             Err(e) => {
@@ -203,11 +200,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     // SHOW WARNINGS next would run on another connection: keep the
                     // statement's text to run there first (its warnings are the same).
                     if let Some(st) = self.recorded.stmts.map.get(&id) {
-                        let mut text = Vec::with_capacity(st.sql.len() + 1);
-                        text.push(cmd::QUERY);
-                        text.extend_from_slice(&st.sql);
-                        let mut packet = Vec::with_capacity(text.len() + HEADER_LEN);
-                        write_packet(&mut packet, 0, &text);
+                        let mut packet = Vec::with_capacity(st.sql.len() + HEADER_LEN + 1);
+                        write_command(&mut packet, cmd::QUERY, &st.sql);
                         self.recorded.warned = Some(packet);
                     }
                 }

@@ -17,7 +17,7 @@ use crate::net::{Buffer, Connector, Transport};
 use crate::pool::Take;
 use crate::protocol::code;
 use crate::protocol::err::ErrPacket;
-use crate::protocol::packet::write_packet;
+use crate::protocol::packet::write_command;
 use crate::protocol::scanner::Expect;
 use crate::protocol::{caps, command};
 use crate::router::statement::pin;
@@ -335,16 +335,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let mut expects = Vec::new();
         let want_schema = mine.schema.is_some() && b.state.schema != mine.schema;
         if let (true, Some(schema)) = (want_schema, &mine.schema) {
-            let mut p = vec![command::INIT_DB];
-            p.extend_from_slice(schema.as_bytes());
-            write_packet(&mut req, 0, &p);
+            write_command(&mut req, command::INIT_DB, schema.as_bytes());
             expects.push(Expect::Single);
         }
         let set_sql = mine.vars.replay_sql(&b.state.vars, b.charset_name, b.server_version.contains("MariaDB"));
         if let Some(sql) = &set_sql {
-            let mut p = vec![command::QUERY];
-            p.extend_from_slice(sql.as_bytes());
-            write_packet(&mut req, 0, &p);
+            write_command(&mut req, command::QUERY, sql.as_bytes());
             expects.push(Expect::ResultSets);
         }
         if expects.is_empty() {

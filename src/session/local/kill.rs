@@ -14,7 +14,7 @@ use super::super::Session;
 use crate::net::{Connector, Transport};
 use crate::protocol::code;
 use crate::protocol::command as cmd;
-use crate::protocol::packet::write_packet;
+use crate::protocol::packet::write_command;
 use crate::protocol::scanner::Expect;
 use crate::router::lexer::{Lexer, Token};
 use crate::status::mailbox::{self, KillRequest, Verdict};
@@ -122,9 +122,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         let sql = format!("KILL {}{thread}", if query_only { "QUERY " } else { "" });
         let mut req = Vec::new();
-        let mut p = vec![cmd::QUERY];
-        p.extend_from_slice(sql.as_bytes());
-        write_packet(&mut req, 0, &p);
+        write_command(&mut req, cmd::QUERY, sql.as_bytes());
         let result = match self.held.conn.as_mut() {
             Some(b) => b.exchange(&req, &[Expect::ResultSets], &mut self.held.buf).await,
             None => return Ok(()),
