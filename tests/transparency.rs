@@ -19,6 +19,14 @@ fn two_connections(db_user: &str) -> Corelay {
     Corelay::start(&cfg, "thread", 1)
 }
 
+/// [`two_connections`] where reads too go to the borrowed connection, not to a shared
+/// pipelined one: the next session's read runs where the last session's statement did.
+fn two_connections_unpiped(db_user: &str) -> Corelay {
+    let cfg = config_as_db_user(db_user, "pool_wait_timeout_ms = 3000\npipeline_depth = 0")
+        .replace("connect_timeout_ms = 1000", "connect_timeout_ms = 1000\nmax_connections = 2");
+    Corelay::start(&cfg, "thread", 1)
+}
+
 fn first_i64(conn: &mut Conn, sql: &str) -> Option<i64> {
     conn.query_first::<Option<i64>, _>(sql).unwrap().flatten()
 }
@@ -311,4 +319,117 @@ fn a_user_without_multiplexing_keeps_one_connection_of_its_own() {
     }
     let mut a2 = c.connect("app", "app_pw").unwrap();
     assert_ne!(thread(&mut a2), first);
+}
+
+/// One counter of the admin port's SHOW STATS (0 when it has not counted yet).
+fn stat(c: &Corelay, name: &str) -> u64 {
+    let (ok, out, err) = mariadb_cli(c.admin_port, "admin", "admin_pw", "SHOW STATS\n");
+    assert!(ok, "{err}");
+    lines(&out).iter().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+/// A stored function sets a user variable: nothing in `DO f()` says so, but the server's
+/// session tracking does. The session keeps its connection (and the variable), the next
+/// session never sees it, and the pin is counted. Before session tracking was on for every
+/// backend connection, B read 42.
+#[test]
+fn a_state_change_only_the_server_saw_keeps_the_connection() {
+    let c = two_connections_unpiped("tp_unforeseen");
+    let mut a = c.connect("app", "app_pw").unwrap();
+    a.query_drop(
+        "CREATE OR REPLACE FUNCTION tp_leaky() RETURNS INT DETERMINISTIC BEGIN SET @tp_leak = 42; RETURN 1; END",
+    )
+    .unwrap();
+    a.query_drop("DO tp_leaky()").unwrap();
+    let mut b = c.connect("app", "app_pw").unwrap();
+    assert_eq!(first_i64(&mut b, "SELECT @tp_leak"), None, "B read A's variable");
+    assert_eq!(first_i64(&mut a, "SELECT @tp_leak"), Some(42), "A lost its variable");
+    assert!(stat(&c, "pins_unpredicted_state_change") >= 1, "the pin is not counted");
+}
+
+/// A variable is replayed with the value the server reports for it: the whole of
+/// `optimizer_switch` after two partial SETs (replaying the last text lost the first), and
+/// the value of an expression, in text and in a prepared statement (which kept the
+/// connection before). A's connection goes back to the pool, B takes it and holds it, and
+/// A's next statement runs on the other one (which another session held meanwhile).
+#[test]
+fn variables_are_replayed_with_the_values_the_server_reports() {
+    let c = two_connections_unpiped("tp_values");
+    // Holds one of the two connections while A works on the other.
+    let mut hold = c.connect("app", "app_pw").unwrap();
+    hold.query_drop("BEGIN").unwrap();
+    let mut a = c.connect("app", "app_pw").unwrap();
+    a.query_drop("SET optimizer_switch = 'index_merge=off'").unwrap();
+    a.query_drop("SET optimizer_switch = 'mrr=on'").unwrap();
+    a.query_drop("SET lc_time_names = CONCAT('de', '_DE')").unwrap();
+    a.exec_drop("SET time_zone = ?", ("+03:00",)).unwrap();
+    // (CONNECTION_ID() alone is the session's id; in an expression, the server's.)
+    let before = first_i64(&mut a, "SELECT CONNECTION_ID() + 0");
+    let mut b = c.connect("app", "app_pw").unwrap();
+    b.query_drop("BEGIN").unwrap();
+    assert_eq!(first_i64(&mut b, "SELECT CONNECTION_ID() + 0"), before, "A kept its connection");
+    hold.query_drop("COMMIT").unwrap();
+    let row: (i64, i64, String, String) = a
+        .query_first(
+            "SELECT CONNECTION_ID(), @@optimizer_switch LIKE 'index_merge=off,%mrr=on,%', @@lc_time_names, @@time_zone",
+        )
+        .unwrap()
+        .unwrap();
+    assert_ne!(Some(row.0), before, "A did not move");
+    assert_eq!((row.1, row.2.as_str(), row.3.as_str()), (1, "de_DE", "+03:00"));
+    let row: (i64, String) =
+        b.query_first("SELECT @@optimizer_switch LIKE 'index_merge=on,%mrr=off,%', @@lc_time_names").unwrap().unwrap();
+    assert_eq!(row, (1, "en_US".to_string()), "B has A's settings");
+    b.query_drop("COMMIT").unwrap();
+}
+
+/// Every backend connection tracks all session state, but a client is told only what a
+/// direct connection would tell it: nothing without CLIENT_SESSION_TRACK, and what the
+/// server's default trackers report with it. OK packets (status flags and session-state
+/// information) and EOF status flags are compared byte for byte with a direct connection.
+/// (`SET STATEMENT` with a tracked variable comes last: when MariaDB reports the restored
+/// value depends on the trackers in force, a difference the README lists.)
+#[test]
+fn clients_are_told_of_session_state_as_on_a_direct_connection() {
+    let c = two_connections("tp_okview");
+    let direct = shared_mariadb().addr().port();
+    let script = format!(
+        r#"
+import pymysql, pymysql.protocol as P
+from pymysql.constants import CLIENT
+seen = []
+orig = P.EOFPacketWrapper.__init__
+def eof(self, packet):
+    orig(self, packet)
+    seen.append(("eof", self.server_status))
+P.EOFPacketWrapper.__init__ = eof
+stmts = ["SET time_zone = '+01:00'", "USE mysql", "USE {db}", "SET @tp_a = 1", "SET sql_mode = 'ANSI'",
+         "SET autocommit = 0", "SET autocommit = 1", "SET wait_timeout = 100", "SET lc_time_names = CONCAT('de', '_DE')",
+         "SET @@session.time_zone = @@global.time_zone", "SET STATEMENT sql_select_limit = 1 FOR SELECT 1",
+         "CREATE TEMPORARY TABLE tp_okv (a INT)", "PREPARE s FROM 'SELECT 1'", "DEALLOCATE PREPARE s", "SELECT 1",
+         "SET STATEMENT time_zone = '+02:00' FOR SELECT 1"]
+def run(port, user, password, flag):
+    seen.clear()
+    c = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password, database="{db}",
+                        client_flag=flag, autocommit=True)
+    cur = c.cursor()
+    for s in stmts:
+        cur.execute(s)
+        seen.append((s, c._result.server_status, c._result.message))
+    c.close()
+    return list(seen)
+for flag in (0, CLIENT.SESSION_TRACK):
+    d = run({direct}, "tp_okview", "{pw}", flag)
+    p = run({port}, "app", "app_pw", flag)
+    print(flag, "same" if d == p else "differ")
+    for x, y in zip(d, p):
+        if x != y:
+            print("  direct", x, "\n  proxy ", y)
+"#,
+        db = DB_NAME,
+        pw = DB_PASSWORD,
+        port = c.port,
+    );
+    let out = python(&script);
+    assert_eq!(lines(&out).iter().filter(|l| l.ends_with(" same")).count(), 2, "{out}");
 }

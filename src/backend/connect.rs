@@ -6,14 +6,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::rc::Rc;
+
 use super::{Backend, BackendError, Key, State, StmtCache, MAX_PACKET};
 use crate::net::{read_packet, Buffer, Connector, PacketReadError, Transport};
 use crate::protocol::auth;
 use crate::protocol::caps;
 use crate::protocol::err::ErrPacket;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse};
-use crate::protocol::packet::write_packet;
-use crate::protocol::ProtocolError;
+use crate::protocol::ok::Trackers;
+use crate::protocol::packet::{write_command, write_packet, Reader};
+use crate::protocol::{command, ProtocolError};
 
 /// Who to log in as and how.
 #[derive(Debug, Clone)]
@@ -51,6 +54,11 @@ pub async fn connect<N: Connector>(
     response.write(&mut out, 1);
     exchange.write(&mut stream, &out).await?;
     exchange.authenticate(&mut stream, login).await?;
+    let trackers = if capabilities & caps::SESSION_TRACK != 0 {
+        Some(exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?)
+    } else {
+        None
+    };
     Ok(Backend {
         stream,
         addr,
@@ -64,15 +72,23 @@ pub async fn connect<N: Connector>(
         uses: 0,
         idle_since: Instant::now(),
         reply_timeout: login.reply_timeout,
+        tracks_all: trackers.is_some(),
+        trackers: Rc::new(trackers.unwrap_or_default()),
     })
 }
+
+/// What corelay asks every backend connection's session tracking to report: every system
+/// variable a statement sets, the schema, and any other state change.
+pub const TRACK_ALL: &str =
+    "session_track_system_variables = '*', session_track_schema = ON, session_track_state_change = ON";
 
 /// The handshake response to `greeting`: the capabilities corelay needs and the client's
 /// result-shaping ones, and a proof for the server's plugin (or native, which the server
 /// will switch from).
 fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeResponse {
-    let mut capabilities =
-        (caps::BACKEND_REQUIRED | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
+    // Session tracking always: the server's word on what a statement changed.
+    let mut capabilities = (caps::BACKEND_REQUIRED | caps::SESSION_TRACK | (login.client_caps & caps::RESULT_SHAPING))
+        & greeting.capabilities;
     // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
     capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
     let mut plugin = greeting.auth_plugin.clone();
@@ -125,6 +141,47 @@ impl Exchange<'_> {
             Ok(err) => BackendError::Refused { addr: self.addr, err },
             Err(source) => BackendError::Protocol { addr: self.addr, source },
         }
+    }
+
+    /// After the login, in one round trip: reads the connection's session-tracking settings
+    /// (the server's defaults, what a direct client is told of) and turns tracking on for
+    /// everything. A server without these variables keeps its defaults.
+    async fn track_everything<T: Transport>(
+        &mut self,
+        stream: &mut T,
+        deprecate_eof: bool,
+    ) -> Result<Trackers, BackendError> {
+        let mut out = Vec::with_capacity(256);
+        write_command(
+            &mut out,
+            command::QUERY,
+            b"SELECT @@session_track_system_variables, @@session_track_schema, @@session_track_state_change",
+        );
+        write_command(&mut out, command::QUERY, format!("SET {TRACK_ALL}").as_bytes());
+        self.write(stream, &out).await?;
+        let addr = self.addr;
+        let malformed = |what| BackendError::Protocol { addr, source: ProtocolError::Malformed(what) };
+        // The SELECT: column count, definitions, (EOF,) one row, terminator; or ERR.
+        let (_, first) = self.read(stream).await?;
+        let mut defaults = None;
+        if first.first() != Some(&0xFF) {
+            let columns = Reader::new(&first).lenenc_int("column count").map_err(|_| malformed("bad column count"))?;
+            for _ in 0..columns + u64::from(!deprecate_eof) {
+                self.read(stream).await?;
+            }
+            let (_, row) = self.read(stream).await?;
+            let mut r = Reader::new(&row);
+            let mut value = || r.lenenc_bytes("value").map(|v| String::from_utf8_lossy(v).into_owned());
+            if let (Ok(vars), Ok(schema), Ok(state)) = (value(), value(), value()) {
+                defaults = Some(Trackers::parse(&vars, &schema, &state));
+            }
+            self.read(stream).await?;
+        }
+        let (_, set) = self.read(stream).await?;
+        if set.first() == Some(&0xFF) {
+            tracing::debug!(server = %addr, "the server keeps its own session tracking: {:?}", self.refused(&set));
+        }
+        Ok(defaults.unwrap_or_default())
     }
 
     /// After the handshake response: answers auth switches and the caching_sha2 fast path

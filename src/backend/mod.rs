@@ -10,6 +10,7 @@ mod stmts;
 mod vars;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -17,12 +18,13 @@ use thiserror::Error;
 use crate::net::{Buffer, Transport};
 use crate::protocol::caps;
 use crate::protocol::err::ErrPacket;
+use crate::protocol::ok::Trackers;
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::ProtocolError;
-pub use connect::{connect, Login};
+pub use connect::{connect, Login, TRACK_ALL};
 pub use stmts::{CachedStmt, StmtCache};
-pub use vars::Vars;
+pub use vars::{canonical_name, is_charset_var, server_literal, Vars};
 
 /// Largest packet the proxy tells a backend it accepts.
 pub const MAX_PACKET: u32 = 1 << 30;
@@ -81,6 +83,12 @@ pub struct Backend<T> {
     pub uses: u64,
     /// When it was last returned to the pool.
     pub idle_since: Instant,
+    /// The session-state trackers a client connected directly has (the server's defaults):
+    /// what a client is told of.
+    pub trackers: Rc<Trackers>,
+    /// Session tracking reports everything on this connection ([`connect::TRACK_ALL`]);
+    /// false after COM_RESET_CONNECTION, until the next state replay turns it on again.
+    pub tracks_all: bool,
     /// Longest wait for each read of an [`Backend::exchange`] reply (the session sets it
     /// from `query_timeout_ms`); None: no limit.
     pub reply_timeout: Option<Duration>,
@@ -126,6 +134,7 @@ impl<T: Transport> Backend<T> {
     /// set not known for sure), no insert id, no prepared statements.
     pub fn after_reset(&mut self) {
         self.state.vars = Vars::after_reset();
+        self.tracks_all = false;
         self.state.last_insert_id = Some(0);
         self.stmts.clear();
     }
@@ -229,6 +238,8 @@ mod tests {
             uses: 0,
             idle_since: Instant::now(),
             reply_timeout: Some(Duration::from_millis(10)),
+            trackers: Rc::default(),
+            tracks_all: false,
         };
         let ping = [1, 0, 0, 0, crate::protocol::command::PING];
         let r = futures_lite::future::block_on(b.exchange(&ping, &[Expect::Single], &mut Buffer::new()));

@@ -18,6 +18,43 @@ fn is_charset(name: &str) -> bool {
     CHARSET_VARS.contains(&name)
 }
 
+/// Whether `name` is one of the character set variables that NAMES sets as a group.
+pub fn is_charset_var(name: &str) -> bool {
+    is_charset(name)
+}
+
+/// The name a variable is recorded under: MariaDB reports the transaction
+/// characteristics under its own names (before 11.1).
+pub fn canonical_name(name: &str) -> &str {
+    match name {
+        "tx_isolation" => "transaction_isolation",
+        "tx_read_only" => "transaction_read_only",
+        n => n,
+    }
+}
+
+/// A value as the server's session tracking reports it, written as an SQL literal that
+/// sets it again: numbers bare, anything else quoted. None for a value no literal writes
+/// the same way under every `sql_mode` (a backslash).
+pub fn server_literal(name: &str, value: &str) -> Option<String> {
+    if value.contains('\\') {
+        return None;
+    }
+    if value.is_empty() && name.starts_with("character_set_") {
+        // character_set_results = NULL reports as nothing.
+        return Some("NULL".into());
+    }
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let numeric = !digits.is_empty()
+        && digits.split_once('.').map_or(digits.bytes().all(|b| b.is_ascii_digit()), |(i, f)| {
+            !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_digit())
+        });
+    if numeric {
+        return Some(value.to_string());
+    }
+    Some(format!("'{}'", value.replace('\'', "''")))
+}
+
 /// Session variables as (name, literal value), oldest first. Equality is exact: two
 /// connections with equal `Vars` behave the same for the variables the proxy tracks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -41,6 +41,8 @@ use crate::backend::Vars;
 use crate::backend::{Backend, StmtCache};
 use crate::net::{Buffer, Transport};
 use crate::pool::Pool;
+use crate::protocol::caps;
+use crate::protocol::ok::{ClientView, Trackers};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::status;
 use crate::util::waker::WakerSlot;
@@ -171,6 +173,8 @@ impl Reply {
 struct Entry {
     reply: Rc<Reply>,
     expect: Expect,
+    /// What the reply's client is told of session-state changes (None: all of it).
+    view: Option<ClientView>,
 }
 
 #[derive(Default)]
@@ -206,7 +210,10 @@ pub struct Pipe {
     pub addr: SocketAddr,
     pub thread_id: u32,
     deprecate_eof: bool,
-    tracking: bool,
+    /// The connection's capabilities.
+    pub caps: u32,
+    /// What its session tracking would report to a client connected directly.
+    pub trackers: Rc<Trackers>,
     /// Most commands in flight at once.
     depth: usize,
     /// Commands after which the connection is retired.
@@ -229,7 +236,8 @@ impl Pipe {
             addr: b.addr,
             thread_id: b.thread_id,
             deprecate_eof: b.deprecate_eof(),
-            tracking: b.caps & crate::protocol::caps::SESSION_TRACK != 0,
+            caps: b.caps,
+            trackers: b.trackers.clone(),
             depth: depth.max(1),
             max_uses: max_uses.saturating_sub(b.uses).max(1),
             state: RefCell::new(PipeState { stmts, last_used: Some(Instant::now()), ..Default::default() }),
@@ -262,9 +270,9 @@ impl Pipe {
         RefMut::map(self.state.borrow_mut(), |s| &mut s.stmts)
     }
 
-    /// Queues a complete command packet whose reply goes to `reply`. On a pipe that has
-    /// closed meanwhile, the reply fails at once (nothing was sent).
-    pub fn submit(&self, command: &[u8], expect: Expect, reply: &Rc<Reply>) {
+    /// Queues a complete command packet whose reply goes to `reply`, rewritten for `view`.
+    /// On a pipe that has closed meanwhile, the reply fails at once (nothing was sent).
+    pub fn submit(&self, command: &[u8], expect: Expect, reply: &Rc<Reply>, view: Option<ClientView>) {
         reply.reset();
         let mut st = self.state.borrow_mut();
         if let Some(why) = &st.closed {
@@ -275,7 +283,7 @@ impl Pipe {
             st.front_since = Some(Instant::now());
         }
         st.out.extend_from_slice(command);
-        st.inflight.push_back(Entry { reply: reply.clone(), expect });
+        st.inflight.push_back(Entry { reply: reply.clone(), expect, view });
         st.served += 1;
         if st.served >= self.max_uses {
             st.retiring = true;
@@ -344,15 +352,22 @@ impl Pipe {
             };
             let reply = front.reply.clone();
             let expect = front.expect;
+            let view = front.view.clone();
             if !reply.abandoned.get() && reply.bytes.borrow().len() >= REPLY_BUFFER_LIMIT {
                 return Ok(true);
             }
-            let sc =
-                scanner.get_or_insert_with(|| Scanner::new(expect, self.deprecate_eof).tracking_session(self.tracking));
+            let tracking = self.caps & caps::SESSION_TRACK != 0;
+            let sc = scanner.get_or_insert_with(|| {
+                Scanner::new(expect, self.deprecate_eof).tracking_session(tracking).client_view(view)
+            });
             let (n, progress) = sc.feed(rbuf.filled()).map_err(|e| format!("malformed reply: {e}"))?;
             if n > 0 {
                 if !reply.abandoned.get() {
-                    reply.bytes.borrow_mut().extend_from_slice(&rbuf.filled()[..n]);
+                    let fed = &rbuf.filled()[..n];
+                    match sc.edited(fed) {
+                        Some(edited) => reply.bytes.borrow_mut().extend_from_slice(&edited),
+                        None => reply.bytes.borrow_mut().extend_from_slice(fed),
+                    }
                 }
                 rbuf.consume(n);
                 reply.at_boundary.set(sc.at_boundary());

@@ -78,7 +78,8 @@ pub mod caps {
 
     /// Client flags that change the shape or meaning of results. A backend connection must
     /// be opened with the same values the client negotiated, because its replies are
-    /// forwarded byte for byte.
+    /// forwarded byte for byte. (SESSION_TRACK is not one: every backend connection has
+    /// it, and what a client did not ask for is taken out of the OK packets.)
     pub const RESULT_SHAPING: u32 = FOUND_ROWS
         | IGNORE_SPACE
         | LOCAL_FILES
@@ -86,7 +87,6 @@ pub mod caps {
         | MULTI_STATEMENTS
         | MULTI_RESULTS
         | PS_MULTI_RESULTS
-        | SESSION_TRACK
         | DEPRECATE_EOF;
 
     /// Flags the proxy always asks a backend for.

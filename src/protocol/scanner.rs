@@ -7,7 +7,7 @@
 //! results of any size, including rows of 16 MiB and more.
 
 use super::err::ErrPacket;
-use super::ok::{session_changes, OkPacket, SessionChanges};
+use super::ok::{rewrite_ok, session_changes, ClientView, OkPacket, SessionChanges};
 use super::packet::{Header, Reader, HEADER_LEN, MAX_PAYLOAD};
 use super::{status, ProtocolError};
 
@@ -79,6 +79,14 @@ pub struct Scanner {
     session_track: bool,
     /// What the server's session tracking reported, merged over the response.
     pub changes: SessionChanges,
+    /// Rewrite OK and EOF packets to what a client with this view would have got from the
+    /// server (see [`ClientView`]).
+    view: Option<ClientView>,
+    /// Where the packet being examined starts in the bytes of this [`Scanner::feed`].
+    packet_at: usize,
+    /// Packets of this feed to replace: (where the original starts, the replacement with
+    /// its header).
+    edits: Vec<(usize, Vec<u8>)>,
 }
 
 impl Scanner {
@@ -104,7 +112,42 @@ impl Scanner {
             warnings: 0,
             session_track: false,
             changes: SessionChanges::default(),
+            view: None,
+            packet_at: 0,
+            edits: Vec::new(),
         }
+    }
+
+    /// Rewrites the session-state information of OK and EOF packets for a client with
+    /// `view` (None: forward them as they are). [`Scanner::edited`] gives the bytes then.
+    pub fn client_view(mut self, view: Option<ClientView>) -> Scanner {
+        self.view = view;
+        self
+    }
+
+    /// The bytes the last [`Scanner::feed`] accounted for (`fed`, its first `n` bytes) as
+    /// the client must get them, when a packet among them was rewritten.
+    pub fn edited(&mut self, fed: &[u8]) -> Option<Vec<u8>> {
+        if self.edits.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(fed.len());
+        let mut from = 0;
+        for (at, packet) in self.edits.drain(..) {
+            let original = Header::parse(&fed[at..]).map_or(0, |h| h.total());
+            out.extend_from_slice(&fed[from..at]);
+            out.extend_from_slice(&packet);
+            from = at + original;
+        }
+        out.extend_from_slice(&fed[from..]);
+        Some(out)
+    }
+
+    /// Replaces the packet being examined with `payload`.
+    fn replace_packet(&mut self, payload: &[u8]) {
+        let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
+        crate::protocol::packet::write_packet(&mut packet, self.last_seq, payload);
+        self.edits.push((self.packet_at, packet));
     }
 
     /// Also reads session-state changes from OK packets (the connection negotiated
@@ -121,11 +164,21 @@ impl Scanner {
         if self.session_track && ok.status & status::SESSION_STATE_CHANGED != 0 {
             // A malformed block is ignored: the OK itself was fine.
             if let Ok(c) = session_changes(payload) {
-                if c.schema.is_some() {
-                    self.changes.schema = c.schema;
-                }
-                self.changes.state_changed |= c.state_changed;
+                self.changes.merge(c);
             }
+            if let Some(new) = self.view.as_ref().and_then(|v| rewrite_ok(payload, v)) {
+                self.replace_packet(&new);
+            }
+        }
+    }
+
+    /// An EOF's status flags as the client must see them (see [`ClientView::eof_flag`]).
+    fn saw_eof_status(&mut self, payload: &[u8], flags: u16) {
+        let keep = self.view.as_ref().is_none_or(|v| v.eof_flag);
+        if flags & status::SESSION_STATE_CHANGED != 0 && !keep && payload.len() >= 5 {
+            let mut new = payload.to_vec();
+            new[3..5].copy_from_slice(&(flags & !status::SESSION_STATE_CHANGED).to_le_bytes());
+            self.replace_packet(&new);
         }
     }
 
@@ -163,6 +216,7 @@ impl Scanner {
     /// of it belong to the response so far, and what to do next. Bytes past the returned
     /// count are an incomplete packet head that must be fed again with more data.
     pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, Progress), ProtocolError> {
+        self.edits.clear();
         let mut used = 0;
         loop {
             if self.skip > 0 {
@@ -195,6 +249,7 @@ impl Scanner {
                 return Ok((used, Progress::More));
             }
             let whole = &buf[used + HEADER_LEN..used + HEADER_LEN + h.len.min(avail)];
+            self.packet_at = used;
             let progress = self.step(first, h.len, whole)?;
             used += HEADER_LEN;
             self.skip = h.len;
@@ -218,6 +273,8 @@ impl Scanner {
         }
         match self.state {
             State::First | State::ColumnsEof | State::PrepareFirst => true,
+            // An OK is read whole: its session-state information may need rewriting.
+            State::Single => first == 0x00,
             State::Rows => first == 0xFE && self.is_terminator(len),
             _ => false,
         }
@@ -241,7 +298,9 @@ impl Scanner {
             let mut r = Reader::new(payload);
             r.u8("eof marker")?;
             self.warnings = r.u16("eof warnings")?;
-            r.u16("eof status")
+            let flags = r.u16("eof status")?;
+            self.saw_eof_status(payload, flags);
+            Ok(flags)
         }
     }
 
@@ -593,13 +652,46 @@ mod tests {
     }
 
     #[test]
+    fn ok_and_eof_packets_are_rewritten_for_the_clients_view() {
+        use crate::protocol::ok::{ClientView, Trackers};
+        let view = |eof_flag| {
+            Some(ClientView { tracking_client: false, trackers: std::rc::Rc::new(Trackers::default()), eof_flag })
+        };
+        // A result set (EOF protocol) whose EOFs carry SESSION_STATE_CHANGED, then an OK
+        // with session-state information: none of it is for a client without tracking.
+        let flagged = (status::AUTOCOMMIT | status::SESSION_STATE_CHANGED).to_le_bytes();
+        let eof = [0xFE, 0, 0, flagged[0], flagged[1]];
+        let mut ok = vec![0x00, 0, 0, flagged[0], flagged[1], 0, 0];
+        ok.extend_from_slice(b"\x00\x03\x02\x011");
+        let bytes = pkts(&[&[1], b"\x03def", &eof, b"\x011", &eof]);
+        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(false));
+        let (n, progress) = s.feed(&bytes).unwrap();
+        assert_eq!((n, progress), (bytes.len(), Progress::Done));
+        let plain = [0xFE, 0, 0, status::AUTOCOMMIT as u8, 0];
+        assert_eq!(s.edited(&bytes).unwrap(), pkts(&[&[1], b"\x03def", &plain, b"\x011", &plain]));
+        // SET STATEMENT of a variable the client's trackers report: the EOF keeps its flag.
+        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(true));
+        s.feed(&bytes).unwrap();
+        assert_eq!(s.edited(&bytes), None);
+        let bytes = pkts(&[&ok]);
+        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(false));
+        s.feed(&bytes).unwrap();
+        assert!(s.changes.state_changed);
+        assert_eq!(s.edited(&bytes).unwrap(), pkts(&[&[0x00, 0, 0, status::AUTOCOMMIT as u8, 0, 0, 0]]));
+        // Without a view the bytes go as they are.
+        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true);
+        s.feed(&bytes).unwrap();
+        assert_eq!(s.edited(&bytes), None);
+    }
+
+    #[test]
     fn session_state_changes_are_read() {
         // OK with SESSION_STATE_CHANGED: schema "shop" and a state change.
         let mut p = vec![0x00, 0, 0];
         p.extend_from_slice(&(status::AUTOCOMMIT | status::SESSION_STATE_CHANGED).to_le_bytes());
         p.extend_from_slice(&[0, 0]);
         p.push(0); // empty info
-        let block: Vec<u8> = [&[1u8, 5, 4][..], b"shop", &[2, 2, 1], b"1", &[0, 4, 1], b"a", &[1], b"b"].concat();
+        let block: Vec<u8> = [&[1u8, 5, 4][..], b"shop", &[2, 1], b"1", &[0, 4, 1], b"a", &[1], b"b"].concat();
         p.push(block.len() as u8);
         p.extend_from_slice(&block);
         let c = session_changes(&p).unwrap();

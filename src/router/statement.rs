@@ -44,6 +44,9 @@ pub mod pin {
     /// `LAST_INSERT_ID(expr)` set the connection's value where the reply does not show it:
     /// until a reply reports an insert id, the server answers `LAST_INSERT_ID()`.
     pub const INSERT_ID: u32 = 1 << 20;
+    /// The server's session tracking reported a state change the statement's analysis did
+    /// not foresee (a function's side effect, say): the session keeps what it holds.
+    pub const UNPREDICTED: u32 = 1 << 21;
 
     /// Pins that belong to the session rather than to state on its connection: they
     /// survive the connection's loss.
@@ -51,7 +54,7 @@ pub mod pin {
 
     /// Names for logs and status.
     pub fn names(bits: u32) -> Vec<&'static str> {
-        const ALL: [(u32, &str); 21] = [
+        const ALL: [(u32, &str); 22] = [
             (USER_VARIABLES, "user variables"),
             (TEMPORARY_TABLE, "temporary table"),
             (LOCK_TABLES, "LOCK TABLES"),
@@ -73,6 +76,7 @@ pub mod pin {
             (UNANALYSED, "statement too large to analyse"),
             (NO_MULTIPLEX, "multiplex = false"),
             (INSERT_ID, "LAST_INSERT_ID(expr)"),
+            (UNPREDICTED, "unpredicted state change"),
         ];
         ALL.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
     }
@@ -106,6 +110,15 @@ pub struct Effects {
     /// The last statement is a SELECT: the rows it returns are what `FOUND_ROWS()` says
     /// next (SHOW and the rest leave that alone).
     pub selects: bool,
+    /// The variables of `SET STATEMENT ... FOR`, lower case (the server reports their
+    /// change on the result's EOF).
+    pub statement_vars: Vec<String>,
+    /// It sets the session's own `session_track_*` variables: the client's settings rule
+    /// what its connection reports from then on.
+    pub sets_trackers: bool,
+    /// Session variables set to an expression: replayable with the value the server's
+    /// session tracking reports for them, pinned without one.
+    pub server_values: Vec<String>,
 }
 
 /// What a statement reads of, or leaves on, its connection's record of the previous
@@ -172,6 +185,18 @@ impl Effects {
         self.pin &= !bit;
     }
 
+    /// Whether the statement is expected to change session state (what makes the server's
+    /// "state changed" no surprise).
+    pub fn changes_state(&self) -> bool {
+        self.pin != 0
+            || self.unpin != 0
+            || !self.assignments.is_empty()
+            || !self.server_values.is_empty()
+            || self.use_schema.is_some()
+            || self.sets_trackers
+            || !self.statement_vars.is_empty()
+    }
+
     /// Whether a statement of `class` with these effects may share a connection with other
     /// sessions' statements, sent back to back (see [`crate::pool::pipe`]): reads that leave
     /// nothing behind on the connection and read nothing a previous statement left there.
@@ -181,6 +206,7 @@ impl Effects {
             && self.pin == 0
             && self.unpin == 0
             && self.assignments.is_empty()
+            && self.server_values.is_empty()
             && self.use_schema.is_none()
             && !self.previous.bound
     }
@@ -208,6 +234,11 @@ const NOT_REPLAYABLE: &[&str] = &[
     "error_count",
     "profiling",
 ];
+
+/// Whether session variable `name` (lower case) can be replayed on another connection.
+pub fn replayable(name: &str) -> bool {
+    !NOT_REPLAYABLE.contains(&name) && !name.starts_with("session_track")
+}
 
 /// Analyses a COM_QUERY text in one pass over its tokens. It allocates only for SET
 /// statements (whose tokens it collects) and for what it reports.
@@ -330,6 +361,13 @@ fn leading(head: &[Option<Token<'_>>; 4], set: Option<&[Token<'_>]>, fx: &mut Ef
 /// the one statement; the statement after FOR has its usual effects.
 fn set_statement_for(t: &[Token<'_>], fx: &mut Effects) {
     let Some(at) = t.iter().position(|x| x.is_word("FOR")) else { return };
+    for part in split_top_level(&t[1..at]) {
+        if let Some(Token::Word(n) | Token::SysVar(n)) = part.first() {
+            let n = String::from_utf8_lossy(n).to_ascii_lowercase();
+            let name = n.rsplit('.').next().unwrap_or(&n).to_string();
+            fx.statement_vars.push(name);
+        }
+    }
     let inner = &t[at + 1..];
     let mut head: [Option<Token<'_>>; 4] = [None; 4];
     for (slot, tok) in head.iter_mut().zip(inner) {
@@ -421,13 +459,17 @@ fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
     let mut assignments = Vec::new();
     // SET [scope] TRANSACTION ... uses commas between its own characteristics.
     let is_transaction = t.iter().take(2).any(|x| x.is_word("TRANSACTION"));
-    let parts: Vec<&[Token<'_>]> =
-        if is_transaction { vec![t] } else { t.split(|x| *x == Token::Punct(b',')).collect() };
+    let parts: Vec<&[Token<'_>]> = if is_transaction { vec![t] } else { split_top_level(t) };
     for part in parts {
         match assignment(part, &mut scope) {
             Parsed::Tracked(a) => assignments.extend(a),
             Parsed::NoEffect => {}
             Parsed::UserVariable => fx.pin(pin::USER_VARIABLES),
+            Parsed::Trackers => {
+                fx.sets_trackers = true;
+                fx.pin(pin::UNKNOWN_SET);
+            }
+            Parsed::ServerValue(name) => fx.server_values.push(name),
             Parsed::Unknown => {
                 fx.pin(pin::UNKNOWN_SET);
                 return;
@@ -437,10 +479,33 @@ fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
     fx.assignments.extend(assignments);
 }
 
+/// Tokens split at the commas outside parentheses.
+fn split_top_level<'t, 'a>(t: &'t [Token<'a>]) -> Vec<&'t [Token<'a>]> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, x) in t.iter().enumerate() {
+        match x {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Punct(b',') if depth == 0 => {
+                parts.push(&t[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&t[start..]);
+    parts
+}
+
 enum Parsed {
     Tracked(Vec<Assignment>),
     NoEffect,
     UserVariable,
+    /// `session_track_*`: not replayable, and the client's own settings from then on.
+    Trackers,
+    /// A variable set to an expression: its value is what the server reports.
+    ServerValue(String),
     Unknown,
 }
 
@@ -507,7 +572,10 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
         }
         _ => return Parsed::Unknown,
     };
-    if NOT_REPLAYABLE.contains(&name.as_str()) || name.starts_with("session_track") {
+    if name.starts_with("session_track") {
+        return Parsed::Trackers;
+    }
+    if NOT_REPLAYABLE.contains(&name.as_str()) {
         return Parsed::Unknown;
     }
     let value = match value {
@@ -517,8 +585,15 @@ fn assignment(mut t: &[Token<'_>], scope: &mut Scope) -> Parsed {
     };
     match value {
         Some(v) => tracked(&name, v),
+        // An expression: the server's session tracking says what it came to.
+        None if !value_is_empty(t) => Parsed::ServerValue(name),
         None => Parsed::Unknown,
     }
+}
+
+/// Whether an assignment's tokens end at its `=` (nothing to evaluate).
+fn value_is_empty(t: &[Token<'_>]) -> bool {
+    t.last().is_some_and(|x| *x == Token::Punct(b'='))
 }
 
 fn tracked(name: &str, value: String) -> Parsed {
@@ -627,16 +702,44 @@ mod tests {
     #[test]
     fn untracked_sets_pin() {
         for sql in [
-            "SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')",
             "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
             "SET session_track_schema = ON",
             "SET insert_id = 5",
+            "SET insert_id = 2 + 3",
             "SET ROLE admin",
-            "SET time_zone = @tz",
+            "SET NAMES @cs",
             "SET x",
+            "SET time_zone =",
         ] {
             assert_eq!(analyse(sql.as_bytes()).pin & pin::UNKNOWN_SET, pin::UNKNOWN_SET, "{sql}");
         }
+        assert!(analyse(b"SET session_track_schema = ON").sets_trackers);
+    }
+
+    #[test]
+    fn a_variable_set_to_an_expression_waits_for_the_servers_value() {
+        let cases: &[(&str, &[&str])] = &[
+            ("SET sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')", &["sql_mode"]),
+            ("SET time_zone = @tz", &["time_zone"]),
+            ("SET SESSION wait_timeout = 10 * 6, @@session.sql_mode = ?", &["wait_timeout", "sql_mode"]),
+        ];
+        for (sql, want) in cases {
+            let fx = analyse(sql.as_bytes());
+            assert_eq!(fx.pin, 0, "{sql}: pinned by {:?}", pin::names(fx.pin));
+            assert_eq!(fx.server_values, *want, "{sql}");
+            assert!(fx.changes_state() && !fx.pipelinable(Class::Read), "{sql}");
+        }
+        // A literal among them is recorded as written until the server says more.
+        let fx = analyse(b"SET lc_time_names = 'de_DE', time_zone = @tz");
+        assert_eq!(fx.assignments, vec![Assignment { name: "lc_time_names".into(), value: "'de_DE'".into() }]);
+        assert_eq!(fx.server_values, vec!["time_zone".to_string()]);
+    }
+
+    #[test]
+    fn set_statement_names_its_variables() {
+        let fx = analyse(b"SET STATEMENT max_statement_time = 10, @@session.time_zone = '+01:00' FOR SELECT 1");
+        assert_eq!(fx.statement_vars, vec!["max_statement_time".to_string(), "time_zone".to_string()]);
+        assert!(fx.assignments.is_empty());
     }
 
     #[test]

@@ -20,12 +20,22 @@ pub(super) struct CommandContext {
     pub started: Option<Instant>,
     /// The session's pins before it (the pins it started are counted).
     pub pins_before: u32,
+    /// The variables of a `SET STATEMENT ... FOR` it runs (see
+    /// [`crate::protocol::ok::ClientView::eof_flag`]).
+    pub statement_vars: Vec<String>,
     pub trace: Trace,
 }
 
 impl Default for CommandContext {
     fn default() -> CommandContext {
-        CommandContext { class: Class::Other, server: None, started: None, pins_before: 0, trace: Trace::default() }
+        CommandContext {
+            class: Class::Other,
+            server: None,
+            started: None,
+            pins_before: 0,
+            statement_vars: Vec::new(),
+            trace: Trace::default(),
+        }
     }
 }
 
@@ -71,6 +81,7 @@ impl CommandContext {
         self.class = Class::Other;
         self.server = None;
         self.pins_before = pins;
+        self.statement_vars.clear();
         self.started = timed.then_some(now);
         if logged {
             self.trace.start();

@@ -153,6 +153,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let sql = st.sql.clone();
             self.cmd.trace.keep_sql(&sql, log.sql_max_chars);
         }
+        self.cmd.statement_vars.clone_from(&fx.statement_vars);
         let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
         self.route_statement(class, None);

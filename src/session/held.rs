@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::shard::ShardState;
 use super::Session;
-use crate::backend::{self, Backend, BackendError, Key, Login};
+use crate::backend::{self, Backend, BackendError, Key, Login, TRACK_ALL};
 use crate::net::{Buffer, Connector, Transport};
 use crate::pool::Take;
 use crate::protocol::code;
@@ -338,7 +338,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             write_command(&mut req, command::INIT_DB, schema.as_bytes());
             expects.push(Expect::Single);
         }
-        let set_sql = mine.vars.replay_sql(&b.state.vars, b.charset_name, b.server_version.contains("MariaDB"));
+        let mut set_sql = mine.vars.replay_sql(&b.state.vars, b.charset_name, b.server_version.contains("MariaDB"));
+        let track = !b.tracks_all && b.caps & caps::SESSION_TRACK != 0;
+        if track {
+            // COM_RESET_CONNECTION put session tracking back to the server's defaults.
+            set_sql = Some(match set_sql {
+                Some(sql) => format!("{sql}, {TRACK_ALL}"),
+                None => format!("SET {TRACK_ALL}"),
+            });
+        }
         if let Some(sql) = &set_sql {
             write_command(&mut req, command::QUERY, sql.as_bytes());
             expects.push(Expect::ResultSets);
@@ -360,6 +368,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                         return Err(AcquireError::Replay(err));
                     }
                     b.state.vars = mine.vars.clone();
+                    b.tracks_all |= track;
                 }
                 Ok(())
             }

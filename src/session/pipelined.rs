@@ -80,7 +80,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// caller. Err(Retry): the pipe failed before any reply byte reached the client.
     pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Step<Scanner> {
         let reply = self.reply.clone();
-        pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply);
+        let view = self.client_view(pipe.caps, &pipe.trackers, &[]);
+        pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply, view);
         self.piped_sent(pipe, h.total());
         self.relay_piped(pipe, h.seq).await
     }
@@ -133,15 +134,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         let reply = self.reply.clone();
         self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&server_id.to_le_bytes());
+        let view = self.client_view(pipe.caps, &pipe.trackers, &[]);
         let packet = &self.cbuf.filled()[..h.total()];
         let sent = match (inject, session_types) {
             (true, Some(types)) => {
                 let with_types = super::execute::execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, types);
-                pipe.submit(&with_types, Expect::ResultSets, &reply);
+                pipe.submit(&with_types, Expect::ResultSets, &reply, view);
                 with_types.len()
             }
             _ => {
-                pipe.submit(packet, Expect::ResultSets, &reply);
+                pipe.submit(packet, Expect::ResultSets, &reply, view);
                 packet.len()
             }
         };
@@ -178,7 +180,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let mut req = Vec::with_capacity(payload.len() + HEADER_LEN);
         write_packet(&mut req, 0, &payload);
         let reply = self.reply.clone();
-        pipe.submit(&req, Expect::Prepare, &reply);
+        pipe.submit(&req, Expect::Prepare, &reply, None);
         loop {
             match reply.state() {
                 ReplyState::Waiting => {}

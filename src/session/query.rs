@@ -48,6 +48,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;
         }
+        self.cmd.statement_vars.clone_from(&fx.statement_vars);
         let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
         let hint = classify::hint(text);

@@ -18,11 +18,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::local::SessionFunction;
-use crate::backend::{State, Vars};
+use crate::backend::{canonical_name, is_charset_var, server_literal, State, Vars};
 use crate::protocol::scanner::Scanner;
 use crate::protocol::status;
 use crate::router::classify::Class;
-use crate::router::statement::{pin, Effects};
+use crate::router::statement::{pin, replayable, Assignment, Effects};
 
 /// A session's own record of its state.
 #[derive(Debug)]
@@ -47,6 +47,9 @@ pub(super) struct Recorded {
     /// The last command, when it was a pipelined read whose reply had warnings: run again
     /// before a statement that reads them, on whatever connection that gets.
     pub warned: Option<Vec<u8>>,
+    /// The client set `session_track_*` itself: its connection reports what the client
+    /// asked for, passed on as it is.
+    pub own_trackers: bool,
 }
 
 impl Default for Recorded {
@@ -61,6 +64,7 @@ impl Default for Recorded {
             found_rows: 0,
             last_write: None,
             warned: None,
+            own_trackers: false,
         }
     }
 }
@@ -93,15 +97,16 @@ impl Recorded {
     /// A statement's effects once its reply is in (a text statement, or a prepared one
     /// with the analysis kept at PREPARE): pins, locks, assignments, schema, the row count,
     /// the time of a write. `conn`: the record of the connection it ran on, which follows.
-    pub fn apply_statement(&mut self, fx: &Effects, reply: &Scanner, class: Class, conn: Option<&mut State>) {
+    pub fn apply_statement(&mut self, fx: &Effects, reply: &Scanner, class: Class, mut conn: Option<&mut State>) {
         self.pins |= fx.pin;
-        if reply.error.is_some() && !fx.assignments.is_empty() {
+        self.own_trackers |= fx.sets_trackers;
+        if reply.error.is_some() && !(fx.assignments.is_empty() && fx.server_values.is_empty()) {
             // Part of a batch may have run: what the connection holds is not known.
             self.pins |= pin::UNKNOWN_SET;
         }
         if reply.error.is_none() {
             self.pins &= !fx.unpin;
-            if let Some(c) = conn {
+            if let Some(c) = conn.as_deref_mut() {
                 for a in &fx.assignments {
                     self.vars.set(a);
                     c.vars.set(a);
@@ -111,11 +116,55 @@ impl Recorded {
                 }
             }
         }
+        self.apply_tracked(fx, reply, conn);
         if class == Class::Write {
             self.last_write = Some(Instant::now());
         }
         self.row_count = reply.row_count();
         self.after_select(fx.selects, reply);
+    }
+
+    /// What the server's session tracking reported of a statement with effects `fx`, which
+    /// has the last word: a system variable's value as the server reports it is the one to
+    /// replay (`sql_mode = 'ansi'` is recorded as the modes it stands for, a variable set to
+    /// an expression as what it came to); a variable set to an expression that the server
+    /// did not report, or one that cannot be replayed, keeps the connection; and so does a
+    /// state change the analysis did not foresee ([`pin::UNPREDICTED`]).
+    fn apply_tracked(&mut self, fx: &Effects, reply: &Scanner, conn: Option<&mut State>) {
+        // A pipelined read holds no connection: its pipe retires after a state change.
+        let Some(c) = conn else { return };
+        let changes = &reply.changes;
+        // NAMES / CHARACTER SET are recorded as written: the server reports their parts
+        // but not the collation they set.
+        let names_written = fx.assignments.iter().any(|a| is_charset_var(&a.name));
+        let mut explained = changes.schema.is_some();
+        for (name, value) in &changes.sysvars {
+            let name = canonical_name(name);
+            if name.starts_with("session_track") || (names_written && is_charset_var(name)) {
+                explained = true;
+                continue;
+            }
+            let literal = if replayable(name) { server_literal(name, value) } else { None };
+            match literal {
+                Some(value) => {
+                    let a = Assignment { name: name.to_string(), value };
+                    self.vars.set(&a);
+                    c.vars.set(&a);
+                    explained = true;
+                }
+                // Set where the analysis saw it (pinned then) or not: the session keeps it.
+                _ if fx.changes_state() => {}
+                _ => self.pins |= pin::UNPREDICTED,
+            }
+        }
+        for name in &fx.server_values {
+            if !changes.sysvars.iter().any(|(n, _)| canonical_name(n) == canonical_name(name)) {
+                self.pins |= pin::UNKNOWN_SET;
+            }
+        }
+        if changes.state_changed && !explained && !fx.changes_state() {
+            self.pins |= pin::UNPREDICTED;
+        }
     }
 
     /// A SELECT's rows are what `FOUND_ROWS()` returns next (unless SQL_CALC_FOUND_ROWS
@@ -143,9 +192,6 @@ impl Recorded {
         }
         if let Some(schema) = &reply.changes.schema {
             self.enter_schema(schema, conn);
-        }
-        if reply.changes.state_changed {
-            self.pins |= pin::UNKNOWN_SET;
         }
         if reply.status_seen() {
             set_bit(&mut self.pins, pin::TRANSACTION, reply.status & status::IN_TRANS != 0);
@@ -220,6 +266,7 @@ impl Recorded {
         self.row_count = -1;
         self.found_rows = 0;
         self.warned = None;
+        self.own_trackers = false;
     }
 
     /// The connection died, and with it what the session held there (a `dbconnect` pin

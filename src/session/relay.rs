@@ -3,12 +3,15 @@
 //! the scanner accounts for it, in the buffer it arrived in.
 
 use std::io::ErrorKind;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::error::{Halt, SessionError, Step};
 use super::shard::Abort;
 use super::Session;
 use crate::net::{Connector, Transport};
+use crate::protocol::caps;
+use crate::protocol::ok::{ClientView, Trackers};
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::status::Slot;
@@ -38,6 +41,24 @@ impl Relay {
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
+    /// What the client is told of session-state changes on a connection with capabilities
+    /// `backend_caps` whose direct equivalent has `trackers`, for a statement that sets
+    /// `statement_vars` for its own length; None: the server's packets as they are (the
+    /// connection does not track, or the client set its own trackers).
+    pub(super) fn client_view(
+        &self,
+        backend_caps: u32,
+        trackers: &Rc<Trackers>,
+        statement_vars: &[String],
+    ) -> Option<ClientView> {
+        let tracking_client = self.caps & caps::SESSION_TRACK != 0;
+        if backend_caps & caps::SESSION_TRACK == 0 || (tracking_client && self.recorded.own_trackers) {
+            return None;
+        }
+        let eof_flag = statement_vars.iter().any(|n| trackers.tracks_var(n));
+        Some(ClientView { tracking_client, trackers: trackers.clone(), eof_flag })
+    }
+
     /// Writes bytes the proxy built (a rewritten command) to the held connection.
     pub(super) async fn send_to_backend(&mut self, bytes: &[u8], seq: u8) -> Step {
         self.held.clean = false;
@@ -160,8 +181,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         stmt_id: Option<u32>,
     ) -> Step<(Scanner, Option<(u32, u16)>)> {
         let b = self.held.conn.as_ref().ok_or(NO_CONNECTION)?;
-        let tracking = b.caps & crate::protocol::caps::SESSION_TRACK != 0;
-        let scanner = Scanner::new(expect, b.deprecate_eof()).tracking_session(tracking);
+        let tracking = b.caps & caps::SESSION_TRACK != 0;
+        let view = self.client_view(b.caps, &b.trackers, &self.cmd.statement_vars);
+        let scanner = Scanner::new(expect, b.deprecate_eof()).tracking_session(tracking).client_view(view);
         let mut relay = Relay { scanner, forwarded: false, prepared: None };
         loop {
             if !self.held.buf.is_empty() {
@@ -206,7 +228,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
         }
         // The response is half read if this fails: the connection is unusable.
-        self.client.write_all(&self.held.buf.filled()[..n]).await.map_err(SessionError::ClientGone)?;
+        let fed = &self.held.buf.filled()[..n];
+        let written = match relay.scanner.edited(fed) {
+            Some(edited) => self.client.write_all(&edited).await,
+            None => self.client.write_all(fed).await,
+        };
+        written.map_err(SessionError::ClientGone)?;
         self.held.buf.consume(n);
         self.cmd.trace.bytes += n as u64;
         relay.forwarded = true;
