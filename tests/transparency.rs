@@ -345,6 +345,34 @@ fn a_state_change_only_the_server_saw_keeps_the_connection() {
     assert_eq!(first_i64(&mut b, "SELECT @tp_leak"), None, "B read A's variable");
     assert_eq!(first_i64(&mut a, "SELECT @tp_leak"), Some(42), "A lost its variable");
     assert!(stat(&c, "pins_unpredicted_state_change") >= 1, "the pin is not counted");
+    drop((a, b));
+    // In a SELECT, with result sets that end with an OK (CLIENT_DEPRECATE_EOF, as this
+    // client asks) and with an EOF (PyMySQL), whose status flag is all it says then.
+    let mut a = c.connect("app", "app_pw").unwrap();
+    assert_eq!(first_i64(&mut a, "SELECT tp_leaky()"), Some(1));
+    let mut b = c.connect("app", "app_pw").unwrap();
+    assert_eq!(first_i64(&mut b, "SELECT @tp_leak"), None, "B read A's variable (OK-ended result)");
+    assert_eq!(first_i64(&mut a, "SELECT @tp_leak"), Some(42), "A lost its variable (OK-ended result)");
+    drop((a, b));
+    let out = python(&format!(
+        r#"
+import pymysql
+def conn():
+    return pymysql.connect(host="127.0.0.1", port={port}, user="app", password="app_pw", database="{db}", autocommit=True)
+a = conn()
+ca = a.cursor()
+ca.execute("SELECT tp_leaky()")
+b = conn()
+cb = b.cursor()
+cb.execute("SELECT @tp_leak")
+print("B", cb.fetchone()[0])
+ca.execute("SELECT @tp_leak")
+print("A", ca.fetchone()[0])
+"#,
+        port = c.port,
+        db = DB_NAME
+    ));
+    assert_eq!(lines(&out), ["B None", "A 42"], "EOF-ended result");
 }
 
 /// A variable is replayed with the value the server reports for it: the whole of
@@ -432,4 +460,23 @@ for flag in (0, CLIENT.SESSION_TRACK):
     );
     let out = python(&script);
     assert_eq!(lines(&out).iter().filter(|l| l.ends_with(" same")).count(), 2, "{out}");
+}
+
+/// A prepared statement with parameters, run on a pipelined connection, reports a warning;
+/// SHOW WARNINGS next runs on a connection of the session's own, where corelay runs the
+/// EXECUTE again first (prepared there, with its parameter types), so the warning is read
+/// as on a direct connection. Before, only parameterless statements were run again and
+/// SHOW WARNINGS came back empty.
+#[test]
+fn warnings_of_a_pipelined_execute_with_parameters_stay_readable() {
+    let c = two_connections("tp_warned");
+    let mut a = c.connect("app", "app_pw").unwrap();
+    let piped = stat(&c, "statements_pipelined");
+    let got: Option<i64> = a.exec_first("SELECT CAST(? AS SIGNED) + 0", ("12abc",)).unwrap();
+    assert_eq!(got, Some(12));
+    assert!(stat(&c, "statements_pipelined") > piped, "the EXECUTE did not go down a pipe");
+    let warnings: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1292, "{warnings:?}");
+    assert!(warnings[0].2.contains("12abc"), "{warnings:?}");
 }

@@ -173,7 +173,12 @@ impl Scanner {
     }
 
     /// An EOF's status flags as the client must see them (see [`ClientView::eof_flag`]).
+    /// SERVER_SESSION_STATE_CHANGED there is all an EOF can say of a state change (a
+    /// stored function that set a user variable, say).
     fn saw_eof_status(&mut self, payload: &[u8], flags: u16) {
+        if self.session_track && flags & status::SESSION_STATE_CHANGED != 0 {
+            self.changes.state_changed = true;
+        }
         let keep = self.view.as_ref().is_none_or(|v| v.eof_flag);
         if flags & status::SESSION_STATE_CHANGED != 0 && !keep && payload.len() >= 5 {
             let mut new = payload.to_vec();

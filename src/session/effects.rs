@@ -10,6 +10,7 @@
 
 use std::io::Write as _;
 
+use super::recorded::Warned;
 use super::Session;
 use crate::net::{Connector, Transport};
 use crate::protocol::command as cmd;
@@ -63,7 +64,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// reads LAST_INSERT_ID() and the connection may hold another value than the session's
     /// (its last user's, or one from before the session's last insert), sets it first.
     /// The replies are dropped; if this fails, the statement finds nothing.
-    pub(super) async fn replay_last_statement(&mut self, previous: Previous, held: bool, warned: Option<&[u8]>) {
+    pub(super) async fn replay_last_statement(&mut self, previous: Previous, held: bool, warned: Option<&Warned>) {
         let fresh = !held;
         let n = self.recorded.last_insert_id;
         let sync = previous.reads_insert_id
@@ -82,17 +83,37 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             text.extend_from_slice(if sync { b", " } else { b"DO " });
             text.extend_from_slice(b"(SELECT 1 FROM information_schema.COLLATIONS LIMIT 0)");
         }
-        let Some(b) = self.held.conn.as_mut() else { return };
+        // The pipelined read run again: a text command as it is; an EXECUTE on the
+        // statement as this connection has it prepared (which may take a round trip).
+        let again = match (fresh, warned) {
+            (true, Some(Warned::Text(packet))) => Some(packet.clone()),
+            (true, Some(Warned::Execute { id, payload })) => match self.prepared_on_backend(*id).await {
+                Ok(Ok(server_id)) if payload.len() >= 5 => {
+                    let mut p = payload.clone();
+                    p[1..5].copy_from_slice(&server_id.to_le_bytes());
+                    let mut packet = Vec::with_capacity(p.len() + HEADER_LEN);
+                    write_packet(&mut packet, 0, &p);
+                    Some(packet)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(b) = self.held.conn.as_mut() else {
+            // Preparing it there failed and took the connection with it.
+            let _ = self.ensure_routed().await;
+            return;
+        };
         // One round trip: the DO, the pipelined read run again, and, since both leave
         // ROW_COUNT() at -1, a ping when the session's last command left it at 0.
-        let mut packets = Vec::with_capacity(text.len() + 2 * HEADER_LEN + 1 + warned.map_or(0, <[u8]>::len));
+        let mut packets = Vec::with_capacity(text.len() + 2 * HEADER_LEN + 1 + again.as_ref().map_or(0, Vec::len));
         let mut expect = Vec::with_capacity(3);
         if text.len() > 1 {
             write_packet(&mut packets, 0, &text);
             expect.push(Expect::ResultSets);
         }
-        if let (true, Some(w)) = (fresh, warned) {
-            packets.extend_from_slice(w);
+        if let Some(packet) = &again {
+            packets.extend_from_slice(packet);
             expect.push(Expect::ResultSets);
         }
         if expect.is_empty() {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use super::error::{Halt, SessionError, Step};
 use super::local;
-use super::recorded::{stmt_hash, Stmt};
+use super::recorded::{stmt_hash, Stmt, Warned};
 use super::relay::NO_CONNECTION;
 use super::retry::Outgoing;
 use super::Session;
@@ -88,7 +88,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Makes sure statement `id` is prepared on the held connection; returns the server's
     /// id for it, or the server's error to give the client. A connection that dies meanwhile
     /// is [`Halt::Retry`] while a retry is armed (nothing reached the client).
-    async fn prepared_on_backend(&mut self, id: u32) -> Step<Result<u32, ErrPacket>> {
+    pub(super) async fn prepared_on_backend(&mut self, id: u32) -> Step<Result<u32, ErrPacket>> {
         let cap = self.config.proxy.max_prepared_per_connection;
         let st = self.recorded.stmts.map.get(&id).ok_or(SessionError::Internal("a statement id not checked"))?;
         let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
@@ -171,7 +171,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Err(e) = self.ensure_routed().await {
             return self.refuse_command(reply_seq, e).await;
         }
-        self.replay_last_statement(fx.previous, held, warned.as_deref()).await;
+        self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let exec = Execute { h, id, params };
         let Some(reply) = self.send_statement(Outgoing::Prepared(exec), retryable).await? else {
             // The client was told why it did not run.
@@ -200,10 +200,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 if (reply.warnings > 0 || reply.error.is_some()) && params == 0 {
                     // SHOW WARNINGS next would run on another connection: keep the
                     // statement's text to run there first (its warnings are the same).
+                    // (With parameters, `execute_piped` kept the EXECUTE itself.)
                     if let Some(st) = self.recorded.stmts.map.get(&id) {
                         let mut packet = Vec::with_capacity(st.sql.len() + HEADER_LEN + 1);
                         write_command(&mut packet, cmd::QUERY, &st.sql);
-                        self.recorded.warned = Some(packet);
+                        self.recorded.warned = Some(Warned::Text(packet));
                     }
                 }
                 self.after_piped(&reply, selects);
@@ -403,14 +404,20 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 /// An EXECUTE packet (`payload` with the server's statement id already in it) with the
 /// parameter types put in after the null bitmap, for a connection that never saw them.
 pub(super) fn execute_with_types(seq: u8, payload: &[u8], flag_at: usize, types: &[u8]) -> Vec<u8> {
+    let p = with_types(payload, flag_at, types);
+    let mut out = Vec::with_capacity(p.len() + 8);
+    write_packet(&mut out, seq, &p);
+    out
+}
+
+/// An EXECUTE payload with the new-params-bound flag set and `types` after it.
+pub(super) fn with_types(payload: &[u8], flag_at: usize, types: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(payload.len() + types.len());
     p.extend_from_slice(&payload[..flag_at.min(payload.len())]);
     p.push(1);
     p.extend_from_slice(types);
     p.extend_from_slice(payload.get(flag_at + 1..).unwrap_or_default());
-    let mut out = Vec::with_capacity(p.len() + 8);
-    write_packet(&mut out, seq, &p);
-    out
+    p
 }
 
 /// Closes a statement on a connection (COM_STMT_CLOSE has no reply).

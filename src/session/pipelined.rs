@@ -12,7 +12,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::error::{Halt, SessionError, Step};
+use super::execute::with_types;
 use super::held::AcquireError;
+use super::recorded::Warned;
 use super::shard::{Abort, Presence};
 use super::Session;
 use crate::net::{Connector, Transport};
@@ -151,6 +153,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let scanner = self.relay_piped(pipe, h.seq).await;
         match scanner {
             Ok(s) => {
+                if (s.warnings > 0 || s.error.is_some()) && flag_at > 10 {
+                    // SHOW WARNINGS next would run on another connection: keep the EXECUTE
+                    // (with its parameter types) to run there first.
+                    let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
+                    let payload = match (bound, self.recorded.stmts.map.get(&id).and_then(|s| s.types.as_deref())) {
+                        (false, Some(types)) => with_types(payload, flag_at, types),
+                        _ => payload.to_vec(),
+                    };
+                    self.recorded.warned = Some(Warned::Execute { id, payload });
+                }
                 self.cbuf.consume(h.total());
                 Ok(Some(s))
             }

@@ -9,6 +9,7 @@
 
 use super::error::{Halt, SessionError, Step};
 use super::local;
+use super::recorded::Warned;
 use super::retry::Outgoing;
 use super::Session;
 use crate::net::{Connector, Transport};
@@ -61,7 +62,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Err(e) = self.ensure_routed().await {
             return self.refuse_command(reply_seq, e).await;
         }
-        self.replay_last_statement(fx.previous, held, warned.as_deref()).await;
+        self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let retryable = self.retryable(&fx, h);
         let reply = self.send_statement(Outgoing::Text(h), retryable).await?;
         let reply = reply.ok_or(SessionError::Internal("a text statement ended without its reply"))?;
@@ -86,7 +87,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 if reply.warnings > 0 || reply.error.is_some() {
                     // SHOW WARNINGS next would run on another connection: keep the
                     // statement to run there first.
-                    self.recorded.warned = Some(self.cbuf.filled()[..h.total()].to_vec());
+                    self.recorded.warned = Some(Warned::Text(self.cbuf.filled()[..h.total()].to_vec()));
                 }
                 self.cbuf.consume(h.total());
                 self.after_piped(&reply, selects);

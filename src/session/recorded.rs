@@ -46,7 +46,7 @@ pub(super) struct Recorded {
     pub last_write: Option<Instant>,
     /// The last command, when it was a pipelined read whose reply had warnings: run again
     /// before a statement that reads them, on whatever connection that gets.
-    pub warned: Option<Vec<u8>>,
+    pub warned: Option<Warned>,
     /// The client set `session_track_*` itself: its connection reports what the client
     /// asked for, passed on as it is.
     pub own_trackers: bool,
@@ -205,7 +205,7 @@ impl Recorded {
 
     /// The pipelined read whose warnings a statement with effects `fx` may need run again
     /// first (see [`Recorded::warned`]): kept for later unless the statement clears them.
-    pub fn warned_before(&mut self, fx: &Effects) -> Option<Vec<u8>> {
+    pub fn warned_before(&mut self, fx: &Effects) -> Option<Warned> {
         if fx.previous.clears_diagnostics() {
             self.warned.take()
         } else {
@@ -299,6 +299,16 @@ impl Recorded {
         }
         flags
     }
+}
+
+/// A pipelined read whose reply had warnings, to run again where SHOW WARNINGS will.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Warned {
+    /// A command packet, sent as it is (COM_QUERY, or a parameterless statement's text).
+    Text(Vec<u8>),
+    /// COM_STMT_EXECUTE of the session's statement `id` with parameters: its payload, the
+    /// parameter types in it; the statement id is the one the connection gives it.
+    Execute { id: u32, payload: Vec<u8> },
 }
 
 /// One prepared statement of a session.
