@@ -29,6 +29,11 @@ pub struct Login<'a> {
     pub client_caps: u32,
     /// Becomes the connection's [`Backend::reply_timeout`].
     pub reply_timeout: Option<Duration>,
+    /// Turn session tracking on for everything ([`TRACK_ALL`]); false for a connection one
+    /// session keeps for its life (`multiplex = false`), which stays as the client would
+    /// have it directly: the client's own CLIENT_SESSION_TRACK, and no statement of
+    /// corelay's in its status counters.
+    pub track_all: bool,
 }
 
 /// Opens a connection to `addr` and logs in. `buf` receives anything the server sent past
@@ -54,7 +59,7 @@ pub async fn connect<N: Connector>(
     response.write(&mut out, 1);
     exchange.write(&mut stream, &out).await?;
     exchange.authenticate(&mut stream, login).await?;
-    let trackers = if capabilities & caps::SESSION_TRACK != 0 {
+    let trackers = if login.track_all && capabilities & caps::SESSION_TRACK != 0 {
         Some(exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?)
     } else {
         None
@@ -72,6 +77,7 @@ pub async fn connect<N: Connector>(
         uses: 0,
         idle_since: Instant::now(),
         reply_timeout: login.reply_timeout,
+        track_all_wanted: login.track_all,
         tracks_all: trackers.is_some(),
         trackers: Rc::new(trackers.unwrap_or_default()),
     })
@@ -86,9 +92,11 @@ pub const TRACK_ALL: &str =
 /// result-shaping ones, and a proof for the server's plugin (or native, which the server
 /// will switch from).
 fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeResponse {
-    // Session tracking always: the server's word on what a statement changed.
-    let mut capabilities = (caps::BACKEND_REQUIRED | caps::SESSION_TRACK | (login.client_caps & caps::RESULT_SHAPING))
-        & greeting.capabilities;
+    // Session tracking always (the server's word on what a statement changed), unless
+    // the connection is to stay as the client would have it.
+    let track = if login.track_all { caps::SESSION_TRACK } else { login.client_caps & caps::SESSION_TRACK };
+    let mut capabilities =
+        (caps::BACKEND_REQUIRED | track | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
     // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
     capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
     let mut plugin = greeting.auth_plugin.clone();

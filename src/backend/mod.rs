@@ -86,6 +86,9 @@ pub struct Backend<T> {
     /// The session-state trackers a client connected directly has (the server's defaults):
     /// what a client is told of.
     pub trackers: Rc<Trackers>,
+    /// Session tracking is to report everything on this connection (see
+    /// [`Login::track_all`]).
+    pub track_all_wanted: bool,
     /// Session tracking reports everything on this connection ([`connect::TRACK_ALL`]);
     /// false after COM_RESET_CONNECTION, until the next state replay turns it on again.
     pub tracks_all: bool,
@@ -239,6 +242,7 @@ mod tests {
             idle_since: Instant::now(),
             reply_timeout: Some(Duration::from_millis(10)),
             trackers: Rc::default(),
+            track_all_wanted: false,
             tracks_all: false,
         };
         let ping = [1, 0, 0, 0, crate::protocol::command::PING];

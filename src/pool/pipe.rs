@@ -214,6 +214,8 @@ pub struct Pipe {
     pub caps: u32,
     /// What its session tracking would report to a client connected directly.
     pub trackers: Rc<Trackers>,
+    /// corelay's trackers are in force on it ([`Backend::tracks_all`]).
+    pub tracks_all: bool,
     /// Most commands in flight at once.
     depth: usize,
     /// Commands after which the connection is retired.
@@ -238,6 +240,7 @@ impl Pipe {
             deprecate_eof: b.deprecate_eof(),
             caps: b.caps,
             trackers: b.trackers.clone(),
+            tracks_all: b.tracks_all,
             depth: depth.max(1),
             max_uses: max_uses.saturating_sub(b.uses).max(1),
             state: RefCell::new(PipeState { stmts, last_used: Some(Instant::now()), ..Default::default() }),

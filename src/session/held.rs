@@ -85,6 +85,7 @@ fn login_for<'a>(
     key: Key,
     database: Option<&'a str>,
     client_caps: u32,
+    track_all: bool,
 ) -> Login<'a> {
     let db_user = &config.db_users[key.db_user];
     Login {
@@ -94,6 +95,7 @@ fn login_for<'a>(
         charset: key.charset,
         client_caps,
         reply_timeout: config.proxy.query_timeout(),
+        track_all,
     }
 }
 
@@ -105,7 +107,7 @@ pub async fn prewarm<N: Connector>(shard: &ShardState<N>, key: Key) {
         shard.pool.forget(key.server);
         return;
     };
-    let login = login_for(&config, key, db_user.default_db.as_deref(), key.caps);
+    let login = login_for(&config, key, db_user.default_db.as_deref(), key.caps, true);
     let mut buf = Buffer::new();
     let timeout = Duration::from_millis(server.connect_timeout_ms);
     match backend::connect(&shard.connector, server.addr, timeout, &login, key, &mut buf).await {
@@ -275,7 +277,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             shard.pool.forget(key.server);
             return Err(AcquireError::Removed { server: format!("(server id {})", key.server) });
         };
-        let login = login_for(&config, key, self.recorded.schema.as_deref(), self.caps);
+        let own = self.recorded.pins & pin::NO_MULTIPLEX != 0;
+        let login = login_for(&config, key, self.recorded.schema.as_deref(), self.caps, !own);
         let timeout = Duration::from_millis(server.connect_timeout_ms);
         let mut last = None;
         let mut reclaimed = false;
@@ -339,7 +342,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             expects.push(Expect::Single);
         }
         let mut set_sql = mine.vars.replay_sql(&b.state.vars, b.charset_name, b.server_version.contains("MariaDB"));
-        let track = !b.tracks_all && b.caps & caps::SESSION_TRACK != 0;
+        let track = b.track_all_wanted && !b.tracks_all && b.caps & caps::SESSION_TRACK != 0;
         if track {
             // COM_RESET_CONNECTION put session tracking back to the server's defaults.
             set_sql = Some(match set_sql {

@@ -82,7 +82,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// caller. Err(Retry): the pipe failed before any reply byte reached the client.
     pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Step<Scanner> {
         let reply = self.reply.clone();
-        let view = self.client_view(pipe.caps, &pipe.trackers, &[]);
+        let view = self.client_view(pipe.caps, &pipe.trackers, pipe.tracks_all, &[]);
         pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply, view);
         self.piped_sent(pipe, h.total());
         self.relay_piped(pipe, h.seq).await
@@ -136,7 +136,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         let reply = self.reply.clone();
         self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&server_id.to_le_bytes());
-        let view = self.client_view(pipe.caps, &pipe.trackers, &[]);
+        let view = self.client_view(pipe.caps, &pipe.trackers, pipe.tracks_all, &[]);
         let packet = &self.cbuf.filled()[..h.total()];
         let sent = match (inject, session_types) {
             (true, Some(types)) => {

@@ -42,17 +42,19 @@ impl Relay {
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// What the client is told of session-state changes on a connection with capabilities
-    /// `backend_caps` whose direct equivalent has `trackers`, for a statement that sets
-    /// `statement_vars` for its own length; None: the server's packets as they are (the
-    /// connection does not track, or the client set its own trackers).
+    /// `backend_caps` whose direct equivalent has `trackers` (`tracks_all`: corelay's
+    /// trackers are in force there), for a statement that sets `statement_vars` for its own
+    /// length; None: the server's packets as they are (the connection does not track, or
+    /// tracks what the client's own connection would).
     pub(super) fn client_view(
         &self,
         backend_caps: u32,
         trackers: &Rc<Trackers>,
+        tracks_all: bool,
         statement_vars: &[String],
     ) -> Option<ClientView> {
         let tracking_client = self.caps & caps::SESSION_TRACK != 0;
-        if backend_caps & caps::SESSION_TRACK == 0 || (tracking_client && self.recorded.own_trackers) {
+        if backend_caps & caps::SESSION_TRACK == 0 || (tracking_client && (self.recorded.own_trackers || !tracks_all)) {
             return None;
         }
         let eof_flag = statement_vars.iter().any(|n| trackers.tracks_var(n));
@@ -182,7 +184,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     ) -> Step<(Scanner, Option<(u32, u16)>)> {
         let b = self.held.conn.as_ref().ok_or(NO_CONNECTION)?;
         let tracking = b.caps & caps::SESSION_TRACK != 0;
-        let view = self.client_view(b.caps, &b.trackers, &self.cmd.statement_vars);
+        let view = self.client_view(b.caps, &b.trackers, b.tracks_all, &self.cmd.statement_vars);
         let scanner = Scanner::new(expect, b.deprecate_eof()).tracking_session(tracking).client_view(view);
         let mut relay = Relay { scanner, forwarded: false, prepared: None };
         loop {
