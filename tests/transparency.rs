@@ -191,11 +191,18 @@ fn prepared_statements_see_their_sessions_state_between_other_sessions() {
 }
 
 /// A SLEEP(30) in session A, and session B on another shard: B's `KILL QUERY <A's id>`
-/// ends the statement within seconds, 20 times in a row, with four shards in either worker
-/// mode; KILL CONNECTION ends A before its next command; another product user gets 1095.
+/// ends the statement within seconds, 20 times in a row (once sent by an `admin = true`
+/// user instead), with four shards in either worker mode; KILL CONNECTION ends A before
+/// its next command; another product user gets 1095.
 fn kill_from_another_shard(mode: &str) {
-    let users = [TestUser::default(), TestUser { name: "other", password: "other_pw", ..TestUser::default() }];
-    let c = Corelay::start(&config_for(shared_mariadb().addr(), &users, ""), mode, 4);
+    let users = [
+        TestUser::default(),
+        TestUser { name: "other", password: "other_pw", ..TestUser::default() },
+        TestUser { name: "ops", password: "ops_pw", ..TestUser::default() },
+    ];
+    let cfg =
+        config_for(shared_mariadb().addr(), &users, "").replace("name = \"ops\"\n", "name = \"ops\"\nadmin = true\n");
+    let c = Corelay::start(&cfg, mode, 4);
     let mut root = shared_mariadb().root().unwrap();
     let shard_of = |id: u64| id >> 24;
     let mut slowest = Duration::ZERO;
@@ -231,7 +238,12 @@ fn kill_from_another_shard(mode: &str) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let killed_at = Instant::now();
-        b.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+        if round == 18 {
+            // An operator's account (`admin = true`) may kill another user's session.
+            c.connect("ops", "ops_pw").unwrap().query_drop(format!("KILL QUERY {a_id}")).unwrap();
+        } else {
+            b.query_drop(format!("KILL QUERY {a_id}")).unwrap();
+        }
         let (mut a, r, ended) = sleeper.join().unwrap();
         let took = ended.duration_since(killed_at);
         slowest = slowest.max(took);

@@ -60,7 +60,7 @@ pub async fn connect<N: Connector>(
     exchange.write(&mut stream, &out).await?;
     exchange.authenticate(&mut stream, login).await?;
     let trackers = if login.track_all && capabilities & caps::SESSION_TRACK != 0 {
-        Some(exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?)
+        exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?
     } else {
         None
     };
@@ -77,7 +77,8 @@ pub async fn connect<N: Connector>(
         uses: 0,
         idle_since: Instant::now(),
         reply_timeout: login.reply_timeout,
-        track_all_wanted: login.track_all,
+        // (A server that refused it once is not asked again on this connection.)
+        track_all_wanted: trackers.is_some(),
         tracks_all: trackers.is_some(),
         trackers: Rc::new(trackers.unwrap_or_default()),
     })
@@ -153,12 +154,12 @@ impl Exchange<'_> {
 
     /// After the login, in one round trip: reads the connection's session-tracking settings
     /// (the server's defaults, what a direct client is told of) and turns tracking on for
-    /// everything. A server without these variables keeps its defaults.
+    /// everything. None: the server refused, and keeps its own settings.
     async fn track_everything<T: Transport>(
         &mut self,
         stream: &mut T,
         deprecate_eof: bool,
-    ) -> Result<Trackers, BackendError> {
+    ) -> Result<Option<Trackers>, BackendError> {
         let mut out = Vec::with_capacity(256);
         write_command(
             &mut out,
@@ -188,8 +189,9 @@ impl Exchange<'_> {
         let (_, set) = self.read(stream).await?;
         if set.first() == Some(&0xFF) {
             tracing::debug!(server = %addr, "the server keeps its own session tracking: {:?}", self.refused(&set));
+            return Ok(None);
         }
-        Ok(defaults.unwrap_or_default())
+        Ok(Some(defaults.unwrap_or_default()))
     }
 
     /// After the handshake response: answers auth switches and the caching_sha2 fast path

@@ -117,6 +117,8 @@ pub struct User {
     pub allow: Vec<IpNet>,
     /// false: each session keeps one backend connection of its own for its whole life.
     pub multiplex: bool,
+    /// May KILL any session of this corelay, not only its own user's.
+    pub admin: bool,
     /// Gone from the file: nobody logs in as it any more; its sessions go on.
     pub removed: bool,
 }
@@ -370,6 +372,7 @@ mod tombstone {
             max_connections: 1,
             allow: Vec::new(),
             multiplex: true,
+            admin: false,
             removed: true,
         }
     }

@@ -348,6 +348,11 @@ pub struct UserFile {
     /// false: the session keeps one backend connection of its own for its whole life.
     #[serde(default = "default_true")]
     pub multiplex: bool,
+    /// true: an operator's account, which may KILL any session of this corelay (others may
+    /// kill only their own user's sessions). Its db user needs the server's privilege to
+    /// kill other users' threads when the target's db user is another.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 fn default_true() -> bool {

@@ -343,6 +343,7 @@ impl Check<'_> {
                 max_connections: u.max_connections,
                 allow,
                 multiplex: u.multiplex,
+                admin: u.admin,
                 removed: false,
             });
         }

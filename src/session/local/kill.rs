@@ -46,11 +46,16 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// `KILL [QUERY] <id>` with an id corelay handed out, for a session of any shard (the
-    /// shard is the id's top byte): only the session's own product user may. Acts on the
+    /// shard is the id's top byte): only the session's own product user may, or a user
+    /// with `admin = true`. Acts on the
     /// backend connection serving that session now (and, for KILL CONNECTION, ends the
     /// session before its next command).
     pub(in crate::session) async fn kill(&mut self, seq: u8, query_only: bool, id: u64) -> Step {
-        let user = self.user.and_then(|u| u32::try_from(u).ok()).unwrap_or(mailbox::ADMIN - 1);
+        let user = match self.user {
+            Some(u) if self.config.users.get(u).is_some_and(|u| u.admin) => mailbox::ADMIN,
+            Some(u) => u32::try_from(u).unwrap_or(mailbox::ADMIN - 1),
+            None => mailbox::ADMIN - 1,
+        };
         let verdict = match u32::try_from(id) {
             Ok(target) => self.kill_verdict(KillRequest { target, query_only, user }).await,
             Err(_) => Ok(Verdict::NoSuchSession),
