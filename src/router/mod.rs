@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod lexer;
+mod set;
 pub mod statement;
 
 use crate::config::{Cluster, Config, Role, Server};
