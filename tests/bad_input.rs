@@ -306,7 +306,7 @@ fn client_vanishing_mid_result_leaves_no_dirty_connection() {
 }
 
 /// A fake server that logs anyone in, answers every command with OK, except statements
-/// that mention `hang`, which it never answers. Counts the connections closed on it.
+/// that mention `never_answer`, which it never answers. Counts the connections closed on it.
 fn silent_backend() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use corelay::protocol::{auth, caps, handshake::Greeting, ok::write_ok, status};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -340,7 +340,7 @@ fn silent_backend() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::
                     if p.first() == Some(&1) {
                         break; // COM_QUIT
                     }
-                    if String::from_utf8_lossy(&p).contains("hang") {
+                    if String::from_utf8_lossy(&p).contains("never_answer") {
                         continue;
                     }
                     out.clear();
@@ -362,7 +362,7 @@ fn backend_that_stops_answering_gets_1969_and_is_discarded() {
     let c = Corelay::start(&config_for(addr, &[TestUser::default()], "query_timeout_ms = 300"), "thread", 1);
     let mut s = raw_login(c.port, "app", "app_pw");
     let t = Instant::now();
-    send_command(&mut s, b"\x03SELECT 'hang'");
+    send_command(&mut s, b"\x03SELECT 'never_answer'");
     let (seq, p) = read_raw_packet(&mut s).unwrap();
     let (code, msg) = parse_err(&p);
     assert_eq!((seq, code), (1, 1969), "{msg}");

@@ -170,21 +170,25 @@ impl Exchange<'_> {
         self.write(stream, &out).await?;
         let addr = self.addr;
         let malformed = |what| BackendError::Protocol { addr, source: ProtocolError::Malformed(what) };
-        // The SELECT: column count, definitions, (EOF,) one row, terminator; or ERR.
+        // The SELECT: column count, definitions, (EOF,) one row, terminator; or ERR (or an
+        // OK from a server that is not quite MySQL).
         let (_, first) = self.read(stream).await?;
         let mut defaults = None;
-        if first.first() != Some(&0xFF) {
+        if !matches!(first.first(), Some(0xFF | 0x00)) {
             let columns = Reader::new(&first).lenenc_int("column count").map_err(|_| malformed("bad column count"))?;
-            for _ in 0..columns + u64::from(!deprecate_eof) {
+            for _ in 0..columns.min(64) + u64::from(!deprecate_eof) {
                 self.read(stream).await?;
             }
             let (_, row) = self.read(stream).await?;
-            let mut r = Reader::new(&row);
-            let mut value = || r.lenenc_bytes("value").map(|v| String::from_utf8_lossy(v).into_owned());
-            if let (Ok(vars), Ok(schema), Ok(state)) = (value(), value(), value()) {
-                defaults = Some(Trackers::parse(&vars, &schema, &state));
+            let terminator = |p: &[u8]| p.first() == Some(&0xFF) || (p.first() == Some(&0xFE) && p.len() < 0xFF_FFFF);
+            if !terminator(&row) {
+                let mut r = Reader::new(&row);
+                let mut value = || r.lenenc_bytes("value").map(|v| String::from_utf8_lossy(v).into_owned());
+                if let (Ok(vars), Ok(schema), Ok(state)) = (value(), value(), value()) {
+                    defaults = Some(Trackers::parse(&vars, &schema, &state));
+                }
+                self.read(stream).await?;
             }
-            self.read(stream).await?;
         }
         let (_, set) = self.read(stream).await?;
         if set.first() == Some(&0xFF) {
