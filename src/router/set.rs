@@ -9,6 +9,7 @@ use super::statement::{pin, Assignment, Effects};
 /// Variables that cannot be replayed on another connection: they change the protocol,
 /// or describe this connection only.
 const NOT_REPLAYABLE: &[&str] = &[
+    "last_gtid",
     "session_track_schema",
     "session_track_state_change",
     "session_track_system_variables",
@@ -28,6 +29,16 @@ const NOT_REPLAYABLE: &[&str] = &[
     "error_count",
     "profiling",
 ];
+
+/// Variables the server's session tracking reports although no statement set them: they
+/// describe what the connection did (the GTID of its last write). Never replayed.
+const REPORTED_IMPLICITLY: &[&str] = &["last_gtid"];
+
+/// Whether the server reports `name` (lower case) changed on its own, not because a
+/// statement set it.
+pub fn reported_implicitly(name: &str) -> bool {
+    REPORTED_IMPLICITLY.contains(&name)
+}
 
 /// Whether session variable `name` (lower case) can be replayed on another connection.
 pub fn replayable(name: &str) -> bool {

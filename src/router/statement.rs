@@ -7,7 +7,7 @@
 
 use super::classify::Class;
 use super::lexer::{Lexer, Token};
-pub use super::set::replayable;
+pub use super::set::{replayable, reported_implicitly};
 use super::set::{set_statement, split_top_level};
 
 /// Reasons a session keeps (is pinned to) its backend connection. A bit set.

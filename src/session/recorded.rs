@@ -22,7 +22,7 @@ use crate::backend::{canonical_name, is_charset_var, server_literal, State, Vars
 use crate::protocol::scanner::Scanner;
 use crate::protocol::status;
 use crate::router::classify::Class;
-use crate::router::statement::{pin, replayable, Assignment, Effects};
+use crate::router::statement::{pin, replayable, reported_implicitly, Assignment, Effects};
 
 /// A session's own record of its state.
 #[derive(Debug)]
@@ -140,8 +140,20 @@ impl Recorded {
         let mut explained = changes.schema.is_some();
         for (name, value) in &changes.sysvars {
             let name = canonical_name(name);
-            if name.starts_with("session_track") || (names_written && is_charset_var(name)) {
+            if name.starts_with("session_track") || reported_implicitly(name) || (names_written && is_charset_var(name))
+            {
                 explained = true;
+                continue;
+            }
+            let written = fx.assignments.iter().find(|a| canonical_name(&a.name) == name);
+            if written.is_some_and(|a| a.value.eq_ignore_ascii_case("DEFAULT")) {
+                // Replayed as DEFAULT: the server's report of it may be the value before.
+                explained = true;
+                continue;
+            }
+            let predicted = written.is_some() || fx.server_values.iter().any(|n| canonical_name(n) == name);
+            if !predicted && !changes.state_changed {
+                // Reported with no state change: the server's own bookkeeping.
                 continue;
             }
             let literal = if replayable(name) { server_literal(name, value) } else { None };
@@ -519,5 +531,56 @@ mod tests {
         let opened = reply(&[b"\x01", col, &eof_cursor]);
         r.after_execute(7, &opened);
         assert_eq!((r.pins, r.stmts.cursor), (pin::CURSOR, Some(7)));
+    }
+
+    /// An OK whose session tracking reported `sysvars` and, with `state`, a state change.
+    fn tracked(sysvars: &[(&str, &str)], state: bool) -> Scanner {
+        let mut s = ok(0, 0, AUTOCOMMIT | status::SESSION_STATE_CHANGED, 0);
+        s.changes.sysvars = sysvars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        s.changes.state_changed = state;
+        s
+    }
+
+    #[test]
+    fn the_servers_reports_decide_what_is_replayed() {
+        let mut r = Recorded::default();
+        let mut conn = State::default();
+        // The value the server reports, not the text: sql_mode as the modes 'ansi' stands for.
+        let modes = "REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI";
+        run(&mut r, "SET sql_mode = 'ansi'", &tracked(&[("sql_mode", modes)], true), &mut conn);
+        assert_eq!(r.vars.get("sql_mode"), Some(format!("'{modes}'").as_str()));
+        assert_eq!(conn.vars, r.vars);
+        // An expression: what it came to; without a report, the session keeps the connection.
+        run(&mut r, "SET time_zone = @tz", &tracked(&[("time_zone", "+01:00")], true), &mut conn);
+        assert_eq!((r.vars.get("time_zone"), r.pins), (Some("'+01:00'"), 0));
+        run(&mut r, "SET wait_timeout = 6 * 10", &ok(0, 0, AUTOCOMMIT, 0), &mut conn);
+        assert_eq!(r.pins, pin::UNKNOWN_SET);
+        // DEFAULT stays DEFAULT (the server may report the value before it).
+        let mut r = Recorded::default();
+        run(&mut r, "SET timestamp = DEFAULT", &tracked(&[("timestamp", "1000.000000")], true), &mut conn);
+        assert_eq!(r.vars.get("timestamp"), Some("DEFAULT"));
+    }
+
+    #[test]
+    fn what_the_server_reports_on_its_own_is_not_state() {
+        let mut r = Recorded::default();
+        let mut conn = State::default();
+        // Every write reports the connection's last GTID, a temporary table with a state change.
+        run(&mut r, "INSERT INTO t VALUES (1)", &tracked(&[("last_gtid", "0-1-5")], false), &mut conn);
+        run(&mut r, "CREATE TEMPORARY TABLE tt (a INT)", &tracked(&[("last_gtid", "0-1-6")], true), &mut conn);
+        assert!(r.vars.is_empty() && conn.vars.is_empty(), "{:?}", r.vars);
+        assert_eq!(r.pins, pin::TEMPORARY_TABLE);
+    }
+
+    #[test]
+    fn a_state_change_the_analysis_did_not_foresee_pins() {
+        let mut r = Recorded::default();
+        let mut conn = State::default();
+        run(&mut r, "DO f()", &tracked(&[], true), &mut conn);
+        assert_eq!(r.pins, pin::UNPREDICTED);
+        // A SET the analysis saw explains its own report.
+        let mut r = Recorded::default();
+        run(&mut r, "SET @a = 1", &tracked(&[], true), &mut conn);
+        assert_eq!(r.pins, pin::USER_VARIABLES);
     }
 }
