@@ -96,3 +96,41 @@ fn json_lines_parse_and_files_rotate() {
     let n: u64 = python(&script).trim().parse().unwrap();
     assert!(n >= 20, "{n} statement lines parsed");
 }
+
+/// Password literals never reach the log files (the statement log, and the `.wf` file
+/// for one that failed); the files are readable by corelay's user alone; a newline inside
+/// a statement cannot start a forged line.
+#[test]
+fn passwords_are_redacted_files_are_private_and_lines_cannot_be_forged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path(), "log_query_min_time_us = 0");
+    let mut conn = c.connect("app", "app_pw").unwrap();
+    conn.query_drop("CREATE USER IF NOT EXISTS 'ql_redact'@'localhost' IDENTIFIED BY 'sekrit-one'").unwrap();
+    conn.query_drop("SET PASSWORD FOR 'ql_redact'@'localhost' = PASSWORD('sekrit-two')").unwrap();
+    conn.query_drop("ALTER USER 'ql_redact'@'localhost' IDENTIFIED BY 'sekrit-three'").unwrap();
+    // Fails (no such user): its line goes to the .wf file too.
+    let _ = conn.query_drop("ALTER USER 'ql_nobody'@'localhost' IDENTIFIED BY 'sekrit-four'");
+    conn.query_drop("DROP USER 'ql_redact'@'localhost'").unwrap();
+    conn.query_drop("SELECT\n1 AS forged").unwrap();
+    drop(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !read(dir.path(), "corelay.0.log").contains("forged") {
+        assert!(std::time::Instant::now() < deadline, "the statements were not logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.stop(), Some(0));
+    let log = read(dir.path(), "corelay.0.log");
+    let wf = read(dir.path(), "corelay.0.log.wf");
+    for text in [&log, &wf] {
+        assert!(!text.contains("sekrit"), "a password reached the log:\n{text}");
+    }
+    assert_eq!(log.matches("'<redacted>'").count(), 4, "{log}");
+    assert!(wf.contains("'<redacted>'"), "{wf}");
+    assert!(log.contains(r#"sql="SELECT\n1 AS forged""#), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("1 AS forged")), "{log}");
+    for name in ["corelay.0.log", "corelay.0.log.wf"] {
+        let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}

@@ -13,10 +13,13 @@
 //! `log_keep_files` old files as `.1`, `.2`, ...) needs no coordination — the same
 //! shared-nothing rule as the status slots. A shard says which it is with [`set_shard`].
 
+pub mod redact;
+
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tracing::field::{Field, Visit};
@@ -78,7 +81,16 @@ impl Rotating {
             if let Some(dir) = self.path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let file = OpenOptions::new().create(true).append(true).open(&self.path).ok()?;
+            // Readable by corelay's user alone (statements carry data), and never through a
+            // symbolic link someone put in its place.
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&self.path)
+                .ok()?;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
             self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.out = Some(BufWriter::with_capacity(64 * 1024, file));
         }
@@ -169,7 +181,9 @@ impl Fields<'_> {
 
     fn text(&mut self, name: &str, value: &str) {
         self.key(name);
-        if self.json || value.is_empty() || value.contains([' ', '"', '=']) {
+        // Quoted (with control characters escaped) whenever a raw value could end the line
+        // or look like another field.
+        if self.json || value.is_empty() || value.contains([' ', '"', '=']) || value.chars().any(char::is_control) {
             json_string(self.out, value);
         } else {
             self.out.push_str(value);
@@ -297,6 +311,34 @@ mod tests {
             assert!(std::fs::metadata(dir.path().join(n)).unwrap().len() <= 100);
         }
         assert!(std::fs::read_to_string(dir.path().join("x.log")).unwrap().contains("line 0049"));
+    }
+
+    #[test]
+    fn files_are_private_and_never_written_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Rotating::new(dir.path().join("p.log"), 1 << 20, 1);
+        r.write_line("one\n");
+        r.flush();
+        let mode = std::fs::metadata(dir.path().join("p.log")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("l.log")).unwrap();
+        let mut l = Rotating::new(dir.path().join("l.log"), 1 << 20, 1);
+        l.write_line("secret\n");
+        l.flush();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
+
+    #[test]
+    fn a_newline_in_a_text_value_cannot_forge_a_line() {
+        let mut out = String::new();
+        let mut f = Fields { out: &mut out, json: false, first: true };
+        f.text("sql", "SELECT\nts=1");
+        assert_eq!(out, r#"sql="SELECT\nts=1""#);
+        let mut out = String::new();
+        Fields { out: &mut out, json: false, first: true }.text("sql", "a\rb");
+        assert_eq!(out, r#"sql="a\rb""#);
     }
 
     #[test]

@@ -66,11 +66,12 @@ impl Trace {
         self.sql.clear();
     }
 
-    /// Keeps a statement's text for the query log, cut to `max` characters (no allocation
-    /// once the buffer has grown).
+    /// Keeps a statement's text for the query log, password literals redacted, cut to
+    /// `max` characters (no allocation once the buffer has grown, unless redacted).
     pub fn keep_sql(&mut self, text: &[u8], max: usize) {
         self.sql.clear();
-        self.sql.extend(String::from_utf8_lossy(text).chars().take(max));
+        let text = crate::log::redact::redact(text);
+        self.sql.extend(String::from_utf8_lossy(&text).chars().take(max));
     }
 }
 
