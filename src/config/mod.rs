@@ -176,10 +176,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and parses a file (without validating it).
+    /// Reads and parses a file (without validating it). Warns when others than its owner
+    /// may read it: it holds passwords.
     pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        if let Some(warning) = exposure(path) {
+            tracing::warn!("{warning}");
+        }
         FileConfig::parse(&text, &file)
     }
 
@@ -297,6 +301,9 @@ impl Config {
         for a in &mut f.admin_user {
             mask(&mut a.password);
         }
+        for c in &mut f.cluster {
+            mask(&mut c.monitor_password);
+        }
         toml::to_string_pretty(&f).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
 }
@@ -376,6 +383,18 @@ mod tombstone {
             removed: true,
         }
     }
+}
+
+/// What to say when a config file may be read by others than its owner.
+pub fn exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} is readable by others than its owner (mode {mode:03o}) and holds passwords: chmod 600 it",
+            path.display()
+        )
+    })
 }
 
 fn mask(s: &mut String) {
@@ -529,5 +548,31 @@ mod tests {
         let out = c.to_toml();
         assert!(!out.contains("hunter2"));
         FileConfig::parse(&out, "printed").unwrap();
+    }
+
+    #[test]
+    fn secrets_stay_out_of_printed_config_and_parse_errors() {
+        let mut f = Config::embedded();
+        f.cluster[0].monitor_user = Some("mon".into());
+        f.cluster[0].monitor_password = "mon-secret".into();
+        let c = Config::new(f, "test".into()).unwrap();
+        let printed = c.to_toml();
+        assert!(!printed.contains("mon-secret") && printed.contains("monitor_password"), "{printed}");
+        let e =
+            FileConfig::parse("[[db_user]]\nname = \"x\"\npassword = \"hunter2\n", "f.toml").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 3") && e.contains("`password`"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_others_can_read_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(exposure(&path).is_some_and(|w| w.contains("mode 644") && w.contains("chmod 600")));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(exposure(&path), None);
     }
 }

@@ -21,8 +21,20 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
+    /// Parses a config file's text. An error says where (line, column, key) and what, but
+    /// never quotes the value: it may be a password.
     pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| s.start.min(text.len())).unwrap_or(0);
+            let before = text.get(..at).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            // The key of that line, not its value.
+            let key = text.lines().nth(line - 1).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim());
+            let at_key = key.filter(|k| !k.is_empty()).map(|k| format!(" (`{k}`)")).unwrap_or_default();
+            let message = format!("line {line}, column {column}{at_key}: {}", e.message().trim_end());
+            ConfigError::Parse { file: file.to_string(), message }
+        })
     }
 }
 
