@@ -378,3 +378,22 @@ fn backend_that_stops_answering_gets_1969_and_is_discarded() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A session may hold `max_prepared_per_session` prepared statements at once: one more
+/// gets 1461 (as the server's `max_prepared_stmt_count` gives it) and the session goes on;
+/// closing one makes room again. Before the cap, a session could prepare without end and
+/// corelay kept every statement's text.
+#[test]
+fn prepared_statements_per_session_are_capped() {
+    let c = start("max_prepared_per_session = 3");
+    let mut conn = mysql::Conn::new(c.opts("app", "app_pw", None).stmt_cache_size(0)).unwrap();
+    let stmts: Vec<_> = (0..3).map(|i| conn.prep(format!("SELECT {i}")).unwrap()).collect();
+    let e = conn.prep("SELECT 3").unwrap_err();
+    assert_eq!(err_code(&e), Some(1461), "{e}");
+    assert!(e.to_string().contains("max_prepared_per_session"), "{e}");
+    assert_alive(&mut conn);
+    conn.close(stmts[0].clone()).unwrap();
+    let s = conn.prep("SELECT 3").unwrap();
+    let v: Option<i64> = conn.exec_first(&s, ()).unwrap();
+    assert_eq!(v, Some(3));
+}

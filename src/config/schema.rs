@@ -142,6 +142,9 @@ pub struct Proxy {
     pub ping_after_idle_ms: u64,
     /// Statements kept prepared per backend connection (least recently used closed first).
     pub max_prepared_per_connection: usize,
+    /// Prepared statements one session may hold at once; one more gets 1461, as the
+    /// server's `max_prepared_stmt_count` gives it.
+    pub max_prepared_per_session: usize,
     /// Stateless reads of different sessions share a backend connection, sent back to back
     /// without waiting for each reply, up to this many in flight per connection; 0 = off
     /// (every statement has a connection to itself).
@@ -226,6 +229,7 @@ impl Default for Proxy {
             backend_max_uses: 100_000,
             ping_after_idle_ms: 30_000,
             max_prepared_per_connection: 256,
+            max_prepared_per_session: 1024,
             pipeline_depth: 16,
             pipeline_connections: 2,
             pipeline_stall_ms: 10,

@@ -106,6 +106,9 @@ impl Check<'_> {
                 "must be at least 1 when pipeline_depth is on (set pipeline_depth = 0 to turn pipelining off)".into(),
             ));
         }
+        if p.max_prepared_per_session == 0 {
+            return Err(bad("proxy.max_prepared_per_session".into(), "must be at least 1".into()));
+        }
         if p.max_prepared_per_connection == 0 {
             return Err(bad("proxy.max_prepared_per_connection".into(), "must be at least 1".into()));
         }

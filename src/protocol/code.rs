@@ -58,6 +58,8 @@ pub const USER_LIMIT_REACHED: Code = Code::new(1226, "42000");
 pub const SPECIFIC_ACCESS_DENIED: Code = Code::new(1227, "42000");
 /// ER_UNKNOWN_STMT_HANDLER: a statement id the session never got.
 pub const UNKNOWN_STMT_HANDLER: Code = Code::new(1243, "HY000");
+/// ER_MAX_PREPARED_STMT_COUNT_REACHED.
+pub const MAX_PREPARED_STMT_COUNT_REACHED: Code = Code::new(1461, "42000");
 /// ER_NOT_SUPPORTED_AUTH_MODE.
 pub const NOT_SUPPORTED_AUTH_MODE: Code = Code::new(1251, "08004");
 /// ER_QUERY_INTERRUPTED: KILL QUERY stopped the statement.

@@ -48,6 +48,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// COM_STMT_PREPARE: prepare on a borrowed connection, hand out our own id.
     pub(super) async fn stmt_prepare(&mut self, reply_seq: u8) -> Step {
         let (seq, payload) = self.read_local_packet(reply_seq).await?;
+        let limit = self.config.proxy.max_prepared_per_session;
+        if self.recorded.stmts.map.len() >= limit {
+            let msg = format!(
+                "Can't create more than max_prepared_stmt_count statements (current value: {limit}): corelay's proxy.max_prepared_per_session; close statements the session no longer uses, or raise it"
+            );
+            self.send_err(seq.wrapping_add(1), code::MAX_PREPARED_STMT_COUNT_REACHED, &msg).await;
+            return Ok(());
+        }
         let sql: Rc<[u8]> = Rc::from(&payload[1..]);
         let class = classify(&sql);
         self.route_statement(class, hint(&sql));
