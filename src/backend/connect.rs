@@ -4,9 +4,8 @@
 //! switch, MariaDB's `client_ed25519`, and the `caching_sha2_password` fast path.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::{Backend, BackendError, Key, State, StmtCache, MAX_PACKET};
 use crate::net::{read_packet, Buffer, Connector, PacketReadError, Transport};

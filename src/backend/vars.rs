@@ -14,13 +14,9 @@ const CHARSET_VARS: &[&str] = &[
     "collation_connection",
 ];
 
-fn is_charset(name: &str) -> bool {
-    CHARSET_VARS.contains(&name)
-}
-
 /// Whether `name` is one of the character set variables that NAMES sets as a group.
 pub fn is_charset_var(name: &str) -> bool {
-    is_charset(name)
+    CHARSET_VARS.contains(&name)
 }
 
 /// The name a variable is recorded under: MariaDB reports the transaction
@@ -74,7 +70,7 @@ impl Vars {
     /// Records an assignment that succeeded.
     pub fn set(&mut self, a: &Assignment) {
         if a.name == "names" || a.name == "character set" {
-            self.entries.retain(|(n, _)| !is_charset(n));
+            self.entries.retain(|(n, _)| !is_charset_var(n));
         } else {
             self.entries.retain(|(n, _)| *n != a.name);
         }
@@ -102,13 +98,13 @@ impl Vars {
         let mut parts: Vec<String> = Vec::new();
         // Plain variables the connection has and the session does not: back to default.
         for (name, _) in &from.entries {
-            if !is_charset(name) && self.get(name).is_none() {
+            if !is_charset_var(name) && self.get(name).is_none() {
                 parts.push(render(name, "DEFAULT", mariadb));
             }
         }
         // The character set group is replayed as a whole, in order.
-        let mine: Vec<&(String, String)> = self.entries.iter().filter(|(n, _)| is_charset(n)).collect();
-        let theirs: Vec<&(String, String)> = from.entries.iter().filter(|(n, _)| is_charset(n)).collect();
+        let mine: Vec<&(String, String)> = self.entries.iter().filter(|(n, _)| is_charset_var(n)).collect();
+        let theirs: Vec<&(String, String)> = from.entries.iter().filter(|(n, _)| is_charset_var(n)).collect();
         if mine != theirs {
             let starts_with_names = mine.first().is_some_and(|(n, _)| n == "names" || n == "character set");
             if !starts_with_names {
@@ -122,7 +118,7 @@ impl Vars {
         // first one that differs on, replay everything in the order the client set it.
         let mut replaying = false;
         for (name, value) in &self.entries {
-            if is_charset(name) {
+            if is_charset_var(name) {
                 continue;
             }
             replaying |= from.get(name) != Some(value.as_str());

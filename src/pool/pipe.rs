@@ -354,23 +354,18 @@ impl Pipe {
                 return Err("the server sent bytes no command asked for".into());
             };
             let reply = front.reply.clone();
-            let expect = front.expect;
-            let view = front.view.clone();
             if !reply.abandoned.get() && reply.bytes.borrow().len() >= REPLY_BUFFER_LIMIT {
                 return Ok(true);
             }
-            let tracking = self.caps & caps::SESSION_TRACK != 0;
             let sc = scanner.get_or_insert_with(|| {
-                Scanner::new(expect, self.deprecate_eof).tracking_session(tracking).client_view(view)
+                Scanner::new(front.expect, self.deprecate_eof)
+                    .tracking_session(self.caps & caps::SESSION_TRACK != 0)
+                    .client_view(front.view.clone())
             });
             let (n, progress) = sc.feed(rbuf.filled()).map_err(|e| format!("malformed reply: {e}"))?;
             if n > 0 {
                 if !reply.abandoned.get() {
-                    let fed = &rbuf.filled()[..n];
-                    match sc.edited(fed) {
-                        Some(edited) => reply.bytes.borrow_mut().extend_from_slice(&edited),
-                        None => reply.bytes.borrow_mut().extend_from_slice(fed),
-                    }
+                    reply.bytes.borrow_mut().extend_from_slice(&sc.edited(&rbuf.filled()[..n]));
                 }
                 rbuf.consume(n);
                 reply.at_boundary.set(sc.at_boundary());

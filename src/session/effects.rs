@@ -8,6 +8,7 @@
 //! (COM_INIT_DB, COM_PING, ...) apply only what their reply says
 //! ([`Session::after_response`]).
 
+use std::borrow::Cow;
 use std::io::Write as _;
 
 use super::recorded::Warned;
@@ -85,15 +86,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         // The pipelined read run again: a text command as it is; an EXECUTE on the
         // statement as this connection has it prepared (which may take a round trip).
-        let again = match (fresh, warned) {
-            (true, Some(Warned::Text(packet))) => Some(packet.clone()),
+        let again: Option<Cow<'_, [u8]>> = match (fresh, warned) {
+            (true, Some(Warned::Text(packet))) => Some(Cow::Borrowed(packet)),
             (true, Some(Warned::Execute { id, payload })) => match self.prepared_on_backend(*id).await {
                 Ok(Ok(server_id)) if payload.len() >= 5 => {
                     let mut p = payload.clone();
                     p[1..5].copy_from_slice(&server_id.to_le_bytes());
                     let mut packet = Vec::with_capacity(p.len() + HEADER_LEN);
                     write_packet(&mut packet, 0, &p);
-                    Some(packet)
+                    Some(Cow::Owned(packet))
                 }
                 _ => None,
             },
@@ -106,7 +107,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         // One round trip: the DO, the pipelined read run again, and, since both leave
         // ROW_COUNT() at -1, a ping when the session's last command left it at 0.
-        let mut packets = Vec::with_capacity(text.len() + 2 * HEADER_LEN + 1 + again.as_ref().map_or(0, Vec::len));
+        let mut packets = Vec::with_capacity(text.len() + 2 * HEADER_LEN + 1 + again.as_ref().map_or(0, |p| p.len()));
         let mut expect = Vec::with_capacity(3);
         if text.len() > 1 {
             write_packet(&mut packets, 0, &text);

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use super::error::{Halt, SessionError, Step};
 use super::local;
-use super::recorded::{stmt_hash, Stmt, Warned};
+use super::recorded::{stmt_hash, Stmt};
 use super::relay::NO_CONNECTION;
 use super::retry::Outgoing;
 use super::Session;
@@ -205,16 +205,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let flag_at = self.note_types(id, params, h).await?;
         match self.execute_piped(&pipe, h, id, flag_at).await {
             Ok(Some(reply)) => {
-                if (reply.warnings > 0 || reply.error.is_some()) && params == 0 {
-                    // SHOW WARNINGS next would run on another connection: keep the
-                    // statement's text to run there first (its warnings are the same).
-                    // (With parameters, `execute_piped` kept the EXECUTE itself.)
-                    if let Some(st) = self.recorded.stmts.map.get(&id) {
-                        let mut packet = Vec::with_capacity(st.sql.len() + HEADER_LEN + 1);
-                        write_command(&mut packet, cmd::QUERY, &st.sql);
-                        self.recorded.warned = Some(Warned::Text(packet));
-                    }
-                }
                 self.after_piped(&reply, selects);
                 Ok(Some(()))
             }

@@ -20,7 +20,7 @@ use super::Session;
 use crate::net::{Connector, Transport};
 use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
 use crate::protocol::err::ErrPacket;
-use crate::protocol::packet::{write_packet, Header, HEADER_LEN};
+use crate::protocol::packet::{write_command, write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{code, command as cmd};
 use crate::status::Slot;
@@ -153,15 +153,30 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let scanner = self.relay_piped(pipe, h.seq).await;
         match scanner {
             Ok(s) => {
-                if (s.warnings > 0 || s.error.is_some()) && flag_at > 10 {
-                    // SHOW WARNINGS next would run on another connection: keep the EXECUTE
-                    // (with its parameter types) to run there first.
+                if s.warnings > 0 || s.error.is_some() {
+                    // SHOW WARNINGS next would run on another connection: keep what runs
+                    // it again there first (the same warnings): a parameterless
+                    // statement's text, or the EXECUTE with its parameter types.
                     let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
-                    let payload = match (bound, self.recorded.stmts.map.get(&id).and_then(|s| s.types.as_deref())) {
-                        (false, Some(types)) => with_types(payload, flag_at, types),
-                        _ => payload.to_vec(),
+                    let st = self.recorded.stmts.map.get(&id);
+                    let again = match (flag_at > 10, st) {
+                        (false, Some(st)) => {
+                            let mut packet = Vec::with_capacity(st.sql.len() + HEADER_LEN + 1);
+                            write_command(&mut packet, cmd::QUERY, &st.sql);
+                            Some(Warned::Text(packet))
+                        }
+                        (true, st) => {
+                            let payload = match (bound, st.and_then(|s| s.types.as_deref())) {
+                                (false, Some(types)) => with_types(payload, flag_at, types),
+                                _ => payload.to_vec(),
+                            };
+                            Some(Warned::Execute { id, payload })
+                        }
+                        (false, None) => None,
                     };
-                    self.recorded.warned = Some(Warned::Execute { id, payload });
+                    if again.is_some() {
+                        self.recorded.warned = again;
+                    }
                 }
                 self.cbuf.consume(h.total());
                 Ok(Some(s))

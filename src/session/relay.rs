@@ -230,12 +230,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
         }
         // The response is half read if this fails: the connection is unusable.
-        let fed = &self.held.buf.filled()[..n];
-        let written = match relay.scanner.edited(fed) {
-            Some(edited) => self.client.write_all(&edited).await,
-            None => self.client.write_all(fed).await,
-        };
-        written.map_err(SessionError::ClientGone)?;
+        let out = relay.scanner.edited(&self.held.buf.filled()[..n]);
+        self.client.write_all(&out).await.map_err(SessionError::ClientGone)?;
         self.held.buf.consume(n);
         self.cmd.trace.bytes += n as u64;
         relay.forwarded = true;
