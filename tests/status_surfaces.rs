@@ -17,7 +17,7 @@ fn config(primary: std::net::SocketAddr, replica: std::net::SocketAddr) -> Strin
     let users = [
         TestUser { name: "app_a", ..TestUser::default() },
         TestUser { name: "app_b", ..TestUser::default() },
-        TestUser { name: "ops", ..TestUser::default() },
+        TestUser { name: "ops", extra: "status_queries = true", ..TestUser::default() },
     ];
     config_for(primary, &users, "status_interval_ms = 100").replace(
         "[[db_user]]",
@@ -162,9 +162,18 @@ fn checkproxystatus_can_be_turned_off_and_rejects_unknown_forms() {
     let c = Corelay::start(&config_for(db.addr(), &[TestUser::default()], "status_queries = false"), "thread", 1);
     let (ok, _, err) = mariadb_cli(c.port, "app", "app_pw", "checkproxystatus type1\n");
     assert!(!ok && err.contains("ERROR 1227") && err.contains("status_queries"), "{err}");
-    let c = Corelay::start(&config_for(db.addr(), &[TestUser::default()], ""), "thread", 1);
+    let users = [
+        TestUser { extra: "status_queries = true", ..TestUser::default() },
+        TestUser { name: "plain", password: "plain_pw", ..TestUser::default() },
+    ];
+    let c = Corelay::start(&config_for(db.addr(), &users, ""), "thread", 1);
     let (ok, _, err) = mariadb_cli(c.port, "app", "app_pw", "checkproxystatus type7\n");
     assert!(!ok && err.contains("ERROR 1064") && err.contains("type1, type2 or type3"), "{err}");
+    // Only users given status_queries = true see every user, address and server.
+    let (ok, _, err) = mariadb_cli(c.port, "plain", "plain_pw", "checkproxystatus type1\n");
+    assert!(!ok && err.contains("ERROR 1227") && err.contains("status_queries = true"), "{err}");
+    let (ok, out, err) = mariadb_cli(c.port, "app", "app_pw", "checkproxystatus type1\n");
+    assert!(ok && out.contains("app#127.0.0.1"), "{out} {err}");
 }
 
 /// A long user name survives the length encoding (the original broke rows over 250 bytes).
@@ -172,7 +181,8 @@ fn checkproxystatus_can_be_turned_off_and_rejects_unknown_forms() {
 fn long_values_are_length_encoded() {
     let db = shared_mariadb();
     let long = "u".repeat(300);
-    let cfg = config_for(db.addr(), &[TestUser { name: &long, ..TestUser::default() }], "status_interval_ms = 50");
+    let user = TestUser { name: &long, extra: "status_queries = true", ..TestUser::default() };
+    let cfg = config_for(db.addr(), &[user], "status_interval_ms = 50");
     let c = Corelay::start(&cfg, "thread", 1);
     let mut conn = c.connect(&long, "app_pw").unwrap();
     eventually("a 300-byte user name", || {

@@ -152,11 +152,26 @@ fn latencies(out: &mut String, view: &View) {
 }
 
 /// Serves one HTTP connection: `GET /metrics` gets the exposition, anything else 404.
-pub async fn serve<C: Transport>(view: &View<'_>, mut client: C) {
+pub async fn serve<C: Transport>(view: &View<'_>, mut client: C, peer: std::net::IpAddr) {
+    let ip = crate::config::canonical_ip(peer);
+    if !view.config.metrics_allow.iter().any(|n| n.contains(&ip)) {
+        let body = format!("{ip} is not in proxy.metrics_allow\n");
+        let head = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = client.write_all(format!("{head}{body}").as_bytes()).await;
+        return;
+    }
+    // The whole request within auth_timeout_ms, however it trickles in.
+    let deadline = std::time::Instant::now() + Duration::from_millis(view.config.proxy.auth_timeout_ms.max(1));
     let mut req = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        match client.read(&mut chunk, Some(Duration::from_secs(5))).await {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) else {
+            return;
+        };
+        match client.read(&mut chunk, Some(left)).await {
             Ok(0) | Err(_) => return,
             Ok(n) => req.extend_from_slice(&chunk[..n]),
         }

@@ -10,7 +10,7 @@ pub mod commands;
 pub mod metrics;
 pub mod session;
 
-use crate::config::Config;
+use crate::config::{AdminRole, Config};
 use crate::protocol::code::{self, Code};
 use crate::protocol::resultset::ResultSet;
 use crate::status::StatusRegion;
@@ -30,6 +30,8 @@ pub trait Host {
     fn config(&self) -> std::sync::Arc<Config>;
     fn status(&self) -> &StatusRegion;
     async fn sleep(&self, d: std::time::Duration);
+    /// The serving shard's index.
+    fn shard(&self) -> usize;
     /// The accept balancer's count per shard (None: the kernel hash spreads clients).
     fn balance_counts(&self) -> Option<Vec<u64>> {
         None
@@ -56,6 +58,11 @@ pub trait Command: Sync {
     fn help(&self) -> &'static str;
     /// Runs it; `args` are the words after its name.
     fn run(&self, view: &View, args: &[String]) -> Reply;
+    /// It changes what corelay does (a read-only admin may not run it, and every run is
+    /// logged with who asked).
+    fn changes_state(&self) -> bool {
+        false
+    }
 }
 
 /// Splits an admin statement into upper-cased words (a trailing `;` and surrounding
@@ -64,14 +71,36 @@ pub fn words(sql: &str) -> Vec<String> {
     sql.trim().trim_end_matches(';').split_whitespace().map(|w| w.to_ascii_uppercase()).collect()
 }
 
+/// The command `w` (an admin statement's words) names.
+fn find(w: &[String]) -> Option<&'static dyn Command> {
+    commands::ALL
+        .iter()
+        .copied()
+        .filter(|c| c.words().len() <= w.len() && c.words().iter().zip(w).all(|(a, b)| a == b))
+        .max_by_key(|c| c.words().len())
+}
+
+/// The name of the command `sql` runs when it changes corelay's state (RELOAD, PAUSE,
+/// RESUME, SHUTDOWN).
+pub fn changing(sql: &str) -> Option<String> {
+    find(&words(sql)).filter(|c| c.changes_state()).map(|c| c.words().join(" "))
+}
+
+/// Runs the admin statement `sql` for an admin of `role`.
+pub fn run_as(view: &View, sql: &str, role: AdminRole, user: &str) -> Reply {
+    match changing(sql) {
+        Some(name) if role == AdminRole::Read => Reply::Err(
+            code::SPECIFIC_ACCESS_DENIED,
+            format!("Access denied: admin user '{user}' has role = \"read\"; {name} needs role = \"full\""),
+        ),
+        _ => run(view, sql),
+    }
+}
+
 /// Runs the admin statement `sql`.
 pub fn run(view: &View, sql: &str) -> Reply {
     let w = words(sql);
-    let found = commands::ALL
-        .iter()
-        .filter(|c| c.words().len() <= w.len() && c.words().iter().zip(&w).all(|(a, b)| a == b))
-        .max_by_key(|c| c.words().len());
-    match found {
+    match find(&w) {
         Some(c) => c.run(view, &w[c.words().len()..]),
         None => {
             let known: Vec<String> = commands::ALL.iter().map(|c| c.words().join(" ")).collect();

@@ -7,9 +7,11 @@
 //! timeout.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Host, Reply, View};
+use crate::config::AdminRole;
+use crate::net::tls::TlsStart;
 use crate::net::{read_packet, Buffer, PacketReadError, Transport};
 use crate::protocol::code::{self, Code};
 use crate::protocol::err::write_err;
@@ -17,6 +19,9 @@ use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SSL_RE
 use crate::protocol::ok::{write_ok, write_ok_info};
 use crate::protocol::resultset::ResultSet;
 use crate::protocol::{auth, caps, command, status};
+use crate::session::gate::LoginSlot;
+use crate::status::guard::Verdict;
+use crate::util::time::unix_ms;
 
 /// Largest admin statement accepted.
 const MAX_PACKET: usize = 1 << 16;
@@ -24,15 +29,34 @@ const MAX_PACKET: usize = 1 << 16;
 const IDLE: Duration = Duration::from_secs(3600);
 
 /// Serves one admin client until it quits, fails or idles out.
-pub async fn serve<C: Transport, H: Host>(host: &H, client: C, peer: SocketAddr, conn_id: u32) {
-    let mut s = AdminSession { client, buf: Buffer::new(), out: Vec::new(), deprecate_eof: false };
+pub async fn serve<C: Transport, H: Host>(host: &H, mut client: C, peer: SocketAddr, conn_id: u32) {
     let config = host.config();
-    let view = View { config: &config, status: host.status(), balance: None };
-    if let Err(e) = s.login(&view, peer, conn_id).await {
+    let status = host.status();
+    let Some(login) = LoginSlot::take(status, host.shard(), &config.proxy, &mut client, peer.ip()).await else {
+        return;
+    };
+    let mut s = AdminSession {
+        client,
+        buf: Buffer::new(),
+        out: Vec::new(),
+        deprecate_eof: false,
+        user: String::new(),
+        role: AdminRole::Read,
+        peer,
+    };
+    let view = View { config: &config, status, balance: None };
+    let limit = Duration::from_millis(config.proxy.auth_timeout_ms.max(1));
+    let timer = async {
+        host.sleep(limit + Duration::from_millis(50)).await;
+        Err("login not completed within proxy.auth_timeout_ms".to_string())
+    };
+    let logged_in = futures_lite::future::or(s.login(host, &view, peer, conn_id), timer).await;
+    drop(login);
+    if let Err(e) = logged_in {
         tracing::info!(peer = %peer, "admin login failed: {e}");
         return;
     }
-    tracing::info!(peer = %peer, "admin session opened");
+    tracing::info!(peer = %peer, user = %s.user, role = ?s.role, "admin session opened");
     s.command_loop(host).await;
 }
 
@@ -84,6 +108,10 @@ struct AdminSession<C> {
     buf: Buffer,
     out: Vec<u8>,
     deprecate_eof: bool,
+    /// Who logged in, with what role, from where.
+    user: String,
+    role: AdminRole,
+    peer: SocketAddr,
 }
 
 impl<C: Transport> AdminSession<C> {
@@ -110,14 +138,26 @@ impl<C: Transport> AdminSession<C> {
         let _ = self.flush().await;
     }
 
-    async fn login(&mut self, view: &View<'_>, peer: SocketAddr, conn_id: u32) -> Result<(), String> {
+    /// The login, all of it within `proxy.auth_timeout_ms`: greeting, TLS when the client
+    /// asks (with the proxy port's certificate), native password check. Failed logins
+    /// count against the address as on the proxy port.
+    async fn login<H: Host>(
+        &mut self,
+        host: &H,
+        view: &View<'_>,
+        peer: SocketAddr,
+        conn_id: u32,
+    ) -> Result<(), String> {
         let scramble = auth::new_scramble();
-        let timeout = Duration::from_millis(view.config.proxy.auth_timeout_ms.max(1));
+        let p = &view.config.proxy;
+        let deadline = Instant::now() + Duration::from_millis(p.auth_timeout_ms.max(1));
+        let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let tls = view.config.tls.clone();
         Greeting {
-            server_version: format!("{}-admin", view.config.proxy.server_version),
+            server_version: format!("{}-admin", p.server_version),
             connection_id: conn_id,
             scramble: scramble.to_vec(),
-            capabilities: caps::PROXY_SERVER,
+            capabilities: caps::PROXY_SERVER | if tls.is_some() { caps::SSL } else { 0 },
             charset: 45,
             status: status::AUTOCOMMIT,
             auth_plugin: auth::NATIVE.to_string(),
@@ -125,18 +165,27 @@ impl<C: Transport> AdminSession<C> {
         .write(&mut self.out);
         self.flush().await?;
         let ip = crate::config::canonical_ip(peer.ip());
-        let (seq, payload) = self.read(timeout).await?;
-        let next = seq.wrapping_add(1);
+        let (mut seq, mut payload) = self.read(left()).await?;
         if !view.config.admin_allow.iter().any(|n| n.contains(&ip)) {
             let msg = format!("Host '{ip}' is not allowed to connect to corelay's admin port (proxy.admin_allow)");
-            self.err(next, code::HOST_NOT_PRIVILEGED, &msg).await;
+            self.err(seq.wrapping_add(1), code::HOST_NOT_PRIVILEGED, &msg).await;
             return Err(msg);
         }
         if payload.len() == SSL_REQUEST_LEN {
-            let msg = "Bad handshake: the admin port does not offer TLS";
-            self.err(next, code::HANDSHAKE_ERROR, msg).await;
-            return Err(msg.into());
+            let Some(tls) = tls else {
+                let msg = "Bad handshake: the admin port offers no TLS (set proxy.tls_cert and proxy.tls_key)";
+                self.err(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
+                return Err(msg.into());
+            };
+            let early = self.buf.filled().to_vec();
+            self.buf.consume(early.len());
+            self.client
+                .start_tls(TlsStart::Server(tls), &early, Some(left()))
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            (seq, payload) = self.read(left()).await?;
         }
+        let next = seq.wrapping_add(1);
         let hr = match HandshakeResponse::parse(&payload) {
             Ok(hr) => hr,
             Err(e) => {
@@ -147,20 +196,37 @@ impl<C: Transport> AdminSession<C> {
         };
         self.deprecate_eof = hr.capabilities & caps::PROXY_SERVER & caps::DEPRECATE_EOF != 0;
         let (mut proof, mut seq) = (hr.auth_response, next);
+        let standing = view.status.login_standing(ip);
+        match standing.verdict(p, unix_ms()) {
+            Verdict::Go => {}
+            Verdict::Delay(d) => host.sleep(d).await,
+            Verdict::Blocked(left) => {
+                let msg = format!(
+                    "Host '{ip}' is blocked because of {} failed logins; try again in {left} s",
+                    standing.failures
+                );
+                self.err(seq, code::HOST_IS_BLOCKED, &msg).await;
+                return Err(msg);
+            }
+        }
         if hr.auth_plugin.as_deref().unwrap_or(auth::NATIVE) != auth::NATIVE {
             AuthSwitch { plugin: auth::NATIVE.into(), data: scramble.to_vec() }.write(&mut self.out, seq);
             self.flush().await?;
-            let (s, p) = self.read(timeout).await?;
+            let (s, p) = self.read(left()).await?;
             proof = p;
             seq = s.wrapping_add(1);
         }
         let user = view.config.admin_users.iter().find(|a| a.name == hr.user);
-        if !user.is_some_and(|u| auth::verify(auth::NATIVE, u.password.as_bytes(), &scramble, &proof)) {
+        if !user.is_some_and(|u| u.credential.check_native(&scramble, &proof)) {
+            view.status.guard(host.shard()).failed(ip, unix_ms());
             let using = if proof.is_empty() { "NO" } else { "YES" };
             let msg = format!("Access denied for admin user '{}'@'{ip}' (using password: {using})", hr.user);
             self.err(seq, code::ACCESS_DENIED, &msg).await;
             return Err(msg);
         }
+        view.status.guard(host.shard()).succeeded(ip, unix_ms(), crate::status::guard::forget_ms(p));
+        self.user = hr.user;
+        self.role = user.map_or(AdminRole::Read, |u| u.role);
         write_ok(&mut self.out, seq, 0, 0, status::AUTOCOMMIT);
         self.flush().await
     }
@@ -175,7 +241,7 @@ impl<C: Transport> AdminSession<C> {
             let reply = match cmd {
                 command::QUIT => return,
                 command::PING | command::INIT_DB | command::RESET_CONNECTION => Reply::Ok(String::new()),
-                command::QUERY => answer(view, &String::from_utf8_lossy(body)),
+                command::QUERY => self.answer(view, &String::from_utf8_lossy(body)),
                 other => Reply::Err(
                     code::UNKNOWN_COM,
                     format!("The admin port answers text statements only, not {}", command::name(other)),
@@ -202,17 +268,31 @@ impl<C: Transport> AdminSession<C> {
     }
 }
 
-/// An admin statement's reply; also answers what MySQL clients send on their own when they
-/// connect (`SELECT @@version_comment`, `SET NAMES`, ...).
-fn answer(view: &View, sql: &str) -> Reply {
-    let w = super::words(sql);
-    match w.first().map(String::as_str) {
-        Some("SELECT") if w.iter().any(|x| x.contains("@@VERSION_COMMENT")) => {
-            let mut rs = ResultSet::new(&["@@version_comment"]);
-            rs.push(["corelay admin"]);
-            Reply::Rows(rs)
+impl<C> AdminSession<C> {
+    /// An admin statement's reply; also answers what MySQL clients send on their own when
+    /// they connect (`SELECT @@version_comment`, `SET NAMES`, ...). A statement that changes
+    /// corelay's state is logged with who asked and what came of it.
+    fn answer(&self, view: &View, sql: &str) -> Reply {
+        let w = super::words(sql);
+        match w.first().map(String::as_str) {
+            Some("SELECT") if w.iter().any(|x| x.contains("@@VERSION_COMMENT")) => {
+                let mut rs = ResultSet::new(&["@@version_comment"]);
+                rs.push(["corelay admin"]);
+                Reply::Rows(rs)
+            }
+            Some("SET") | Some("USE") => Reply::Ok(String::new()),
+            _ => {
+                let reply = super::run_as(view, sql, self.role, &self.user);
+                if let Some(name) = super::changing(sql) {
+                    let outcome = match &reply {
+                        Reply::Err(_, m) => format!("refused: {m}"),
+                        _ => "accepted".to_string(),
+                    };
+                    let (user, peer, role) = (&self.user, self.peer, self.role);
+                    tracing::warn!(admin_user = %user, %peer, ?role, "admin command {name}: {outcome}");
+                }
+                reply
+            }
         }
-        Some("SET") | Some("USE") => Reply::Ok(String::new()),
-        _ => super::run(view, sql),
     }
 }

@@ -1,6 +1,7 @@
 //! A small blocking MySQL client for corelay's own use outside the shards: the master's
-//! health checks and `corelay report`. Plain sockets with timeouts; text queries only;
-//! results end with EOF packets (the client does not ask for CLIENT_DEPRECATE_EOF).
+//! health checks and `corelay report`. Sockets with timeouts, TLS as the server's `tls`
+//! mode says; text queries only; results end with EOF packets (the client does not ask
+//! for CLIENT_DEPRECATE_EOF).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,7 +40,11 @@ impl BlockingError {
     }
 }
 
-fn read_packet(s: &mut TcpStream) -> Result<(u8, Vec<u8>), BlockingError> {
+/// A logged-in connection: a socket, or TLS over one.
+pub trait Link: Read + Write + Send {}
+impl<T: Read + Write + Send> Link for T {}
+
+fn read_packet(s: &mut dyn Link) -> Result<(u8, Vec<u8>), BlockingError> {
     let mut h = [0u8; HEADER_LEN];
     s.read_exact(&mut h)?;
     let h = Header::parse(&h).ok_or(BlockingError::Unexpected("bad header"))?;
@@ -59,22 +64,51 @@ fn server_error(p: &[u8]) -> BlockingError {
 }
 
 /// Connects to `addr` and logs in as `user` (native password, auth switch, ed25519), with
-/// `timeout` for the connect and (at least a second) for every read and write.
-pub fn login(addr: SocketAddr, timeout: Duration, user: &str, password: &str) -> Result<TcpStream, BlockingError> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout.max(Duration::from_secs(1))))?;
-    s.set_write_timeout(Some(timeout.max(Duration::from_secs(1))))?;
-    let _ = s.set_nodelay(true);
-    let (_, g) = read_packet(&mut s)?;
+/// `timeout` for the connect and (at least a second) for every read and write; over TLS
+/// when `tls` says so (as the shards' connections to that server are).
+pub fn login(
+    addr: SocketAddr,
+    timeout: Duration,
+    user: &str,
+    password: &str,
+    tls: Option<&crate::config::ServerTls>,
+) -> Result<Box<dyn Link>, BlockingError> {
+    let mut tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_read_timeout(Some(timeout.max(Duration::from_secs(1))))?;
+    tcp.set_write_timeout(Some(timeout.max(Duration::from_secs(1))))?;
+    let _ = tcp.set_nodelay(true);
+    let (_, g) = read_packet(&mut tcp)?;
     if g.first() == Some(&0xFF) {
         return Err(server_error(&g));
     }
     let g = Greeting::parse(&g)?;
+    let mut capabilities = caps::BACKEND_REQUIRED;
+    let mut seq = 1;
+    let mut s: Box<dyn Link> = match tls {
+        Some(t) if g.capabilities & caps::SSL != 0 => {
+            capabilities |= caps::SSL;
+            let mut req = [0u8; 32];
+            req[..4].copy_from_slice(&capabilities.to_le_bytes());
+            req[4..8].copy_from_slice(&(1u32 << 24).to_le_bytes());
+            req[8] = 45;
+            let mut out = Vec::new();
+            write_packet(&mut out, 1, &req);
+            tcp.write_all(&out)?;
+            seq = 2;
+            let conn = rustls::ClientConnection::new(t.config.clone(), t.name.clone())
+                .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        Some(t) if t.mode != crate::net::tls::BackendTls::Preferred => {
+            return Err(BlockingError::Unexpected("the server offers no TLS, and its tls mode requires it"))
+        }
+        _ => Box::new(tcp),
+    };
     let plugin =
         if auth::proof_for(&g.auth_plugin, b"", b"").is_ok() { g.auth_plugin.clone() } else { auth::NATIVE.into() };
     let proof = auth::proof_for(&plugin, password.as_bytes(), &g.scramble)?;
     let hr = HandshakeResponse {
-        capabilities: caps::BACKEND_REQUIRED,
+        capabilities,
         max_packet: 1 << 24,
         charset: 45,
         user: user.into(),
@@ -84,10 +118,10 @@ pub fn login(addr: SocketAddr, timeout: Duration, user: &str, password: &str) ->
         attributes: Vec::new(),
     };
     let mut out = Vec::new();
-    hr.write(&mut out, 1);
+    hr.write(&mut out, seq);
     s.write_all(&out)?;
     for _ in 0..4 {
-        let (seq, p) = read_packet(&mut s)?;
+        let (seq, p) = read_packet(&mut *s)?;
         match p.first() {
             Some(0x00) => return Ok(s),
             Some(0xFE) => {
@@ -95,6 +129,14 @@ pub fn login(addr: SocketAddr, timeout: Duration, user: &str, password: &str) ->
                 let proof = auth::proof_for(&sw.plugin, password.as_bytes(), &sw.data)?;
                 out.clear();
                 write_packet(&mut out, seq.wrapping_add(1), &proof);
+                s.write_all(&out)?;
+            }
+            // caching_sha2 full authentication: the password, over TLS only.
+            Some(0x01) if p.get(1) == Some(&4) && capabilities & caps::SSL != 0 => {
+                let mut pw = password.as_bytes().to_vec();
+                pw.push(0);
+                out.clear();
+                write_packet(&mut out, seq.wrapping_add(1), &pw);
                 s.write_all(&out)?;
             }
             Some(0x01) => continue,
@@ -108,7 +150,7 @@ pub type Rows = Vec<Vec<Option<String>>>;
 
 /// Runs a text query; returns column names and rows (NULL as None). Results end with EOF
 /// packets: the health connection does not ask for CLIENT_DEPRECATE_EOF.
-pub fn query(s: &mut TcpStream, sql: &str) -> Result<(Vec<String>, Rows), BlockingError> {
+pub fn query(s: &mut dyn Link, sql: &str) -> Result<(Vec<String>, Rows), BlockingError> {
     let mut out = Vec::new();
     let mut p = vec![crate::protocol::command::QUERY];
     p.extend_from_slice(sql.as_bytes());
@@ -171,7 +213,7 @@ mod tests {
             write_err(&mut out, 0, code::CON_COUNT_ERROR, "Too many connections");
             s.write_all(&out).unwrap();
         });
-        let e = login(addr, Duration::from_secs(5), "u", "p").unwrap_err();
+        let e = login(addr, Duration::from_secs(5), "u", "p", None).err().expect("refused");
         server.join().unwrap();
         assert_eq!(e.server_code(), Some(code::CON_COUNT_ERROR.number), "{e}");
         assert_eq!(e.to_string(), "Too many connections (1040)");

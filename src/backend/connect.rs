@@ -8,6 +8,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{Backend, BackendError, Key, State, StmtCache, MAX_PACKET};
+use crate::config::ServerTls;
+use crate::net::tls::{BackendTls, TlsStart};
 use crate::net::{read_packet, Buffer, Connector, PacketReadError, Transport};
 use crate::protocol::auth;
 use crate::protocol::caps;
@@ -33,6 +35,8 @@ pub struct Login<'a> {
     /// have it directly: the client's own CLIENT_SESSION_TRACK, and no statement of
     /// corelay's in its status counters.
     pub track_all: bool,
+    /// TLS to the server (None: `tls = "disabled"`).
+    pub tls: Option<&'a ServerTls>,
 }
 
 /// Opens a connection to `addr` and logs in. `buf` receives anything the server sent past
@@ -52,12 +56,13 @@ pub async fn connect<N: Connector>(
         return Err(exchange.refused(&payload));
     }
     let greeting = Greeting::parse(&payload).map_err(|source| BackendError::Protocol { addr, source })?;
-    let response = handshake_response(&greeting, login);
-    let capabilities = response.capabilities;
+    let mut response = handshake_response(&greeting, login);
     let mut out = Vec::with_capacity(128);
-    response.write(&mut out, 1);
+    let encrypted = exchange.start_tls(&mut stream, &greeting, &mut response, login).await?;
+    let capabilities = response.capabilities;
+    response.write(&mut out, if encrypted { 2 } else { 1 });
     exchange.write(&mut stream, &out).await?;
-    exchange.authenticate(&mut stream, login).await?;
+    exchange.authenticate(&mut stream, login, encrypted).await.map_err(|e| tls_hint(e, &greeting, login))?;
     let trackers = if login.track_all && capabilities & caps::SESSION_TRACK != 0 {
         exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?
     } else {
@@ -81,6 +86,24 @@ pub async fn connect<N: Connector>(
         tracks_all: trackers.is_some(),
         trackers: Rc::new(trackers.unwrap_or_default()),
     })
+}
+
+/// A server that offers TLS refused a login made without it (`tls = "disabled"`): it may
+/// require TLS (MariaDB says only "Access denied" under `require_secure_transport`, MySQL
+/// 3159), so the error names the key.
+fn tls_hint(e: BackendError, greeting: &Greeting, login: &Login<'_>) -> BackendError {
+    match e {
+        BackendError::Refused { addr, err }
+            if login.tls.is_none() && greeting.capabilities & caps::SSL != 0 && matches!(err.code, 1045 | 3159) =>
+        {
+            let message = format!(
+                "refused the login: {} ({}); if the server requires TLS (require_secure_transport), set tls = \"required\" or \"verify\" on its [[cluster.server]] (now tls = \"disabled\")",
+                err.message, err.code
+            );
+            BackendError::Tls { addr, message }
+        }
+        other => other,
+    }
 }
 
 /// What corelay asks every backend connection's session tracking to report: every system
@@ -120,6 +143,15 @@ fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeRespon
     }
 }
 
+/// The SSLRequest: a handshake response cut after its filler.
+fn ssl_request(response: &HandshakeResponse) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    p[..4].copy_from_slice(&response.capabilities.to_le_bytes());
+    p[4..8].copy_from_slice(&response.max_packet.to_le_bytes());
+    p[8] = response.charset;
+    p
+}
+
 /// The packets of one login, with the server's address for errors.
 struct Exchange<'b> {
     addr: SocketAddr,
@@ -128,6 +160,42 @@ struct Exchange<'b> {
 }
 
 impl Exchange<'_> {
+    /// Switches to TLS when the server's `tls` mode says so: sends the SSLRequest (the
+    /// response's first 32 bytes, with CLIENT_SSL) and runs the handshake. Returns whether
+    /// the connection is now encrypted.
+    async fn start_tls<T: Transport>(
+        &mut self,
+        stream: &mut T,
+        greeting: &Greeting,
+        response: &mut HandshakeResponse,
+        login: &Login<'_>,
+    ) -> Result<bool, BackendError> {
+        let addr = self.addr;
+        let Some(tls) = login.tls else { return Ok(false) };
+        if greeting.capabilities & caps::SSL == 0 {
+            if tls.mode == BackendTls::Preferred {
+                return Ok(false);
+            }
+            let message = format!(
+                "the server offers no TLS, and its [[cluster.server]] says tls = {:?} (set tls = \"preferred\" or \"disabled\", or give the server a certificate)",
+                format!("{:?}", tls.mode).to_ascii_lowercase()
+            );
+            return Err(BackendError::Tls { addr, message });
+        }
+        response.capabilities |= caps::SSL;
+        let mut out = Vec::with_capacity(36);
+        write_packet(&mut out, 1, &ssl_request(response));
+        self.write(stream, &out).await?;
+        let start = TlsStart::Client(tls.config.clone(), tls.name.clone());
+        let early = self.buf.filled().to_vec();
+        self.buf.consume(early.len());
+        stream.start_tls(start, &early, self.timeout).await.map_err(|e| BackendError::Tls {
+            addr,
+            message: format!("TLS handshake failed ([[cluster.server]] tls = {:?}): {e}", tls.mode),
+        })?;
+        Ok(true)
+    }
+
     async fn read<T: Transport>(&mut self, stream: &mut T) -> Result<(u8, Vec<u8>), BackendError> {
         let addr = self.addr;
         read_packet(stream, self.buf, 1 << 16, self.timeout).await.map_err(|e| match e {
@@ -199,7 +267,12 @@ impl Exchange<'_> {
 
     /// After the handshake response: answers auth switches and the caching_sha2 fast path
     /// until the server says OK (at most a few round trips).
-    async fn authenticate<T: Transport>(&mut self, stream: &mut T, login: &Login<'_>) -> Result<(), BackendError> {
+    async fn authenticate<T: Transport>(
+        &mut self,
+        stream: &mut T,
+        login: &Login<'_>,
+        encrypted: bool,
+    ) -> Result<(), BackendError> {
         let addr = self.addr;
         for _ in 0..6 {
             let (seq, payload) = self.read(stream).await?;
@@ -218,6 +291,14 @@ impl Exchange<'_> {
                 Some(0x01) => match payload.get(1) {
                     // caching_sha2_password fast path succeeded: the OK follows.
                     Some(3) => continue,
+                    // Full authentication: over TLS the password itself may go.
+                    Some(4) if encrypted => {
+                        let mut password = login.password.as_bytes().to_vec();
+                        password.push(0);
+                        let mut out = Vec::with_capacity(password.len() + 4);
+                        write_packet(&mut out, seq.wrapping_add(1), &password);
+                        self.write(stream, &out).await?;
+                    }
                     _ => {
                         return Err(BackendError::Plugin {
                             addr,

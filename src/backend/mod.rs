@@ -41,6 +41,8 @@ pub enum BackendError {
     Refused { addr: SocketAddr, err: ErrPacket },
     #[error("db server {addr} asks for authentication plugin {plugin:?}, which corelay cannot answer")]
     Plugin { addr: SocketAddr, plugin: String },
+    #[error("db server {addr}: {message}")]
+    Tls { addr: SocketAddr, message: String },
 }
 
 impl BackendError {

@@ -13,7 +13,8 @@ use crate::status::plot::svg;
 
 /// Reads `SHOW HISTOGRAM <class>` from the admin port at `addr`.
 pub fn fetch(addr: SocketAddr, user: &str, password: &str, class: &str) -> Result<Merged, String> {
-    let mut s = login(addr, Duration::from_secs(5), user, password).map_err(|e| format!("admin port {addr}: {e}"))?;
+    let mut s =
+        login(addr, Duration::from_secs(5), user, password, None).map_err(|e| format!("admin port {addr}: {e}"))?;
     let (_, rows) = query(&mut s, &format!("SHOW HISTOGRAM {class}")).map_err(|e| format!("SHOW HISTOGRAM: {e}"))?;
     let mut m = Merged::default();
     for row in rows {

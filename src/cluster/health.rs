@@ -13,11 +13,10 @@
 //! when it changes; writes go to it whatever it is, so clients see the server's own error.
 
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::backend::blocking::{login, query, BlockingError};
+use crate::backend::blocking::{login, query, BlockingError, Link};
 use crate::config::{Config, Role, Server};
 use crate::protocol::code;
 use crate::status::{health, StatusRegion};
@@ -25,7 +24,7 @@ use crate::status::{health, StatusRegion};
 /// Checks every server of every cluster at the cluster's `health_interval_ms`.
 #[derive(Default)]
 pub struct Checker {
-    conns: HashMap<usize, TcpStream>,
+    conns: HashMap<usize, Box<dyn Link>>,
     due: HashMap<usize, Instant>,
     warned: std::collections::HashSet<usize>,
 }
@@ -106,9 +105,13 @@ impl Checker {
     ) -> Result<(Option<u64>, bool), BlockingError> {
         let s = match self.conns.entry(server.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(login(server.addr, Duration::from_millis(server.connect_timeout_ms), user, password)?)
-            }
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(login(
+                server.addr,
+                Duration::from_millis(server.connect_timeout_ms),
+                user,
+                password,
+                server.tls.as_ref(),
+            )?),
         };
         let (_, rows) = query(s, "SHOW VARIABLES LIKE 'read_only'")?;
         let read_only = rows.first().and_then(|r| r.get(1).cloned().flatten()).is_some_and(|v| v == "ON");

@@ -252,9 +252,11 @@ cluster = "b"
 [[user]]
 name = "u1"
 db_user = "d"
+allow_empty_password = true
 [[user]]
 name = "u2"
 db_user = "e"
+allow_empty_password = true
 "#;
 
     fn load(text: &str) -> Config {
@@ -344,7 +346,7 @@ db_user = "e"
                 "",
             )
             .replace("[[db_user]]\nname = \"e\"\ncluster = \"b\"\n", "")
-            .replace("[[user]]\nname = \"u2\"\ndb_user = \"e\"\n", "");
+            .replace("[[user]]\nname = \"u2\"\ndb_user = \"e\"\nallow_empty_password = true\n", "");
         let (v1, changes) = v0.reload(file(&after), "t.toml".into()).unwrap();
         assert!(v1.clusters[1].removed);
         assert_eq!(v1.clusters[1].primary().address, "127.0.0.1:4306");

@@ -9,6 +9,7 @@
 mod layout;
 mod overrides;
 mod schema;
+mod tls;
 mod validate;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use thiserror::Error;
 pub use layout::{Changes, Layout, Published};
 pub use overrides::Overrides;
 pub use schema::*;
+pub use tls::ServerTls;
 
 /// The configuration corelay runs when no `--config` is given (also `tuning/default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../tuning/default.toml");
@@ -72,6 +74,8 @@ pub struct Server {
     pub reserved_primary_connections: u32,
     pub connect_timeout_ms: u64,
     pub reconnect_interval_s: u64,
+    /// TLS to this server (None: `tls = "disabled"`).
+    pub tls: Option<ServerTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +114,8 @@ pub struct DbUser {
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    /// The password's hashes (the plaintext, when configured, is not kept).
+    pub credential: crate::protocol::credential::Credential,
     pub db_user: usize,
     pub auth: AuthPlugin,
     pub max_connections: u32,
@@ -119,6 +124,10 @@ pub struct User {
     pub multiplex: bool,
     /// May KILL any session of this corelay, not only its own user's.
     pub admin: bool,
+    /// Must log in over TLS.
+    pub require_tls: bool,
+    /// May run `checkproxystatus`.
+    pub status_queries: bool,
     /// Gone from the file: nobody logs in as it any more; its sessions go on.
     pub removed: bool,
 }
@@ -143,7 +152,10 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone)]
 pub struct AdminUser {
     pub name: String,
+    /// As configured (`corelay report` logs in with it when it is not a hash form).
     pub password: String,
+    pub credential: crate::protocol::credential::Credential,
+    pub role: AdminRole,
 }
 
 /// The validated configuration every part of corelay reads.
@@ -158,6 +170,10 @@ pub struct Config {
     /// The `/metrics` port (None: off).
     pub metrics_addr: Option<SocketAddr>,
     pub admin_allow: Vec<IpNet>,
+    /// Who may read `/metrics`.
+    pub metrics_allow: Vec<IpNet>,
+    /// Client-side TLS (None: no `tls_cert`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// By cluster index; every list here is indexed as the [`Layout`] says and keeps
     /// removed entries as tombstones.
     pub clusters: Vec<Cluster>,
@@ -228,7 +244,10 @@ impl Config {
         let (db_by_name, db_users) = check.db_users(&file, &layout, old, &topology.by_name)?;
         let (users_by_name, users) = check.users(&file, &layout, old, &db_by_name)?;
         let admin_users = validate::admin_users(&file);
+        let tls = check.client_tls(&file.proxy, old)?;
         Ok(Config {
+            tls,
+            metrics_allow: addresses.metrics_allow,
             proxy: file.proxy.clone(),
             listen: addresses.listen,
             admin_addr: addresses.admin_addr,
@@ -331,6 +350,7 @@ mod tombstone {
             reserved_primary_connections: 0,
             connect_timeout_ms: 1000,
             reconnect_interval_s: 30,
+            tls: None,
         }
     }
 
@@ -373,13 +393,15 @@ mod tombstone {
         }
         User {
             name: layout.users.get(i).cloned().unwrap_or_default(),
-            password: String::new(),
+            credential: Default::default(),
             db_user: 0,
             auth: AuthPlugin::Native,
             max_connections: 1,
             allow: Vec::new(),
             multiplex: true,
             admin: false,
+            require_tls: false,
+            status_queries: false,
             removed: true,
         }
     }
@@ -442,6 +464,7 @@ cluster = "c"
 [[user]]
 name = "u"
 db_user = "d"
+allow_empty_password = true
 "#;
 
     /// `text` validated.
@@ -468,7 +491,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:6033".parse().unwrap());
         assert_eq!(c.clusters[0].primary().addr, "127.0.0.1:3306".parse().unwrap());
         let (_, root) = c.user("root").unwrap();
-        assert_eq!(root.password, "");
+        assert!(root.credential.empty);
         assert_eq!(c.db_users[root.db_user].name, "root");
         assert_eq!(c.proxy.worker_mode, WorkerMode::Thread);
     }

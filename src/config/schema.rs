@@ -184,6 +184,27 @@ pub struct Proxy {
     /// when it changed (as SIGHUP does).
     pub watch_config: bool,
     pub watch_interval_ms: u64,
+    /// Client-side TLS (and the admin port's): PEM certificate chain and private key.
+    /// Both empty: no TLS. Read again on every reload; a file that does not load keeps
+    /// the running certificate.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Lowest TLS version offered to clients: "1.2" or "1.3".
+    pub tls_min_version: String,
+    /// Connections from one client address that have not finished logging in, across
+    /// all shards; more are refused (1040) until some finish; 0 = no limit.
+    pub max_unauthenticated_per_ip: u32,
+    /// Failed logins from one address (proxy and admin port) before each further attempt
+    /// from it is delayed; the delay doubles with every failure, up to
+    /// `login_delay_max_ms`.
+    pub login_failures_before_delay: u32,
+    pub login_delay_max_ms: u64,
+    /// Failed logins from one address after which it is refused outright (1129) for
+    /// `login_block_s`; 0 = never. A success clears the address's count.
+    pub login_failures_before_block: u32,
+    pub login_block_s: u64,
+    /// Client addresses (CIDR) allowed on `/metrics`.
+    pub metrics_allow: Vec<String>,
 }
 
 impl Proxy {
@@ -248,6 +269,15 @@ impl Default for Proxy {
             log_keep_files: 5,
             watch_config: false,
             watch_interval_ms: 1000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_min_version: "1.2".into(),
+            max_unauthenticated_per_ip: 64,
+            login_failures_before_delay: 5,
+            login_delay_max_ms: 5000,
+            login_failures_before_block: 30,
+            login_block_s: 300,
+            metrics_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
         }
     }
 }
@@ -314,6 +344,17 @@ pub struct ServerFile {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_reconnect_interval_s")]
     pub reconnect_interval_s: u64,
+    /// TLS to this server: disabled, preferred, required or verify.
+    #[serde(default)]
+    pub tls: crate::net::tls::BackendTls,
+    /// CA certificates (PEM) the server's certificate must chain to (`tls = "verify"`).
+    #[serde(default)]
+    pub tls_ca: String,
+    /// A client certificate and key (PEM) corelay presents, for servers that ask.
+    #[serde(default)]
+    pub tls_cert: String,
+    #[serde(default)]
+    pub tls_key: String,
 }
 
 fn one() -> u32 {
@@ -369,6 +410,15 @@ pub struct UserFile {
     /// kill other users' threads when the target's db user is another.
     #[serde(default)]
     pub admin: bool,
+    /// The client must log in over TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// An empty `password` is refused at load unless this is true.
+    #[serde(default)]
+    pub allow_empty_password: bool,
+    /// May run `checkproxystatus` (it shows every user, client address and server).
+    #[serde(default)]
+    pub status_queries: bool,
 }
 
 fn default_true() -> bool {
@@ -391,4 +441,16 @@ pub struct AdminUserFile {
     pub name: String,
     #[serde(default)]
     pub password: String,
+    /// `full` (the default) or `read`: a read-only admin sees everything and changes
+    /// nothing (no RELOAD, PAUSE, RESUME, SHUTDOWN).
+    #[serde(default)]
+    pub role: AdminRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    Read,
+    #[default]
+    Full,
 }

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 
 use ipnet::IpNet;
 
+use crate::protocol::credential::Credential;
+
 use super::{
     parse_addr, parse_cidr, tombstone, AdminUser, AuthPlugin, Cluster, Config, ConfigError, DbUser, FileConfig, Layout,
     Proxy, Role, Server, User,
@@ -31,7 +33,7 @@ impl Check<'_> {
         Err(self.bad(key, message))
     }
 
-    fn bad(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn bad(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { file: self.source.to_string(), key: key.into(), message: message.into() }
     }
 }
@@ -42,6 +44,7 @@ pub(super) struct Addresses {
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     pub admin_allow: Vec<IpNet>,
+    pub metrics_allow: Vec<IpNet>,
 }
 
 /// Clusters, and every server by id (removed ones included).
@@ -67,7 +70,11 @@ impl Check<'_> {
         for (j, a) in p.admin_allow.iter().enumerate() {
             admin_allow.push(parse_cidr(a).map_err(|m| bad(format!("proxy.admin_allow[{j}]"), m))?);
         }
-        Ok(Addresses { listen, admin_addr, metrics_addr, admin_allow })
+        let mut metrics_allow = Vec::new();
+        for (j, a) in p.metrics_allow.iter().enumerate() {
+            metrics_allow.push(parse_cidr(a).map_err(|m| bad(format!("proxy.metrics_allow[{j}]"), m))?);
+        }
+        Ok(Addresses { listen, admin_addr, metrics_addr, admin_allow, metrics_allow })
     }
 
     /// The `[proxy]` numbers that have a range.
@@ -228,6 +235,7 @@ impl Check<'_> {
         if s.connect_timeout_ms == 0 {
             return Err(bad(format!("{skey}.connect_timeout_ms"), "must be at least 1".into()));
         }
+        let tls = self.server_tls(&skey, s)?;
         let id = layout
             .server(&c.name, &s.address)
             .ok_or_else(|| bad(format!("{skey}.address"), "not in the layout".into()))?;
@@ -244,6 +252,7 @@ impl Check<'_> {
             reserved_primary_connections: s.reserved_primary_connections,
             connect_timeout_ms: s.connect_timeout_ms,
             reconnect_interval_s: s.reconnect_interval_s,
+            tls,
         })
     }
 
@@ -338,15 +347,41 @@ impl Check<'_> {
             if u.max_connections == 0 {
                 return Err(bad(format!("{key}.max_connections"), "must be at least 1".into()));
             }
+            let credential = Credential::parse(&u.password);
+            if credential.empty && !u.allow_empty_password {
+                return Err(bad(
+                    format!("{key}.password"),
+                    "is empty: set a password (or a hash form, see `corelay hash-password`), or say allow_empty_password = true"
+                        .into(),
+                ));
+            }
+            if auth == AuthPlugin::Native && !credential.empty && credential.native.is_none() {
+                return Err(bad(
+                    format!("{key}.password"),
+                    "is a caching_sha2_password hash, which mysql_native_password cannot check: give the `*` hash or set auth = \"caching_sha2_password\"".into(),
+                ));
+            }
+            if auth == AuthPlugin::CachingSha2
+                && !credential.empty
+                && credential.native.is_some()
+                && credential.sha2.is_none()
+            {
+                return Err(bad(
+                    format!("{key}.password"),
+                    "is a mysql_native_password hash, which caching_sha2_password cannot check: give the `$A$005$` hash or set auth = \"mysql_native_password\"".into(),
+                ));
+            }
             live_users[id] = Some(User {
                 name: u.name.clone(),
-                password: u.password.clone(),
+                credential,
                 db_user,
                 auth,
                 max_connections: u.max_connections,
                 allow,
                 multiplex: u.multiplex,
                 admin: u.admin,
+                require_tls: u.require_tls,
+                status_queries: u.status_queries,
                 removed: false,
             });
         }
@@ -357,7 +392,15 @@ impl Check<'_> {
 
 /// `[[admin_user]]` (nothing to check: an admin user may have any name and password).
 pub(super) fn admin_users(file: &FileConfig) -> Vec<AdminUser> {
-    file.admin_user.iter().map(|a| AdminUser { name: a.name.clone(), password: a.password.clone() }).collect()
+    file.admin_user
+        .iter()
+        .map(|a| AdminUser {
+            name: a.name.clone(),
+            password: a.password.clone(),
+            credential: Credential::parse(&a.password),
+            role: a.role,
+        })
+        .collect()
 }
 
 /// Entries by index: the live ones, and a tombstone where the file lacks one.

@@ -10,19 +10,21 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::listen::set_cloexec;
+use super::tls::{TlsFacts, TlsLayer, TlsStart};
 use super::{Connector, Transport};
 
-/// A glommio TCP stream with per-call read timeouts.
+/// A glommio TCP stream with per-call read timeouts, encrypted once TLS starts.
 pub struct Conn {
     stream: TcpStream,
     read_timeout: Option<Duration>,
+    tls: Option<Box<TlsLayer>>,
 }
 
 impl Conn {
     pub fn new(stream: TcpStream, write_timeout: Option<Duration>) -> Conn {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(write_timeout);
-        Conn { stream, read_timeout: None }
+        Conn { stream, read_timeout: None, tls: None }
     }
 }
 
@@ -32,11 +34,32 @@ impl Transport for Conn {
             self.stream.set_read_timeout(timeout).map_err(|e| io::Error::other(e.to_string()))?;
             self.read_timeout = timeout;
         }
-        self.stream.read(dst).await
+        match &mut self.tls {
+            Some(tls) => tls.read(&mut self.stream, dst).await,
+            None => self.stream.read(dst).await,
+        }
     }
 
     async fn write_all(&mut self, src: &[u8]) -> io::Result<()> {
-        self.stream.write_all(src).await
+        match &mut self.tls {
+            Some(tls) => tls.write_all(&mut self.stream, src).await,
+            None => self.stream.write_all(src).await,
+        }
+    }
+
+    async fn start_tls(&mut self, start: TlsStart, early: &[u8], timeout: Option<Duration>) -> io::Result<()> {
+        if timeout != self.read_timeout {
+            self.stream.set_read_timeout(timeout).map_err(|e| io::Error::other(e.to_string()))?;
+            self.read_timeout = timeout;
+        }
+        let mut tls = Box::new(TlsLayer::new(start, early)?);
+        tls.handshake(&mut self.stream).await?;
+        self.tls = Some(tls);
+        Ok(())
+    }
+
+    fn tls(&self) -> Option<TlsFacts> {
+        self.tls.as_ref().and_then(|t| t.facts())
     }
 
     fn peer_closed(&self) -> bool {

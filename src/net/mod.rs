@@ -17,6 +17,7 @@ pub mod fake;
 pub mod glommio;
 pub mod listen;
 pub mod packet;
+pub mod tls;
 
 pub use buffer::Buffer;
 pub use packet::{read_packet, PacketReadError};
@@ -36,6 +37,16 @@ pub trait Transport {
     /// Whether the peer closed the connection or sent something unasked (checked without
     /// waiting). An idle pooled backend connection for which this is true is unusable.
     fn peer_closed(&self) -> bool;
+    /// Switches the stream to TLS and runs the handshake. `early` holds bytes already
+    /// read past the last plaintext packet (the start of the TLS handshake); each read of
+    /// the handshake waits at most `timeout`.
+    async fn start_tls(&mut self, _start: tls::TlsStart, _early: &[u8], _timeout: Option<Duration>) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this transport has no TLS"))
+    }
+    /// What TLS negotiated, when the stream is encrypted.
+    fn tls(&self) -> Option<tls::TlsFacts> {
+        None
+    }
 }
 
 /// Opens backend connections.

@@ -38,6 +38,8 @@ pub const NO_SUCH_THREAD: Code = Code::new(1094, "HY000");
 pub const KILL_DENIED: Code = Code::new(1095, "HY000");
 /// ER_UNKNOWN_ERROR: a statement corelay answers itself cannot be done (the message says why).
 pub const UNKNOWN_ERROR: Code = Code::new(1105, "HY000");
+/// ER_HOST_IS_BLOCKED: too many failed logins from the client's address.
+pub const HOST_IS_BLOCKED: Code = Code::new(1129, "HY000");
 /// ER_HOST_NOT_PRIVILEGED: the client's address is not on the allow list.
 pub const HOST_NOT_PRIVILEGED: Code = Code::new(1130, "HY000");
 /// ER_NET_PACKET_TOO_LARGE: a packet over `max_packet_bytes`.

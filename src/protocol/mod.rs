@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod charset;
 pub mod code;
+pub mod credential;
 pub mod eof;
 pub mod err;
 pub mod handshake;

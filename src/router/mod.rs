@@ -82,6 +82,7 @@ cluster = "c"
 [[user]]
 name = "u"
 db_user = "d"
+allow_empty_password = true
 "#;
         Config::new(FileConfig::parse(text, "t").unwrap(), "t".into()).unwrap().clusters.remove(0)
     }

@@ -1,17 +1,21 @@
 //! The login exchange with a client, COM_CHANGE_USER, and opening the backend connection
 //! for the authenticated user.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Session, SessionError};
+use crate::config::{AuthPlugin, User};
+use crate::net::tls::TlsStart;
 use crate::net::{read_packet, Connector, PacketReadError, Transport};
 
 use crate::protocol::code::{self, Code};
+use crate::protocol::credential::Credential;
 use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
 use crate::protocol::ok::write_ok;
 use crate::protocol::packet::write_packet;
 use crate::protocol::{auth, caps, status};
 use crate::router::statement::pin;
+use crate::status::guard::{self, Verdict};
 use crate::status::Slot;
 
 /// Charset announced in the greeting: utf8mb4_general_ci.
@@ -21,18 +25,50 @@ const GREETING_CHARSET: u8 = 45;
 struct Proven {
     user: usize,
     next_seq: u8,
+    /// caching_sha2_password's fast path succeeded: say so before the OK.
+    fast_auth_marker: bool,
+}
+
+/// What an unknown user's proof is checked against, so that it costs what a known one
+/// does.
+fn nobody() -> &'static Credential {
+    static NOBODY: std::sync::OnceLock<Credential> = std::sync::OnceLock::new();
+    NOBODY.get_or_init(|| Credential::plain(&auth::new_scramble()))
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
-    /// Greets the client, authenticates it, opens its backend connection, answers OK.
+    /// Greets the client, authenticates it, opens its backend connection, answers OK. The
+    /// exchange with the client, TLS handshake included, has `proxy.auth_timeout_ms` in
+    /// all: every read waits only for what is left of it, and a client still not done at
+    /// the end is closed.
     pub(super) async fn login(&mut self) -> Result<(), SessionError> {
+        let limit = Duration::from_millis(self.config.proxy.auth_timeout_ms.max(1));
+        let deadline = Instant::now() + limit;
+        let shard = self.shard;
+        let timer = async move {
+            shard.connector.sleep(limit + Duration::from_millis(50)).await;
+            Err(SessionError::LoginRefused("login not completed within proxy.auth_timeout_ms".into()))
+        };
+        let (proven, database) = futures_lite::future::or(self.prove(deadline), timer).await?;
+        self.claim_user(proven.user, proven.next_seq).await?;
+        let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
+        let database = database.or_else(|| db_user.default_db.clone());
+        let seq = self.start_session(proven.user, database, self.charset, proven.next_seq).await?;
+        self.user = Some(proven.user);
+        self.finish_auth(&proven, seq).await
+    }
+
+    /// The client's part of the login: greeting, TLS when asked, the handshake response
+    /// and the proof. Returns who it proved to be and the schema it asked for.
+    async fn prove(&mut self, deadline: Instant) -> Result<(Proven, Option<String>), SessionError> {
         let p = &self.config.proxy;
-        let timeout = Some(Duration::from_millis(p.auth_timeout_ms.max(1)));
+        let tls = self.config.tls.clone();
+        let ssl = if tls.is_some() { caps::SSL } else { 0 };
         Greeting {
             server_version: p.server_version.clone(),
             connection_id: self.conn_id,
             scramble: self.scramble.to_vec(),
-            capabilities: caps::PROXY_SERVER,
+            capabilities: caps::PROXY_SERVER | ssl,
             charset: GREETING_CHARSET,
             status: status::AUTOCOMMIT,
             auth_plugin: auth::NATIVE.to_string(),
@@ -40,10 +76,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         .write(&mut self.out);
         self.flush().await?;
 
-        let (seq, payload) = self.read_login_packet(0, timeout).await?;
+        let (mut seq, mut payload) = self.read_login_packet(0, deadline).await?;
         if payload.len() == SSL_REQUEST_LEN {
-            let msg = "Bad handshake: the client asked for TLS, which corelay does not offer on this port";
-            return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into()).await;
+            let Some(tls) = tls else {
+                let msg = "Bad handshake: the client asked for TLS, which this corelay does not offer (set proxy.tls_cert and proxy.tls_key)";
+                return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into()).await;
+            };
+            self.start_tls(tls, deadline).await?;
+            (seq, payload) = self.read_login_packet(seq, deadline).await?;
         }
         let hr = match HandshakeResponse::parse(&payload) {
             Ok(hr) => hr,
@@ -55,25 +95,40 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.caps = hr.capabilities & caps::PROXY_SERVER;
         self.charset = hr.charset;
         let proven = self
-            .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), timeout)
+            .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), deadline)
             .await?;
-        self.check_user_limit(proven.user, proven.next_seq).await?;
-        let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
-        let database = hr.database.or_else(|| db_user.default_db.clone());
-        let seq = self.start_session(proven.user, database, self.charset, proven.next_seq).await?;
-        self.counted.set_user(Some(proven.user));
-        self.user = Some(proven.user);
-        self.finish_auth(proven.user, seq).await
+        Ok((proven, hr.database))
     }
 
-    /// Reads one packet of the login exchange, turning timeouts and oversized packets into
-    /// the errors a client should see.
-    async fn read_login_packet(
+    /// Switches the client connection to TLS (after its SSLRequest).
+    async fn start_tls(
         &mut self,
-        last_seq: u8,
-        timeout: Option<Duration>,
-    ) -> Result<(u8, Vec<u8>), SessionError> {
-        match read_packet(&mut self.client, &mut self.cbuf, 1 << 16, timeout).await {
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        deadline: Instant,
+    ) -> Result<(), SessionError> {
+        // A client may send its ClientHello in the same segment as the SSLRequest.
+        let early = self.cbuf.filled().to_vec();
+        self.cbuf.consume(early.len());
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let slot = self.shard.slot();
+        match self.client.start_tls(TlsStart::Server(tls), &early, Some(left)).await {
+            Ok(()) => {
+                Slot::add(&slot.tls_handshakes, 1);
+                Ok(())
+            }
+            Err(e) => {
+                Slot::add(&slot.tls_failures, 1);
+                Slot::add(&slot.auth_failures, 1);
+                Err(SessionError::LoginRefused(format!("TLS handshake failed: {e}")))
+            }
+        }
+    }
+
+    /// Reads one packet of the login exchange before `deadline`, turning timeouts and
+    /// oversized packets into the errors a client should see.
+    async fn read_login_packet(&mut self, last_seq: u8, deadline: Instant) -> Result<(u8, Vec<u8>), SessionError> {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        match read_packet(&mut self.client, &mut self.cbuf, 1 << 16, Some(left)).await {
             Ok(p) => Ok(p),
             Err(PacketReadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let msg = "Got timeout reading communication packets: login not completed within proxy.auth_timeout_ms";
@@ -95,48 +150,144 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         Err(SessionError::LoginRefused(message))
     }
 
+    /// A wrong user, password or address: counted against the client's address (see
+    /// `proxy.login_failures_before_delay`).
+    async fn login_failed<T>(&mut self, seq: u8, message: String) -> Result<T, SessionError> {
+        let ip = crate::config::canonical_ip(self.peer.ip());
+        self.shard.status.guard(self.shard.index).failed(ip, crate::util::time::unix_ms());
+        self.refuse_login(seq, code::ACCESS_DENIED, message).await
+    }
+
     /// Checks a client's credentials for `name`, switching it to the user's plugin first if
-    /// needed. On success returns the user and the next sequence id to send.
+    /// needed. On success returns the user and the next sequence id to send. An unknown
+    /// user and a user not allowed from the client's address get the same answer, after
+    /// the same work.
     async fn authenticate(
         &mut self,
         name: &str,
         client_plugin: Option<&str>,
         mut proof: Vec<u8>,
         mut seq: u8,
-        timeout: Option<Duration>,
+        deadline: Instant,
     ) -> Result<Proven, SessionError> {
         let ip = crate::config::canonical_ip(self.peer.ip());
         let config = self.config.clone();
+        self.throttle(ip, seq).await?;
         let denied = |using: bool| {
             format!("Access denied for user '{name}'@'{ip}' (using password: {})", if using { "YES" } else { "NO" })
         };
-        let Some((idx, user)) = config.user(name) else {
-            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
-        };
-        if !user.allows(ip) {
-            let msg =
-                format!("Host '{ip}' is not allowed to connect to corelay as '{name}' (see the user's allow list)");
-            return self.refuse_login(seq, code::HOST_NOT_PRIVILEGED, msg).await;
-        }
-        let plugin = user.auth.name();
+        let found = config.user(name).filter(|(_, u)| u.allows(ip));
+        let plugin = found.map_or(auth::NATIVE, |(_, u)| u.auth.name());
         if client_plugin.unwrap_or(auth::NATIVE) != plugin {
             self.out.clear();
             AuthSwitch { plugin: plugin.to_string(), data: self.scramble.to_vec() }.write(&mut self.out, seq);
             self.flush().await?;
-            let (s, p) = self.read_login_packet(seq, timeout).await?;
+            let (s, p) = self.read_login_packet(seq, deadline).await?;
             proof = p;
             seq = s.wrapping_add(1);
         }
-        if !auth::verify(plugin, user.password.as_bytes(), &self.scramble, &proof) {
-            return self.refuse_login(seq, code::ACCESS_DENIED, denied(!proof.is_empty())).await;
+        let Some((idx, user)) = found else {
+            let _ = nobody().check_native(&self.scramble, &proof);
+            return self.login_failed(seq, denied(!proof.is_empty())).await;
+        };
+        let using = !proof.is_empty();
+        let fast_auth_marker = match user.auth {
+            AuthPlugin::Native => {
+                if !user.credential.check_native(&self.scramble, &proof) {
+                    return self.login_failed(seq, denied(using)).await;
+                }
+                false
+            }
+            AuthPlugin::CachingSha2 => {
+                let cached = self.shard.sha2_cached(user.credential.cache_key());
+                if user.credential.has_fast_path(cached) {
+                    if !user.credential.check_sha2_fast(cached, &self.scramble, &proof) {
+                        return self.login_failed(seq, denied(using)).await;
+                    }
+                    !user.credential.empty
+                } else {
+                    seq = self.full_authentication(user, seq, deadline).await?;
+                    false
+                }
+            }
+        };
+        if user.require_tls && self.client.tls().is_none() {
+            let msg = format!(
+                "Access denied for user '{name}'@'{ip}': this user must connect over TLS (require_tls = true); connect with --ssl"
+            );
+            return self.refuse_login(seq, code::ACCESS_DENIED, msg).await;
         }
-        Ok(Proven { user: idx, next_seq: seq })
+        self.shard.status.guard(self.shard.index).succeeded(
+            ip,
+            crate::util::time::unix_ms(),
+            guard::forget_ms(&config.proxy),
+        );
+        Ok(Proven { user: idx, next_seq: seq, fast_auth_marker })
     }
 
-    async fn check_user_limit(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
+    /// Delays or refuses a login from an address with recent failures.
+    async fn throttle(&mut self, ip: std::net::IpAddr, seq: u8) -> Result<(), SessionError> {
+        let p = &self.config.proxy;
+        let standing = self.shard.status.login_standing(ip);
+        match standing.verdict(p, crate::util::time::unix_ms()) {
+            Verdict::Go => Ok(()),
+            Verdict::Delay(d) => {
+                Slot::add(&self.shard.slot().logins_delayed, 1);
+                self.shard.connector.sleep(d).await;
+                Ok(())
+            }
+            Verdict::Blocked(left) => {
+                Slot::add(&self.shard.slot().logins_blocked, 1);
+                let msg = format!(
+                    "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",
+                    standing.failures
+                );
+                self.refuse_login(seq, code::HOST_IS_BLOCKED, msg).await
+            }
+        }
+    }
+
+    /// caching_sha2_password's full authentication, for a user whose password corelay holds
+    /// only in MySQL's stored form and whose fast-path hash this shard has not seen yet: the
+    /// client sends its password, which only a TLS connection may carry. Returns the next
+    /// sequence id.
+    async fn full_authentication(&mut self, user: &User, seq: u8, deadline: Instant) -> Result<u8, SessionError> {
+        const PERFORM_FULL_AUTHENTICATION: [u8; 2] = [0x01, 0x04];
+        self.out.clear();
+        write_packet(&mut self.out, seq, &PERFORM_FULL_AUTHENTICATION);
+        self.flush().await?;
+        let (s, payload) = self.read_login_packet(seq, deadline).await?;
+        let next = s.wrapping_add(1);
+        if self.client.tls().is_none() {
+            let msg = format!(
+                "Access denied for user '{}': caching_sha2_password needs this password sent over TLS once \
+                 (corelay holds only its hash): connect with --ssl",
+                user.name
+            );
+            return self.refuse_login(next, code::ACCESS_DENIED, msg).await;
+        }
+        let password = payload.strip_suffix(&[0]).unwrap_or(&payload);
+        match user.credential.check_cleartext(password) {
+            Some(stage2) => {
+                self.shard.cache_sha2(user.credential.cache_key(), stage2);
+                Ok(next)
+            }
+            None => {
+                let ip = crate::config::canonical_ip(self.peer.ip());
+                self.login_failed(next, format!("Access denied for user '{}'@'{ip}' (using password: YES)", user.name))
+                    .await
+            }
+        }
+    }
+
+    /// Counts the session as `user`'s, then checks the user's limit: two logins at once
+    /// cannot both pass it.
+    async fn claim_user(&mut self, user: usize, seq: u8) -> Result<(), SessionError> {
+        self.counted.set_user(Some(user));
         let u = &self.config.users[user];
         let (limit, name) = (u.max_connections, u.name.clone());
-        if self.shard.status.user_connections(user) >= u64::from(limit) {
+        if self.shard.status.user_connections(user) > u64::from(limit) {
+            self.counted.set_user(None);
             let msg = format!("User '{name}' has reached the max connection limit ({limit}) of corelay");
             Slot::add(&self.shard.slot().clients_rejected, 1);
             self.send_err(seq, code::TOO_MANY_USER_CONNECTIONS, &msg).await;
@@ -146,10 +297,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Sends the caching_sha2 fast-path marker where needed, then OK.
-    async fn finish_auth(&mut self, user: usize, mut seq: u8) -> Result<(), SessionError> {
-        let u = &self.config.users[user];
+    async fn finish_auth(&mut self, proven: &Proven, mut seq: u8) -> Result<(), SessionError> {
         self.out.clear();
-        if u.auth == crate::config::AuthPlugin::CachingSha2 && !u.password.is_empty() {
+        if proven.fast_auth_marker {
             seq = write_packet(&mut self.out, seq, &[0x01, 0x03]);
         }
         write_ok(&mut self.out, seq, 0, 0, status::AUTOCOMMIT);
@@ -189,7 +339,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// COM_CHANGE_USER: authenticate the new user here, then log the backend connection in
     /// again as that user's db user. A failure ends the session, as it does on a server.
     pub(super) async fn change_user(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
-        let timeout = Some(Duration::from_millis(self.config.proxy.auth_timeout_ms.max(1)));
+        let deadline = Instant::now() + Duration::from_millis(self.config.proxy.auth_timeout_ms.max(1));
         let cu = match ChangeUser::parse(payload.get(1..).unwrap_or_default(), self.caps) {
             Ok(cu) => cu,
             Err(e) => {
@@ -198,10 +348,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
         };
         let proven = self
-            .authenticate(&cu.user, cu.auth_plugin.as_deref(), cu.auth_response, seq.wrapping_add(1), timeout)
+            .authenticate(&cu.user, cu.auth_plugin.as_deref(), cu.auth_response, seq.wrapping_add(1), deadline)
             .await?;
         if Some(proven.user) != self.user {
-            self.check_user_limit(proven.user, proven.next_seq).await?;
+            self.claim_user(proven.user, proven.next_seq).await?;
         }
         // The old user's connection (reset if it holds state) goes back to the pool.
         self.end_backend().await;
@@ -210,8 +360,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
         let database = cu.database.or_else(|| db_user.default_db.clone());
         let seq = self.start_session(proven.user, database, charset, proven.next_seq).await?;
-        self.counted.set_user(Some(proven.user));
         self.user = Some(proven.user);
-        self.finish_auth(proven.user, seq).await
+        self.finish_auth(&proven, seq).await
     }
 }

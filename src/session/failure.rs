@@ -109,6 +109,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             AcquireError::Connect(BackendError::Refused { err, .. }) | AcquireError::Replay(err) => {
                 self.send_server_err(seq, &err).await;
             }
+            AcquireError::Connect(tls @ BackendError::Tls { .. }) => {
+                self.send_err(seq, code::BACKEND_UNREACHABLE, &format!("corelay: {tls}")).await;
+            }
             AcquireError::Connect(other) => {
                 let msg = format!("corelay {other}; check that the server is up and reachable");
                 self.send_err(seq, code::BACKEND_UNREACHABLE, &msg).await;

@@ -96,6 +96,7 @@ fn login_for<'a>(
         client_caps,
         reply_timeout: config.proxy.query_timeout(),
         track_all,
+        tls: config.server(key.server).and_then(|s| s.tls.as_ref()),
     }
 }
 

@@ -38,6 +38,7 @@ mod effects;
 mod error;
 mod execute;
 mod failure;
+pub mod gate;
 mod held;
 pub mod local;
 mod pipelined;
@@ -127,6 +128,10 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         let _ = client.write_all(&out).await;
         return;
     }
+    let Some(login) = gate::LoginSlot::take(&shard.status, shard.index, &config.proxy, &mut client, peer.ip()).await
+    else {
+        return;
+    };
     let presence = Rc::new(Presence::new(peer.ip()));
     let counted = shard.register(presence.clone());
     let mut s = Session {
@@ -151,7 +156,9 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         presence,
         counted,
     };
-    let result = match s.login().await {
+    let logged_in = s.login().await;
+    drop(login);
+    let result = match logged_in {
         Ok(()) => {
             s.log_connection("connect", None);
             s.command_loop().await

@@ -44,6 +44,9 @@ pub struct ShardState<N: Connector> {
     sessions: RefCell<HashMap<u32, Rc<Presence>>>,
     /// The shard stopped accepting: idle sessions are told and closed.
     draining: Cell<bool>,
+    /// caching_sha2_password fast-path hashes learnt from full authentications, by the
+    /// stored form they were checked against.
+    sha2_cache: RefCell<HashMap<String, [u8; 32]>>,
 }
 
 /// What the query log needs, from the configuration.
@@ -88,6 +91,7 @@ impl<N: Connector> ShardState<N> {
             spare_buffers: RefCell::default(),
             sessions: RefCell::default(),
             draining: Cell::new(false),
+            sha2_cache: RefCell::default(),
         }
     }
 
@@ -112,6 +116,22 @@ impl<N: Connector> ShardState<N> {
         self.log.set(LogPolicy::new(&next));
         self.config_version.set(next.version);
         *self.config.borrow_mut() = next;
+    }
+
+    /// The fast-path hash learnt for the stored form `key`.
+    pub fn sha2_cached(&self, key: Option<&str>) -> Option<[u8; 32]> {
+        key.and_then(|k| self.sha2_cache.borrow().get(k).copied())
+    }
+
+    /// Keeps the fast-path hash a full authentication against `key` proved.
+    pub fn cache_sha2(&self, key: Option<&str>, stage2: [u8; 32]) {
+        const MOST: usize = 100_000;
+        let Some(k) = key else { return };
+        let mut cache = self.sha2_cache.borrow_mut();
+        if cache.len() >= MOST {
+            cache.clear();
+        }
+        cache.insert(k.to_string(), stage2);
     }
 
     /// This shard's status slot.

@@ -13,6 +13,7 @@ use super::{accept, balance, Accepted, State};
 use crate::config::Config;
 use crate::net::glommio::Conn;
 use crate::net::listen::set_cloexec;
+use crate::session::gate::LoginSlot;
 
 /// The admin port or `/metrics`.
 #[derive(Clone, Copy)]
@@ -51,8 +52,13 @@ pub(super) async fn serve(shard: Rc<State>, fd: OwnedFd, side: Side, balance: Op
                 }
                 Side::Metrics => {
                     let config = shard.config();
-                    let view = crate::admin::View { config: &config, status: &shard.status, balance: None };
-                    crate::admin::metrics::serve(&view, conn).await
+                    let mut conn = conn;
+                    let status = &shard.status;
+                    let gate = LoginSlot::take(status, shard.index, &config.proxy, &mut conn, peer.ip()).await;
+                    if gate.is_some() {
+                        let view = crate::admin::View { config: &config, status, balance: None };
+                        crate::admin::metrics::serve(&view, conn, peer.ip()).await
+                    }
                 }
             }
         })
@@ -75,6 +81,10 @@ impl crate::admin::Host for AdminHost<'_> {
 
     async fn sleep(&self, d: Duration) {
         glommio::timer::sleep(d).await;
+    }
+
+    fn shard(&self) -> usize {
+        self.0.index
     }
 
     fn balance_counts(&self) -> Option<Vec<u64>> {

@@ -11,6 +11,7 @@
 //! - A re-spawned shard reuses its slot: gauges (current connections) are reset, running
 //!   totals are kept.
 
+pub mod guard;
 pub mod latency;
 pub mod mailbox;
 pub mod plot;
@@ -39,7 +40,7 @@ pub const COMMAND_KINDS: usize = 33;
 pub const PIN_KINDS: usize = 24;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 5;
+const LAYOUT_VERSION: u32 = 6;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -118,6 +119,16 @@ pub struct Slot {
     pub statements_pipelined: AtomicU64,
     /// Sessions that ended in a panic (contained at the session boundary).
     pub session_panics: AtomicU64,
+    /// Logins answered late, and refused outright, for an address's failed logins
+    /// (`login_failures_before_delay` / `_before_block`).
+    pub logins_delayed: AtomicU64,
+    pub logins_blocked: AtomicU64,
+    /// Connections refused for their address's unfinished logins
+    /// (`max_unauthenticated_per_ip`).
+    pub unauthenticated_refused: AtomicU64,
+    /// Client TLS handshakes completed, and failed.
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
     /// 1 when the master stopped restarting this shard (a crash loop).
     pub given_up: AtomicU64,
     /// The configuration version the shard runs.
@@ -240,8 +251,9 @@ pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 ///
 /// Layout: [`Header`], one [`Slot`] per shard, one [`Tables`] area per shard (sized by the
 /// table capacity), [`Buckets`] (`HISTOGRAMS` per shard), [`ServerHealth`] per server, the
-/// [`reload::ReloadArea`], one [`mailbox::Mailbox`] per shard. Beside the mapping, one
-/// [`mailbox::Doorbell`] per shard (descriptors, inherited across fork like the mapping).
+/// [`reload::ReloadArea`], one [`mailbox::Mailbox`] per shard, one [`guard::Guard`] per
+/// shard. Beside the mapping, one [`mailbox::Doorbell`] per shard (descriptors, inherited
+/// across fork like the mapping).
 pub struct StatusRegion {
     map: MmapRaw,
     shards: usize,
@@ -268,7 +280,7 @@ impl StatusRegion {
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
         let capacity = capacity.max(1);
-        let len = Self::mailbox_offset(shards, capacity, shards);
+        let len = Self::guard_offset(shards, capacity, shards);
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
         let doorbells =
@@ -308,6 +320,24 @@ impl StatusRegion {
         Self::reload_offset(shards, capacity)
             + std::mem::size_of::<reload::ReloadArea>()
             + k * std::mem::size_of::<mailbox::Mailbox>()
+    }
+
+    fn guard_offset(shards: usize, capacity: usize, k: usize) -> usize {
+        Self::mailbox_offset(shards, capacity, shards) + k * std::mem::size_of::<guard::Guard>()
+    }
+
+    /// Shard `k`'s login guard table.
+    pub fn guard(&self, k: usize) -> &guard::Guard {
+        assert!(k < self.shards, "guard {k} out of range");
+        let off = Self::guard_offset(self.shards, self.capacity, k);
+        // SAFETY: within the mapping (sized for every shard's table), 64-byte aligned
+        // (every part before it is a multiple of 64 long), atomics only.
+        unsafe { &*(self.map.as_ptr().add(off) as *const guard::Guard) }
+    }
+
+    /// What every shard knows of logins from `ip`.
+    pub fn login_standing(&self, ip: std::net::IpAddr) -> guard::Standing {
+        guard::standing((0..self.shards).map(|k| self.guard(k)), ip)
     }
 
     /// Shard `k`'s mailbox (requests about its sessions from other shards).

@@ -310,6 +310,8 @@ pub struct TestUser<'a> {
     pub auth: &'a str,
     pub max_connections: u32,
     pub allow: &'a str,
+    /// More keys of the `[[user]]` block.
+    pub extra: &'a str,
 }
 
 impl Default for TestUser<'_> {
@@ -320,6 +322,7 @@ impl Default for TestUser<'_> {
             auth: "mysql_native_password",
             max_connections: 1000,
             allow: "\"127.0.0.1/32\", \"::1/128\"",
+            extra: "",
         }
     }
 }
@@ -335,8 +338,8 @@ pub fn config_for(backend: SocketAddr, users: &[TestUser], proxy_extra: &str) ->
     );
     for u in users {
         s.push_str(&format!(
-            "[[user]]\nname = \"{}\"\npassword = \"{}\"\ndb_user = \"{DB_USER}\"\nauth = \"{}\"\nmax_connections = {}\nallow = [{}]\n\n",
-            u.name, u.password, u.auth, u.max_connections, u.allow
+            "[[user]]\nname = \"{}\"\npassword = \"{}\"\ndb_user = \"{DB_USER}\"\nauth = \"{}\"\nmax_connections = {}\nallow = [{}]\n{}\n\n",
+            u.name, u.password, u.auth, u.max_connections, u.allow, u.extra
         ));
     }
     s.push_str("[[admin_user]]\nname = \"admin\"\npassword = \"admin_pw\"\n");

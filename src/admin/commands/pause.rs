@@ -12,6 +12,10 @@ impl Command for Pause {
         &["PAUSE"]
     }
 
+    fn changes_state(&self) -> bool {
+        true
+    }
+
     fn help(&self) -> &'static str {
         "PAUSE: stop accepting new clients on every shard until RESUME"
     }

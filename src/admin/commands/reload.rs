@@ -11,6 +11,10 @@ impl Command for Reload {
         &["RELOAD"]
     }
 
+    fn changes_state(&self) -> bool {
+        true
+    }
+
     fn help(&self) -> &'static str {
         "RELOAD: re-read the configuration file; users, servers, timeouts and limits change without dropping sessions"
     }

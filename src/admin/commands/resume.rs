@@ -11,6 +11,10 @@ impl Command for Resume {
         &["RESUME"]
     }
 
+    fn changes_state(&self) -> bool {
+        true
+    }
+
     fn help(&self) -> &'static str {
         "RESUME: accept new clients again"
     }

@@ -11,6 +11,10 @@ impl Command for Shutdown {
         &["SHUTDOWN"]
     }
 
+    fn changes_state(&self) -> bool {
+        true
+    }
+
     fn help(&self) -> &'static str {
         "SHUTDOWN: stop accepting, let sessions finish for drain_timeout_s, exit"
     }

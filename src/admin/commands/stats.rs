@@ -39,6 +39,11 @@ pub fn counters() -> Vec<(&'static str, Field)> {
         ("pool_timeouts", |s| &s.pool_timeouts),
         ("respawns", |s| &s.respawns),
         ("session_panics", |s| &s.session_panics),
+        ("logins_delayed", |s| &s.logins_delayed),
+        ("logins_blocked", |s| &s.logins_blocked),
+        ("unauthenticated_refused", |s| &s.unauthenticated_refused),
+        ("tls_handshakes", |s| &s.tls_handshakes),
+        ("tls_failures", |s| &s.tls_failures),
     ]
 }
 

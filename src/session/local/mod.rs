@@ -1,7 +1,8 @@
 //! Statements corelay answers itself instead of sending them to a server, one file each:
 //! the session functions whose answer is the session's own ([`session_function`]), the
 //! original's `dbconnect` pins ([`dbconnect`]), `KILL` with corelay's connection ids
-//! ([`kill`]), and the original's status queries ([`proxystatus`]).
+//! ([`kill`]), the original's status queries ([`proxystatus`]), and the client
+//! connection's TLS status ([`tls_status`]).
 //!
 //! Each file holds both the statement's parser (pure, unit-tested, fuzzed) and what the
 //! session does with it.
@@ -10,6 +11,7 @@ pub mod dbconnect;
 pub mod kill;
 pub mod proxystatus;
 pub mod session_function;
+pub mod tls_status;
 
 pub use dbconnect::DbConnect;
 pub use session_function::{session_function_query, SessionFunction};
@@ -31,6 +33,8 @@ pub enum Local {
         query_only: bool,
         id: u64,
     },
+    /// `SHOW STATUS LIKE 'Ssl_cipher'` / `'Ssl_version'`.
+    TlsStatus(tls_status::TlsStatus),
 }
 
 /// Whether a COM_QUERY text is a statement corelay answers itself.
@@ -43,6 +47,9 @@ pub fn recognise(text: &[u8]) -> Option<Local> {
     }
     if let Some(cmd) = dbconnect::parse(text) {
         return Some(Local::DbConnect(cmd));
+    }
+    if let Some(which) = tls_status::parse(text) {
+        return Some(Local::TlsStatus(which));
     }
     kill::parse(text).map(|(query_only, id)| Local::Kill { query_only, id })
 }
@@ -64,6 +71,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             Local::ProxyStatus(kind) => self.proxy_status(seq, kind).await,
             Local::DbConnect(cmd) => self.dbconnect(seq, cmd).await,
             Local::Kill { query_only, id } => self.kill(seq, query_only, id).await,
+            Local::TlsStatus(which) => self.tls_status(seq, which).await,
         }
     }
 }

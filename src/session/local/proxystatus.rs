@@ -185,11 +185,21 @@ fn type3(view: &View) -> ResultSet {
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// `checkproxystatus type1|type2|type3`, answered from the status region when
-    /// `proxy.status_queries` is on.
+    /// `proxy.status_queries` is on, for users with `status_queries = true` (it shows
+    /// every user, client address and server).
     pub(in crate::session) async fn proxy_status(&mut self, seq: u8, kind: Result<u8, String>) -> Step {
         if !self.config.proxy.status_queries {
             let msg = "checkproxystatus is disabled on this corelay (proxy.status_queries = false)";
             self.send_err(seq, code::SPECIFIC_ACCESS_DENIED, msg).await;
+            return Ok(());
+        }
+        let user = self.user.map(|u| &self.config.users[u]);
+        if let Some(u) = user.filter(|u| !u.status_queries) {
+            let msg = format!(
+                "Access denied: checkproxystatus needs status_queries = true on [[user]] '{}' (it shows every user, address and server)",
+                u.name
+            );
+            self.send_err(seq, code::SPECIFIC_ACCESS_DENIED, &msg).await;
             return Ok(());
         }
         let kind = match kind {

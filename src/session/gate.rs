@@ -1,0 +1,80 @@
+//! The gate every new connection passes before its greeting, on the proxy port and the
+//! admin port: an address blocked for failed logins is refused, and so is one with too
+//! many connections still logging in (`proxy.max_unauthenticated_per_ip`, counted over
+//! every shard in the status region's login guard).
+
+use std::net::IpAddr;
+
+use crate::config::Proxy;
+use crate::net::Transport;
+use crate::protocol::code;
+use crate::protocol::err::write_err;
+use crate::status::guard::{self, Verdict};
+use crate::status::{Slot, StatusRegion};
+use crate::util::time::unix_ms;
+
+/// A connection counted as logging in from its address, until dropped.
+pub struct LoginSlot<'a> {
+    status: &'a StatusRegion,
+    shard: usize,
+    ip: IpAddr,
+    counted: bool,
+    forget_ms: u64,
+}
+
+impl<'a> LoginSlot<'a> {
+    /// Counts a new connection from `ip` on shard `shard`, or refuses it with an error
+    /// packet (and None).
+    pub async fn take<C: Transport>(
+        status: &'a StatusRegion,
+        shard: usize,
+        p: &Proxy,
+        client: &mut C,
+        ip: IpAddr,
+    ) -> Option<LoginSlot<'a>> {
+        let ip = crate::config::canonical_ip(ip);
+        let slot = status.slot(shard);
+        let standing = status.login_standing(ip);
+        if let Verdict::Blocked(left) = standing.verdict(p, unix_ms()) {
+            Slot::add(&slot.logins_blocked, 1);
+            let msg = format!(
+                "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",
+                standing.failures
+            );
+            refuse(client, code::HOST_IS_BLOCKED, &msg).await;
+            return None;
+        }
+        let counted = status.guard(shard).enter(ip);
+        let mut taken = LoginSlot { status, shard, ip, counted, forget_ms: guard::forget_ms(p) };
+        let cap = p.max_unauthenticated_per_ip;
+        if cap > 0 && status.login_standing(ip).unauthenticated > cap {
+            Slot::add(&slot.unauthenticated_refused, 1);
+            Slot::add(&slot.clients_rejected, 1);
+            taken.release();
+            let msg = format!(
+                "Too many connections from '{ip}' that have not finished logging in (proxy.max_unauthenticated_per_ip = {cap})"
+            );
+            refuse(client, code::CON_COUNT_ERROR, &msg).await;
+            return None;
+        }
+        Some(taken)
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.status.guard(self.shard).leave(self.ip, unix_ms(), self.forget_ms);
+        }
+    }
+}
+
+impl Drop for LoginSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+async fn refuse<C: Transport>(client: &mut C, code: code::Code, msg: &str) {
+    let mut out = Vec::new();
+    write_err(&mut out, 0, code, msg);
+    let _ = client.write_all(&out).await;
+}
