@@ -34,6 +34,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             corelay::cli::report::run(&config, &args).map_err(anyhow::Error::msg)?;
             return Ok(0);
         }
+        Some(Command::HashPassword) => {
+            let out = corelay::cli::hash_password::run(&mut std::io::stdin().lock()).map_err(anyhow::Error::msg)?;
+            print!("{out}");
+            return Ok(0);
+        }
         None => {}
     }
     let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;

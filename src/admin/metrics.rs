@@ -153,16 +153,6 @@ fn latencies(out: &mut String, view: &View) {
 
 /// Serves one HTTP connection: `GET /metrics` gets the exposition, anything else 404.
 pub async fn serve<C: Transport>(view: &View<'_>, mut client: C, peer: std::net::IpAddr) {
-    let ip = crate::config::canonical_ip(peer);
-    if !view.config.metrics_allow.iter().any(|n| n.contains(&ip)) {
-        let body = format!("{ip} is not in proxy.metrics_allow\n");
-        let head = format!(
-            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = client.write_all(format!("{head}{body}").as_bytes()).await;
-        return;
-    }
     // The whole request within auth_timeout_ms, however it trickles in.
     let deadline = std::time::Instant::now() + Duration::from_millis(view.config.proxy.auth_timeout_ms.max(1));
     let mut req = Vec::with_capacity(1024);
@@ -178,6 +168,16 @@ pub async fn serve<C: Transport>(view: &View<'_>, mut client: C, peer: std::net:
         if req.len() > 16 * 1024 {
             break;
         }
+    }
+    let ip = crate::config::canonical_ip(peer);
+    if !view.config.metrics_allow.iter().any(|n| n.contains(&ip)) {
+        let body = format!("{ip} is not in proxy.metrics_allow\n");
+        let head = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = client.write_all(format!("{head}{body}").as_bytes()).await;
+        return;
     }
     let line = req.split(|b| *b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');

@@ -15,7 +15,7 @@ use crate::net::tls::TlsStart;
 use crate::net::{read_packet, Buffer, PacketReadError, Transport};
 use crate::protocol::code::{self, Code};
 use crate::protocol::err::write_err;
-use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
+use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SslRequest};
 use crate::protocol::ok::{write_ok, write_ok_info};
 use crate::protocol::resultset::ResultSet;
 use crate::protocol::{auth, caps, command, status};
@@ -32,7 +32,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 pub async fn serve<C: Transport, H: Host>(host: &H, mut client: C, peer: SocketAddr, conn_id: u32) {
     let config = host.config();
     let status = host.status();
-    let Some(login) = LoginSlot::take(status, host.shard(), &config.proxy, &mut client, peer.ip()).await else {
+    let Some(login) = LoginSlot::take(status, host.shard(), &config.proxy, &mut client, peer.ip(), true).await else {
         return;
     };
     let mut s = AdminSession {
@@ -171,7 +171,7 @@ impl<C: Transport> AdminSession<C> {
             self.err(seq.wrapping_add(1), code::HOST_NOT_PRIVILEGED, &msg).await;
             return Err(msg);
         }
-        if payload.len() == SSL_REQUEST_LEN {
+        if SslRequest::parse(&payload).is_some() {
             let Some(tls) = tls else {
                 let msg = "Bad handshake: the admin port offers no TLS (set proxy.tls_cert and proxy.tls_key)";
                 self.err(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;

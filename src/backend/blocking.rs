@@ -120,7 +120,8 @@ pub fn login(
     let mut out = Vec::new();
     hr.write(&mut out, seq);
     s.write_all(&out)?;
-    for _ in 0..4 {
+    let mut scramble = g.scramble.clone();
+    for _ in 0..6 {
         let (seq, p) = read_packet(&mut *s)?;
         match p.first() {
             Some(0x00) => return Ok(s),
@@ -130,6 +131,7 @@ pub fn login(
                 out.clear();
                 write_packet(&mut out, seq.wrapping_add(1), &proof);
                 s.write_all(&out)?;
+                scramble = sw.data;
             }
             // caching_sha2 full authentication: the password, over TLS only.
             Some(0x01) if p.get(1) == Some(&4) && capabilities & caps::SSL != 0 => {
@@ -137,6 +139,20 @@ pub fn login(
                 pw.push(0);
                 out.clear();
                 write_packet(&mut out, seq.wrapping_add(1), &pw);
+                s.write_all(&out)?;
+            }
+            // Without TLS: ask for the server's RSA key, then send the password sealed with it.
+            Some(0x01) if p.get(1) == Some(&4) => {
+                out.clear();
+                write_packet(&mut out, seq.wrapping_add(1), &[0x02]);
+                s.write_all(&out)?;
+            }
+            Some(0x01) if p.get(1) == Some(&b'-') => {
+                let scramble = scramble.strip_suffix(&[0]).unwrap_or(&scramble);
+                let sealed = crate::protocol::rsa::encrypt_password(&p[1..], password.as_bytes(), scramble)
+                    .map_err(|_| BlockingError::Unexpected("the server's RSA public key is unusable"))?;
+                out.clear();
+                write_packet(&mut out, seq.wrapping_add(1), &sealed);
                 s.write_all(&out)?;
             }
             Some(0x01) => continue,

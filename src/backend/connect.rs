@@ -62,7 +62,10 @@ pub async fn connect<N: Connector>(
     let capabilities = response.capabilities;
     response.write(&mut out, if encrypted { 2 } else { 1 });
     exchange.write(&mut stream, &out).await?;
-    exchange.authenticate(&mut stream, login, encrypted).await.map_err(|e| tls_hint(e, &greeting, login))?;
+    exchange
+        .authenticate(&mut stream, login, encrypted, &greeting.scramble)
+        .await
+        .map_err(|e| tls_hint(e, &greeting, login))?;
     let trackers = if login.track_all && capabilities & caps::SESSION_TRACK != 0 {
         exchange.track_everything(&mut stream, capabilities & caps::DEPRECATE_EOF != 0).await?
     } else {
@@ -272,8 +275,10 @@ impl Exchange<'_> {
         stream: &mut T,
         login: &Login<'_>,
         encrypted: bool,
+        scramble: &[u8],
     ) -> Result<(), BackendError> {
         let addr = self.addr;
+        let mut scramble = scramble.to_vec();
         for _ in 0..6 {
             let (seq, payload) = self.read(stream).await?;
             match payload.first() {
@@ -287,6 +292,7 @@ impl Exchange<'_> {
                     let mut out = Vec::with_capacity(proof.len() + 4);
                     write_packet(&mut out, seq.wrapping_add(1), &proof);
                     self.write(stream, &out).await?;
+                    scramble = switch.data.clone();
                 }
                 Some(0x01) => match payload.get(1) {
                     // caching_sha2_password fast path succeeded: the OK follows.
@@ -299,10 +305,31 @@ impl Exchange<'_> {
                         write_packet(&mut out, seq.wrapping_add(1), &password);
                         self.write(stream, &out).await?;
                     }
-                    _ => {
-                        return Err(BackendError::Plugin {
+                    // Without TLS: ask for the server's RSA public key...
+                    Some(4) => {
+                        let mut out = Vec::with_capacity(8);
+                        write_packet(&mut out, seq.wrapping_add(1), &[0x02]);
+                        self.write(stream, &out).await?;
+                    }
+                    // ... and send the password encrypted with it.
+                    Some(b'-') => {
+                        let sealed = crate::protocol::rsa::encrypt_password(
+                            &payload[1..],
+                            login.password.as_bytes(),
+                            scramble.strip_suffix(&[0]).unwrap_or(&scramble),
+                        )
+                        .map_err(|e| BackendError::Plugin {
                             addr,
-                            plugin: "caching_sha2_password (full authentication over RSA or TLS)".into(),
+                            plugin: format!("caching_sha2_password RSA: {e}"),
+                        })?;
+                        let mut out = Vec::with_capacity(sealed.len() + 4);
+                        write_packet(&mut out, seq.wrapping_add(1), &sealed);
+                        self.write(stream, &out).await?;
+                    }
+                    _ => {
+                        return Err(BackendError::Protocol {
+                            addr,
+                            source: ProtocolError::Malformed("unexpected caching_sha2_password packet"),
                         })
                     }
                 },

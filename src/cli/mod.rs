@@ -1,8 +1,9 @@
 //! The `corelay` command line: running the proxy (the master, [`crate::master`]) and the
 //! tool commands that talk to a configuration or a running corelay ([`check_config`],
-//! [`report`]). Every tuning flag is a [`crate::config::Overrides`] field.
+//! [`report`], [`hash_password`]). Every tuning flag is a [`crate::config::Overrides`] field.
 
 pub mod check_config;
+pub mod hash_password;
 pub mod report;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print a password's hash forms for the config's `password` keys (read from standard
+    /// input): `*<40 hex>` for mysql_native_password, `$A$005$...` for caching_sha2_password.
+    HashPassword,
     /// Fetch the latency histogram of a running corelay (admin port) and write an
     /// HdrHistogram percentile file (.hgrm) and an SVG plot of it.
     Report {

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError, FileConfig};
+use crate::status::seal::Sealer;
 
 /// Which entry every index stands for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,15 +82,24 @@ pub struct Published {
     pub source: String,
     pub layout: Layout,
     pub config: FileConfig,
+    /// The passwords, sealed; `config` holds none.
+    #[serde(default)]
+    pub secrets: String,
 }
 
 impl Published {
-    pub fn of(config: &Config) -> Published {
+    /// `config` for the status region: its passwords sealed with `sealer`'s key (see
+    /// [`crate::status::seal`]), the rest as it is.
+    pub fn of(config: &Config, sealer: &Sealer) -> Published {
+        let mut file = config.file.clone();
+        let secrets = Secrets::take(&mut file);
+        let sealed = toml::to_string(&secrets).map(|t| sealer.seal(&t)).unwrap_or_default();
         Published {
             version: config.version,
             source: config.source.clone(),
             layout: config.layout.clone(),
-            config: config.file.clone(),
+            config: file,
+            secrets: sealed,
         }
     }
 
@@ -97,8 +107,50 @@ impl Published {
         toml::to_string(self).map_err(|e| e.to_string())
     }
 
-    pub fn parse(text: &str) -> Result<Published, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    /// Reads what [`Published::of`] wrote, its passwords opened with `sealer`.
+    pub fn parse(text: &str, sealer: &Sealer) -> Result<Published, String> {
+        let mut p: Published = toml::from_str(text).map_err(|e| e.to_string())?;
+        let secrets: Secrets = toml::from_str(&sealer.open(&p.secrets)?).map_err(|e| e.to_string())?;
+        secrets.put(&mut p.config)?;
+        p.secrets.clear();
+        Ok(p)
+    }
+}
+
+/// Every password of a file configuration, in file order.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Secrets {
+    db_user: Vec<String>,
+    user: Vec<String>,
+    admin_user: Vec<String>,
+    monitor: Vec<String>,
+}
+
+impl Secrets {
+    /// Moves the passwords out of `f`.
+    fn take(f: &mut FileConfig) -> Secrets {
+        Secrets {
+            db_user: f.db_user.iter_mut().map(|d| std::mem::take(&mut d.password)).collect(),
+            user: f.user.iter_mut().map(|u| std::mem::take(&mut u.password)).collect(),
+            admin_user: f.admin_user.iter_mut().map(|a| std::mem::take(&mut a.password)).collect(),
+            monitor: f.cluster.iter_mut().map(|c| std::mem::take(&mut c.monitor_password)).collect(),
+        }
+    }
+
+    /// Puts them back.
+    fn put(self, f: &mut FileConfig) -> Result<(), String> {
+        if self.db_user.len() != f.db_user.len()
+            || self.user.len() != f.user.len()
+            || self.admin_user.len() != f.admin_user.len()
+            || self.monitor.len() != f.cluster.len()
+        {
+            return Err("sealed secrets do not match the published configuration".into());
+        }
+        f.db_user.iter_mut().zip(self.db_user).for_each(|(d, p)| d.password = p);
+        f.user.iter_mut().zip(self.user).for_each(|(u, p)| u.password = p);
+        f.admin_user.iter_mut().zip(self.admin_user).for_each(|(a, p)| a.password = p);
+        f.cluster.iter_mut().zip(self.monitor).for_each(|(c, p)| c.monitor_password = p);
+        Ok(())
     }
 }
 
@@ -279,7 +331,8 @@ allow_empty_password = true
             )
             .replace("[[cluster.server]]\naddress = \"127.0.0.1:3307\"\nrole = \"replica\"\n", "")
             .replace("name = \"u1\"", "name = \"u3\"")
-            .replace("query_timeout_ms = 1000", "query_timeout_ms = 2000");
+            .replace("query_timeout_ms = 1000", "query_timeout_ms = 2000")
+            .replace("name = \"e\"\ncluster = \"b\"", "name = \"e\"\npassword = \"pw_of_e\"\ncluster = \"b\"");
         let (v1, changes) = v0.reload(file(&after), "t.toml".into()).unwrap();
         assert_eq!(v1.version, 1);
         assert_eq!(v1.proxy.query_timeout_ms, 2000);
@@ -302,8 +355,11 @@ allow_empty_password = true
         assert_eq!(changes.removed, ["server a/127.0.0.1:3307", "user u1"]);
 
         // A shard builds the same from what the master publishes.
-        let text = Published::of(&v1).to_text().unwrap();
-        let shard = v0.adopt(Published::parse(&text).unwrap()).unwrap();
+        let sealer = Sealer::new();
+        let text = Published::of(&v1, &sealer).to_text().unwrap();
+        assert!(!text.contains("pw_of_e"), "no password in the published text: {text}");
+        let shard = v0.adopt(Published::parse(&text, &sealer).unwrap()).unwrap();
+        assert_eq!(shard.db_users[1].password, "pw_of_e", "the shard has it all the same");
         assert_eq!(shard.version, 1);
         assert_eq!(shard.layout, v1.layout);
         assert_eq!(shard.user("u3").unwrap().0, 2);

@@ -174,6 +174,8 @@ pub struct Config {
     pub metrics_allow: Vec<IpNet>,
     /// Client-side TLS (None: no `tls_cert`).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `tls_rsa_key`, loaded (None: unset, a key made on first use serves).
+    pub rsa: Option<std::sync::Arc<crate::protocol::rsa::RsaKey>>,
     /// By cluster index; every list here is indexed as the [`Layout`] says and keeps
     /// removed entries as tombstones.
     pub clusters: Vec<Cluster>,
@@ -245,8 +247,10 @@ impl Config {
         let (users_by_name, users) = check.users(&file, &layout, old, &db_by_name)?;
         let admin_users = validate::admin_users(&file);
         let tls = check.client_tls(&file.proxy, old)?;
+        let rsa = check.rsa_key(&file.proxy, old)?;
         Ok(Config {
             tls,
+            rsa,
             metrics_allow: addresses.metrics_allow,
             proxy: file.proxy.clone(),
             listen: addresses.listen,

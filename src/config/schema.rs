@@ -191,8 +191,12 @@ pub struct Proxy {
     pub tls_key: String,
     /// Lowest TLS version offered to clients: "1.2" or "1.3".
     pub tls_min_version: String,
-    /// Connections from one client address that have not finished logging in, across
-    /// all shards; more are refused (1040) until some finish; 0 = no limit.
+    /// RSA private key (PKCS#8 PEM) for caching_sha2_password's public-key exchange with
+    /// clients that do not use TLS; empty: each process makes one when first asked.
+    pub tls_rsa_key: String,
+    /// Connections from one client address that have not yet proven who they are
+    /// (greeting, TLS, password check), across all shards; more are refused (1040) until
+    /// some finish; 0 = no limit.
     pub max_unauthenticated_per_ip: u32,
     /// Failed logins from one address (proxy and admin port) before each further attempt
     /// from it is delayed; the delay doubles with every failure, up to
@@ -272,7 +276,8 @@ impl Default for Proxy {
             tls_cert: String::new(),
             tls_key: String::new(),
             tls_min_version: "1.2".into(),
-            max_unauthenticated_per_ip: 64,
+            tls_rsa_key: String::new(),
+            max_unauthenticated_per_ip: 256,
             login_failures_before_delay: 5,
             login_delay_max_ms: 5000,
             login_failures_before_block: 30,

@@ -1,5 +1,6 @@
-//! The TLS keys: the client-side certificate (`proxy.tls_cert` / `tls_key`), loaded when
-//! the configuration is; and each server's `tls` mode with its CA and client certificate.
+//! The TLS keys: the client-side certificate (`proxy.tls_cert` / `tls_key`) and the RSA
+//! key of caching_sha2's exchange (`tls_rsa_key`), loaded when the configuration is; and
+//! each server's `tls` mode with its CA and client certificate.
 //!
 //! A reload whose client-side certificate does not load keeps the running one (logged):
 //! a bad file never takes TLS away from new clients. At start it is an error.
@@ -11,6 +12,7 @@ use rustls::pki_types::ServerName;
 use super::validate::Check;
 use super::{Config, ConfigError, Proxy, ServerFile};
 use crate::net::tls::{self, BackendTls};
+use crate::protocol::rsa::RsaKey;
 
 /// A server's TLS, ready for its connections.
 #[derive(Debug, Clone)]
@@ -42,6 +44,27 @@ impl Check<'_> {
                     }
                     None => Err(self.bad("proxy.tls_cert", e.to_string())),
                 },
+            },
+        }
+    }
+
+    /// `proxy.tls_rsa_key`: a bad file on reload keeps the running key.
+    pub fn rsa_key(&self, p: &Proxy, old: Option<&Config>) -> Result<Option<Arc<RsaKey>>, ConfigError> {
+        let path = p.tls_rsa_key.trim();
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let loaded = std::fs::read(path)
+            .map_err(|e| format!("{path}: cannot read: {e}"))
+            .and_then(|pem| RsaKey::from_pem(&pem).map_err(|e| format!("{path}: {e}")));
+        match loaded {
+            Ok(k) => Ok(Some(Arc::new(k))),
+            Err(e) => match old.and_then(|o| o.rsa.clone()) {
+                Some(running) => {
+                    tracing::warn!("proxy.tls_rsa_key: {e}; keeping the running key");
+                    Ok(Some(running))
+                }
+                None => Err(self.bad("proxy.tls_rsa_key", e)),
             },
         }
     }

@@ -24,7 +24,9 @@ pub(super) fn reload(current: &Config, from: &Source, status: &StatusRegion) -> 
     for note in &changes.kept {
         warn!("{note}");
     }
-    let text = crate::config::Published::of(&next).to_text().map_err(|e| format!("cannot publish it: {e}"))?;
+    let text = crate::config::Published::of(&next, status.sealer())
+        .to_text()
+        .map_err(|e| format!("cannot publish it: {e}"))?;
     status.publish_config(next.version, &text).map_err(|e| format!("{}: {e}", path.display()))?;
     let kept = match changes.kept.len() {
         0 => String::new(),

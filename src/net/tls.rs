@@ -1,4 +1,4 @@
-//! TLS, both sides, with rustls (ring): the configurations corelay builds from its keys, and
+//! TLS, both sides, with rustls (aws-lc-rs): the configurations corelay builds from its keys, and
 //! [`TlsLayer`], the record layer over any async byte stream.
 //!
 //! - [`server_config`] loads `proxy.tls_cert` / `tls_key` (clients and the admin port);
@@ -19,7 +19,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+pub use rustls::ServerConfig;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// Raw bytes read from the socket at once.
 const RAW_READ: usize = 18 * 1024;
@@ -48,11 +49,9 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// ring's suites and key exchanges. (rustls marks ring's provider deprecated for its lack
-/// of post-quantum key exchange; MySQL clients and servers offer none either.)
-#[allow(deprecated)]
+/// aws-lc-rs's suites and key exchanges (post-quantum hybrid included).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// The protocol versions from `tls_min_version` ("1.2" or "1.3"; "TLSv1.2" too).
@@ -66,10 +65,14 @@ pub fn versions(min: &str) -> Result<&'static [&'static rustls::SupportedProtoco
     }
 }
 
-fn certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn read(path: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(Path::new(path))
+        .map_err(|e| TlsError::File { path: path.to_string(), message: format!("cannot read: {e}") })
+}
+
+fn certs_in(pem: &[u8], path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let file_err = |message: String| TlsError::File { path: path.to_string(), message };
-    let certs = CertificateDer::pem_file_iter(Path::new(path))
-        .map_err(|e| file_err(format!("cannot read certificates: {e}")))?
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
@@ -78,18 +81,31 @@ fn certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(Path::new(path))
+fn key_in(pem: &[u8], path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem)
         .map_err(|e| TlsError::File { path: path.to_string(), message: format!("no PEM private key read: {e}") })
+}
+
+fn certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certs_in(&read(path)?, path)
+}
+
+fn key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    key_in(&read(path)?, path)
 }
 
 /// The server side (clients and the admin port): the certificate chain and key files.
 pub fn server_config(cert: &str, key_file: &str, min_version: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_pem(&read(cert)?, &read(key_file)?, min_version)
+}
+
+/// The server side from PEM text (the files' contents).
+pub fn server_config_pem(cert: &[u8], key: &[u8], min_version: &str) -> Result<Arc<ServerConfig>, TlsError> {
     let versions = versions(min_version).map_err(|m| TlsError::File { path: "tls_min_version".into(), message: m })?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)?
         .with_no_client_auth()
-        .with_single_cert(certs(cert)?, key(key_file)?)?;
+        .with_single_cert(certs_in(cert, "tls_cert")?, key_in(key, "tls_key")?)?;
     Ok(Arc::new(config))
 }
 
@@ -254,9 +270,11 @@ impl TlsLayer {
     /// the bytes given (0: the socket is at its end).
     async fn feed<S: AsyncRead + Unpin>(&mut self, s: &mut S) -> io::Result<usize> {
         if self.at == self.end {
-            self.at = 0;
-            self.end = s.read(&mut self.raw).await?;
-            if self.end == 0 {
+            // (Both set only once the read is done: a read given up half way changes
+            // nothing.)
+            let n = s.read(&mut self.raw).await?;
+            (self.at, self.end) = (0, n);
+            if n == 0 {
                 // Tells rustls of the end, so a later read says whether it was clean.
                 let _ = self.conn.read_tls(&mut io::empty());
                 return Ok(0);
@@ -327,6 +345,110 @@ mod tests {
             openssl_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
             "ECDHE-RSA-AES128-GCM-SHA256"
         );
+    }
+
+    /// An in-memory duplex: reads come from `input` (pending when it is used up), writes
+    /// go to `output`.
+    pub struct Duplex {
+        pub input: Vec<u8>,
+        pub at: usize,
+        pub output: Vec<u8>,
+    }
+
+    impl AsyncRead for Duplex {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(self.input.len() - self.at);
+            if n == 0 {
+                return std::task::Poll::Pending;
+            }
+            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Duplex {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.output.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Runs a client and a server layer against each other, passing each side's output to
+    /// the other, the ClientHello as `early` bytes (as it arrives with the SSLRequest).
+    #[test]
+    fn both_layers_handshake_and_carry_data() {
+        let server_config = server_config_pem(
+            include_bytes!("../../tests/data/tls-cert.pem"),
+            include_bytes!("../../tests/data/tls-key.pem"),
+            "1.2",
+        )
+        .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs_in(include_bytes!("../../tests/data/tls-ca.pem"), "ca").unwrap() {
+            roots.add(c).unwrap();
+        }
+        let client_config = Arc::new(
+            ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(versions("1.2").unwrap())
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let name = server_name("localhost").unwrap();
+        fn step<F: std::future::Future>(f: F) -> Option<F::Output> {
+            futures_lite::future::block_on(futures_lite::future::poll_once(f))
+        }
+        let mut client = TlsLayer::new(TlsStart::Client(client_config, name), &[]).unwrap();
+        let mut to_server = Duplex { input: Vec::new(), at: 0, output: Vec::new() };
+        // ClientHello: the client's first flight, then it waits.
+        assert!(step(client.handshake(&mut to_server)).is_none());
+        let hello = std::mem::take(&mut to_server.output);
+        let mut server = TlsLayer::new(TlsStart::Server(server_config), &hello).unwrap();
+        let mut to_client = Duplex { input: Vec::new(), at: 0, output: Vec::new() };
+        let _ = step(server.handshake(&mut to_client));
+        // Back and forth until both are done.
+        for _ in 0..4 {
+            let mut c_io = Duplex { input: std::mem::take(&mut to_client.output), at: 0, output: Vec::new() };
+            if let Some(Err(e)) = step(client.handshake(&mut c_io)) {
+                panic!("client: {e}");
+            }
+            let mut s_io = Duplex { input: c_io.output, at: 0, output: Vec::new() };
+            if let Some(Err(e)) = step(server.handshake(&mut s_io)) {
+                panic!("server: {e}");
+            }
+            to_client.output = s_io.output;
+        }
+        assert!(!client.conn.is_handshaking(), "client");
+        assert!(!server.conn.is_handshaking(), "server");
+        assert_eq!(server.facts().map(|f| f.version), Some("TLSv1.3"));
+        let mut wire = Duplex { input: Vec::new(), at: 0, output: Vec::new() };
+        futures_lite::future::block_on(client.write_all(&mut wire, b"SELECT 1")).unwrap();
+        assert!(!wire.output.windows(8).any(|w| w == b"SELECT 1"), "encrypted on the wire");
+        let mut wire = Duplex { input: wire.output, at: 0, output: Vec::new() };
+        let mut got = [0u8; 64];
+        let n = futures_lite::future::block_on(server.read(&mut wire, &mut got)).unwrap();
+        assert_eq!(&got[..n], b"SELECT 1");
     }
 
     #[test]

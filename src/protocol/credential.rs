@@ -145,19 +145,33 @@ pub fn native_form(password: &[u8]) -> String {
     s
 }
 
-/// MySQL's stored `caching_sha2_password` form of a password, with a fresh salt.
+/// MySQL's stored `caching_sha2_password` form of a password, with a fresh salt of
+/// printable characters (so the form fits a config file as it is).
 pub fn sha2_crypt_form(password: &[u8]) -> String {
-    let salt = super::auth::new_scramble();
+    use rand::Rng;
+    const PRINTABLE: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    let salt: Vec<u8> = (0..SALT_LEN).map(|_| PRINTABLE[rng.gen_range(0..PRINTABLE.len())]).collect();
     let digest = sha256_crypt(password, &salt, MYSQL_ROUNDS_K * 1000);
     format!("$A${MYSQL_ROUNDS_K:03}${}{digest}", String::from_utf8_lossy(&salt))
 }
 
 impl Sha2Crypt {
+    /// The form as MySQL stores it, or as `SHOW CREATE USER` prints it (`0x` and hex).
     fn parse(s: &str) -> Option<Sha2Crypt> {
-        let rest = s.strip_prefix("$A$")?;
-        let (rounds, rest) = rest.split_once('$')?;
-        let rounds: u32 = rounds.parse().ok().filter(|&r| (1..=999).contains(&r))?;
-        let bytes = rest.as_bytes();
+        let raw: Vec<u8> = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+            None => s.as_bytes().to_vec(),
+        };
+        let rest = raw.strip_prefix(b"$A$")?;
+        let dollar = rest.iter().position(|&b| b == b'$')?;
+        let rounds: u32 =
+            std::str::from_utf8(&rest[..dollar]).ok()?.parse().ok().filter(|&r| (1..=999).contains(&r))?;
+        let bytes = &rest[dollar + 1..];
         if bytes.len() != SALT_LEN + DIGEST_CHARS {
             return None;
         }
@@ -330,6 +344,9 @@ mod tests {
         let cached = c.check_cleartext(b"s3cret");
         assert!(cached.is_some());
         assert!(c.check_sha2_fast(cached, &scramble, &proof));
+        // As SHOW CREATE USER prints it.
+        let hex: String = form.bytes().map(|b| format!("{b:02X}")).collect();
+        assert!(Credential::parse(&format!("0x{hex}")).check_cleartext(b"s3cret").is_some());
     }
 
     #[test]

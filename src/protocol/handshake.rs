@@ -99,6 +99,34 @@ pub struct HandshakeResponse {
 /// Size of an SSLRequest payload: a HandshakeResponse41 cut after the filler.
 pub const SSL_REQUEST_LEN: usize = 32;
 
+/// A client's SSLRequest: the start of a handshake response, sent in the clear before TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslRequest {
+    pub capabilities: u32,
+    pub max_packet: u32,
+    pub charset: u8,
+    /// MariaDB's extended capabilities (the filler's last four bytes).
+    pub mariadb_capabilities: u32,
+}
+
+impl SslRequest {
+    /// Whether a login packet is an SSLRequest: 32 bytes with CLIENT_SSL. None: it is not
+    /// one (a handshake response, or garbage the response parser will refuse).
+    pub fn parse(payload: &[u8]) -> Option<SslRequest> {
+        if payload.len() != SSL_REQUEST_LEN {
+            return None;
+        }
+        let word = |at: usize| u32::from_le_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]]);
+        let r = SslRequest {
+            capabilities: word(0),
+            max_packet: word(4),
+            charset: payload[8],
+            mariadb_capabilities: word(28),
+        };
+        (r.capabilities & caps::SSL != 0).then_some(r)
+    }
+}
+
 impl HandshakeResponse {
     /// Decodes a client's HandshakeResponse41.
     pub fn parse(payload: &[u8]) -> Result<HandshakeResponse, ProtocolError> {

@@ -22,6 +22,7 @@ pub mod handshake;
 pub mod ok;
 pub mod packet;
 pub mod resultset;
+pub mod rsa;
 pub mod scanner;
 
 use thiserror::Error;

@@ -10,7 +10,7 @@ use crate::net::{read_packet, Connector, PacketReadError, Transport};
 
 use crate::protocol::code::{self, Code};
 use crate::protocol::credential::Credential;
-use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SSL_REQUEST_LEN};
+use crate::protocol::handshake::{AuthSwitch, ChangeUser, Greeting, HandshakeResponse, SslRequest};
 use crate::protocol::ok::write_ok;
 use crate::protocol::packet::write_packet;
 use crate::protocol::{auth, caps, status};
@@ -49,7 +49,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             shard.connector.sleep(limit + Duration::from_millis(50)).await;
             Err(SessionError::LoginRefused("login not completed within proxy.auth_timeout_ms".into()))
         };
-        let (proven, database) = futures_lite::future::or(self.prove(deadline), timer).await?;
+        let proven = futures_lite::future::or(self.prove(deadline), timer).await;
+        // Proven (or refused): no longer one of the address's unfinished logins.
+        self.login_slot = None;
+        let (proven, database) = proven?;
         self.claim_user(proven.user, proven.next_seq).await?;
         let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
         let database = database.or_else(|| db_user.default_db.clone());
@@ -77,7 +80,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.flush().await?;
 
         let (mut seq, mut payload) = self.read_login_packet(0, deadline).await?;
-        if payload.len() == SSL_REQUEST_LEN {
+        if SslRequest::parse(&payload).is_some() {
             let Some(tls) = tls else {
                 let msg = "Bad handshake: the client asked for TLS, which this corelay does not offer (set proxy.tls_cert and proxy.tls_key)";
                 return self.refuse_login(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg.into()).await;
@@ -249,30 +252,42 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// caching_sha2_password's full authentication, for a user whose password corelay holds
     /// only in MySQL's stored form and whose fast-path hash this shard has not seen yet: the
-    /// client sends its password, which only a TLS connection may carry. Returns the next
-    /// sequence id.
+    /// client sends its password, in the clear over TLS, else encrypted with corelay's RSA
+    /// public key (which it may ask for first). Returns the next sequence id.
     async fn full_authentication(&mut self, user: &User, seq: u8, deadline: Instant) -> Result<u8, SessionError> {
         const PERFORM_FULL_AUTHENTICATION: [u8; 2] = [0x01, 0x04];
+        const REQUEST_PUBLIC_KEY: [u8; 1] = [0x02];
         self.out.clear();
         write_packet(&mut self.out, seq, &PERFORM_FULL_AUTHENTICATION);
         self.flush().await?;
-        let (s, payload) = self.read_login_packet(seq, deadline).await?;
+        let (mut s, mut payload) = self.read_login_packet(seq, deadline).await?;
+        let password = if self.client.tls().is_some() {
+            payload.strip_suffix(&[0]).unwrap_or(&payload).to_vec()
+        } else {
+            let Some(rsa) = self.config.rsa.clone().or_else(crate::protocol::rsa::generated) else {
+                let msg = format!(
+                    "Access denied for user '{}': caching_sha2_password needs this password sent once over TLS (corelay holds only its hash): connect with --ssl",
+                    user.name
+                );
+                return self.refuse_login(s.wrapping_add(1), code::ACCESS_DENIED, msg).await;
+            };
+            if payload == REQUEST_PUBLIC_KEY {
+                let mut more = vec![0x01];
+                more.extend_from_slice(rsa.public_pem().as_bytes());
+                self.out.clear();
+                write_packet(&mut self.out, s.wrapping_add(1), &more);
+                self.flush().await?;
+                (s, payload) = self.read_login_packet(s.wrapping_add(1), deadline).await?;
+            }
+            rsa.decrypt_password(&payload, &self.scramble).unwrap_or_default()
+        };
         let next = s.wrapping_add(1);
-        if self.client.tls().is_none() {
-            let msg = format!(
-                "Access denied for user '{}': caching_sha2_password needs this password sent over TLS once \
-                 (corelay holds only its hash): connect with --ssl",
-                user.name
-            );
-            return self.refuse_login(next, code::ACCESS_DENIED, msg).await;
-        }
-        let password = payload.strip_suffix(&[0]).unwrap_or(&payload);
-        match user.credential.check_cleartext(password) {
-            Some(stage2) => {
+        match user.credential.check_cleartext(&password) {
+            Some(stage2) if !password.is_empty() || user.credential.empty => {
                 self.shard.cache_sha2(user.credential.cache_key(), stage2);
                 Ok(next)
             }
-            None => {
+            _ => {
                 let ip = crate::config::canonical_ip(self.peer.ip());
                 self.login_failed(next, format!("Access denied for user '{}'@'{ip}' (using password: YES)", user.name))
                     .await

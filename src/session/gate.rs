@@ -24,18 +24,20 @@ pub struct LoginSlot<'a> {
 
 impl<'a> LoginSlot<'a> {
     /// Counts a new connection from `ip` on shard `shard`, or refuses it with an error
-    /// packet (and None).
+    /// packet (and None). `login`: the connection logs in (an address blocked for failed
+    /// logins is refused); `/metrics`, which has no login, is only counted.
     pub async fn take<C: Transport>(
         status: &'a StatusRegion,
         shard: usize,
         p: &Proxy,
         client: &mut C,
         ip: IpAddr,
+        login: bool,
     ) -> Option<LoginSlot<'a>> {
         let ip = crate::config::canonical_ip(ip);
         let slot = status.slot(shard);
         let standing = status.login_standing(ip);
-        if let Verdict::Blocked(left) = standing.verdict(p, unix_ms()) {
+        if let (true, Verdict::Blocked(left)) = (login, standing.verdict(p, unix_ms())) {
             Slot::add(&slot.logins_blocked, 1);
             let msg = format!(
                 "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",

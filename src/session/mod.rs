@@ -83,6 +83,8 @@ pub struct Session<'a, C: Transport, N: Connector> {
     config_version: u64,
     client: C,
     peer: SocketAddr,
+    /// Counts the client as logging in from its address until its proof is checked.
+    login_slot: Option<gate::LoginSlot<'a>>,
     /// Bytes from the client not yet handled.
     cbuf: Buffer,
     /// Packets corelay writes to the client itself.
@@ -128,7 +130,8 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         let _ = client.write_all(&out).await;
         return;
     }
-    let Some(login) = gate::LoginSlot::take(&shard.status, shard.index, &config.proxy, &mut client, peer.ip()).await
+    let Some(login) =
+        gate::LoginSlot::take(&shard.status, shard.index, &config.proxy, &mut client, peer.ip(), true).await
     else {
         return;
     };
@@ -140,6 +143,7 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         config,
         client,
         peer,
+        login_slot: Some(login),
         cbuf: Buffer::new(),
         out: Vec::new(),
         conn_id: counted.conn_id,
@@ -156,9 +160,7 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         presence,
         counted,
     };
-    let logged_in = s.login().await;
-    drop(login);
-    let result = match logged_in {
+    let result = match s.login().await {
         Ok(()) => {
             s.log_connection("connect", None);
             s.command_loop().await

@@ -54,7 +54,7 @@ pub(super) async fn serve(shard: Rc<State>, fd: OwnedFd, side: Side, balance: Op
                     let config = shard.config();
                     let mut conn = conn;
                     let status = &shard.status;
-                    let gate = LoginSlot::take(status, shard.index, &config.proxy, &mut conn, peer.ip()).await;
+                    let gate = LoginSlot::take(status, shard.index, &config.proxy, &mut conn, peer.ip(), false).await;
                     if gate.is_some() {
                         let view = crate::admin::View { config: &config, status, balance: None };
                         crate::admin::metrics::serve(&view, conn, peer.ip()).await

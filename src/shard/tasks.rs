@@ -119,8 +119,7 @@ pub(super) async fn follow_config(shard: Rc<State>) {
             continue;
         }
         let Some(text) = shard.status.published_config() else { continue };
-        let next = crate::config::Published::parse(&text)
-            .map_err(|e| e.to_string())
+        let next = crate::config::Published::parse(&text, shard.status.sealer())
             .and_then(|p| shard.config().adopt(p).map_err(|e| e.to_string()));
         match next {
             Ok(next) if next.version == version => {

@@ -16,6 +16,7 @@ pub mod latency;
 pub mod mailbox;
 pub mod plot;
 pub mod reload;
+pub mod seal;
 pub mod tables;
 
 use std::fs::File;
@@ -259,6 +260,8 @@ pub struct StatusRegion {
     shards: usize,
     capacity: usize,
     doorbells: Vec<mailbox::Doorbell>,
+    /// Seals the secrets of published configurations (its key is not in the mapping).
+    sealer: seal::Sealer,
     _file: File,
 }
 
@@ -285,7 +288,7 @@ impl StatusRegion {
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
         let doorbells =
             (0..shards).map(|_| mailbox::Doorbell::new()).collect::<Result<_, _>>().map_err(StatusError::Map)?;
-        let region = StatusRegion { map, shards, capacity, doorbells, _file: file };
+        let region = StatusRegion { map, shards, capacity, doorbells, sealer: seal::Sealer::new(), _file: file };
         let h = region.header();
         h.magic.store(MAGIC, Relaxed);
         h.layout_version.store(LAYOUT_VERSION, Relaxed);
@@ -338,6 +341,11 @@ impl StatusRegion {
     /// What every shard knows of logins from `ip`.
     pub fn login_standing(&self, ip: std::net::IpAddr) -> guard::Standing {
         guard::standing((0..self.shards).map(|k| self.guard(k)), ip)
+    }
+
+    /// What seals and opens the secrets of published configurations.
+    pub fn sealer(&self) -> &seal::Sealer {
+        &self.sealer
     }
 
     /// Shard `k`'s mailbox (requests about its sessions from other shards).

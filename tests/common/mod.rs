@@ -76,6 +76,13 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A directory of this test binary's own, removed with the others at exit.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = scratch_root().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn scratch_root() -> PathBuf {
     let base = std::env::var_os("CORELAY_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("corelay-test-{}", std::process::id()));
@@ -466,8 +473,21 @@ pub fn client_opts(port: u16, user: &str, password: &str, db: Option<&str>) -> O
 
 /// Runs the `mariadb` command-line client against corelay; returns (status ok, stdout, stderr).
 pub fn mariadb_cli(port: u16, user: &str, password: &str, sql: &str) -> (bool, String, String) {
+    mariadb_cli_with(port, user, password, sql, &["--skip-ssl"])
+}
+
+/// [`mariadb_cli`] over TLS, verifying the server's certificate against `ca` (as a
+/// MariaDB 11.4 client does by default).
+pub fn mariadb_cli_tls(port: u16, user: &str, password: &str, ca: &Path, sql: &str) -> (bool, String, String) {
+    let ca = format!("--ssl-ca={}", ca.display());
+    mariadb_cli_with(port, user, password, sql, &["--ssl", "--ssl-verify-server-cert", &ca])
+}
+
+/// [`mariadb_cli`] with other TLS flags.
+pub fn mariadb_cli_with(port: u16, user: &str, password: &str, sql: &str, tls: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new("mariadb");
-    cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}"), "--batch", "--skip-ssl"]);
+    cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}"), "--batch"]);
+    cmd.args(tls);
     cmd.arg("--connect-timeout=10");
     if !password.is_empty() {
         cmd.arg(format!("-p{password}"));
