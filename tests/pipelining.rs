@@ -341,3 +341,53 @@ fn kill_query_stops_an_execute_whose_statement_is_being_prepared_on_a_pipe() {
     let v: Option<i64> = victim.exec_first(&stmt, (41,)).unwrap();
     assert_eq!(v, Some(42));
 }
+
+/// Runs a one-row, one-column query over a raw socket logged in with CLIENT_DEPRECATE_EOF;
+/// returns the row's value.
+fn raw_query_value(s: &mut std::net::TcpStream, sql: &str) -> Vec<u8> {
+    let mut payload = vec![0x03];
+    payload.extend_from_slice(sql.as_bytes());
+    send_command(s, &payload);
+    let (_, count) = read_raw_packet(s).unwrap();
+    assert_eq!(count, [1], "one column: {}", String::from_utf8_lossy(&count));
+    read_raw_packet(s).unwrap();
+    let (_, row) = read_raw_packet(s).unwrap();
+    let (_, end) = read_raw_packet(s).unwrap();
+    assert_eq!(end[0], 0xFE, "the terminator");
+    row[1..].to_vec()
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_hold_up_reads_queued_behind_it() {
+    // The pipe never counts as stalled here, so reads queue behind the big one.
+    let c = start(
+        "pipe_slow_reader",
+        "pipeline_depth = 64\npipeline_connections = 1\npipeline_stall_ms = 600000\npipeline_slow_reader_ms = 200",
+    );
+    let mut slow = raw_login(c.port, "app", "app_pw");
+    let mut other = raw_login(c.port, "app", "app_pw");
+    other.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // 64 MB that its client does not read for now.
+    send_command(&mut slow, b"\x03SELECT REPEAT('x', 1000000) FROM seq_1_to_64");
+    for i in 0..10 {
+        assert_eq!(raw_query_value(&mut other, &format!("SELECT {i} * 7")), (i * 7).to_string().as_bytes());
+    }
+    assert!(stat(&c, "pipes_evicted") >= 1);
+    // The slow client's reply is all there when it reads it.
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (_, count) = read_raw_packet(&mut slow).unwrap();
+    assert_eq!(count, [1]);
+    read_raw_packet(&mut slow).unwrap();
+    let mut rows = 0;
+    loop {
+        let (_, p) = read_raw_packet(&mut slow).unwrap();
+        if p[0] == 0xFE && p.len() < 9 {
+            break;
+        }
+        assert_eq!(p.len(), 4 + 1_000_000, "row {rows}");
+        assert!(p[4..].iter().all(|&b| b == b'x'));
+        rows += 1;
+    }
+    assert_eq!(rows, 64);
+    assert_eq!(raw_query_value(&mut slow, "SELECT 'after'"), b"after");
+}

@@ -197,7 +197,7 @@ impl<C: Transport> AdminSession<C> {
         self.deprecate_eof = hr.capabilities & caps::PROXY_SERVER & caps::DEPRECATE_EOF != 0;
         let (mut proof, mut seq) = (hr.auth_response, next);
         let standing = view.status.login_standing(ip);
-        match standing.verdict(p, unix_ms()) {
+        match standing.verdict(&p.login_policy(), unix_ms()) {
             Verdict::Go => {}
             Verdict::Delay(d) => host.sleep(d).await,
             Verdict::Blocked(left) => {
@@ -224,7 +224,7 @@ impl<C: Transport> AdminSession<C> {
             self.err(seq, code::ACCESS_DENIED, &msg).await;
             return Err(msg);
         }
-        view.status.guard(host.shard()).succeeded(ip, unix_ms(), crate::status::guard::forget_ms(p));
+        view.status.guard(host.shard()).succeeded(ip, unix_ms(), p.login_policy().forget_ms());
         self.user = hr.user;
         self.role = user.map_or(AdminRole::Read, |u| u.role);
         write_ok(&mut self.out, seq, 0, 0, status::AUTOCOMMIT);

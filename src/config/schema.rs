@@ -154,6 +154,10 @@ pub struct Proxy {
     /// A pipelined connection whose current statement has run this long takes no new ones
     /// (they go to another connection) until it finishes, milliseconds.
     pub pipeline_stall_ms: u64,
+    /// A pipelined connection whose oldest reply's client has not read it for this long
+    /// (with 256 KiB waiting) is left to that client: the reads queued behind it go to
+    /// other connections, milliseconds.
+    pub pipeline_slow_reader_ms: u64,
     /// Server version string announced to clients.
     pub server_version: String,
     /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
@@ -212,6 +216,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// What failed logins cost an address.
+    pub fn login_policy(&self) -> crate::status::guard::Policy {
+        crate::status::guard::Policy {
+            failures_before_delay: self.login_failures_before_delay,
+            delay_max_ms: self.login_delay_max_ms,
+            failures_before_block: self.login_failures_before_block,
+            block_s: self.login_block_s,
+        }
+    }
+
     /// How long corelay waits for a reply it reads itself (pings, state replay,
     /// re-prepares, resets): no longer than a statement may run (`query_timeout_ms`; None
     /// when that is off).
@@ -258,6 +272,7 @@ impl Default for Proxy {
             pipeline_depth: 16,
             pipeline_connections: 2,
             pipeline_stall_ms: 10,
+            pipeline_slow_reader_ms: 1000,
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,

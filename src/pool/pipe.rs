@@ -175,6 +175,10 @@ struct Entry {
     expect: Expect,
     /// What the reply's client is told of session-state changes (None: all of it).
     view: Option<ClientView>,
+    /// Its session was told to send the command again elsewhere (the pipe evicted a slow
+    /// reader ahead of it): the reply is read and dropped, and `reply`, which the session
+    /// reuses, is not touched again.
+    dropped: bool,
 }
 
 #[derive(Default)]
@@ -197,6 +201,9 @@ struct PipeState {
     /// Commands sent, for `backend_max_uses`.
     served: u64,
     last_used: Option<Instant>,
+    /// Since when the oldest reply's session has left too much unsent for the driver to
+    /// read on (a slow-reading client).
+    blocked_since: Option<Instant>,
 }
 
 /// A connection in pipelined use.
@@ -286,7 +293,7 @@ impl Pipe {
             st.front_since = Some(Instant::now());
         }
         st.out.extend_from_slice(command);
-        st.inflight.push_back(Entry { reply: reply.clone(), expect, view });
+        st.inflight.push_back(Entry { reply: reply.clone(), expect, view, dropped: false });
         st.served += 1;
         if st.served >= self.max_uses {
             st.retiring = true;
@@ -339,6 +346,32 @@ impl Pipe {
         }
     }
 
+    /// When the oldest reply's client has kept the pipe from reading for `limit` or longer:
+    /// the pipe takes nothing new, and every command queued behind that reply fails over
+    /// to another connection (its session got no byte of it, so it is sent again there).
+    /// The slow client keeps this connection to itself until its reply is read; then the
+    /// replies of the commands behind it are read and dropped, and the pipe closes.
+    /// Returns whether it evicted.
+    pub fn evict_slow_reader(&self, now: Instant, limit: Duration) -> bool {
+        let mut st = self.state.borrow_mut();
+        if st.blocked_since.is_none_or(|t| now.saturating_duration_since(t) < limit) {
+            return false;
+        }
+        st.retiring = true;
+        st.blocked_since = None;
+        let mut behind = Vec::new();
+        for e in st.inflight.iter_mut().skip(1).filter(|e| !e.dropped) {
+            e.dropped = true;
+            behind.push(e.reply.clone());
+        }
+        drop(st);
+        for r in behind {
+            r.fail("a slow-reading client held up its pipelined connection");
+        }
+        tracing::debug!(server = %self.addr, thread = self.thread_id, "pipelined connection left to a slow-reading client");
+        true
+    }
+
     /// Idle (nothing in flight) since longer than `max_idle`.
     fn idle_longer_than(&self, now: Instant, max_idle: Duration) -> bool {
         let st = self.state.borrow();
@@ -354,22 +387,28 @@ impl Pipe {
                 return Err("the server sent bytes no command asked for".into());
             };
             let reply = front.reply.clone();
-            if !reply.abandoned.get() && reply.bytes.borrow().len() >= REPLY_BUFFER_LIMIT {
-                return Ok(true);
-            }
+            let own = !front.dropped;
+            let dropped = !own || reply.abandoned.get();
             let sc = scanner.get_or_insert_with(|| {
                 Scanner::new(front.expect, self.deprecate_eof)
                     .tracking_session(self.caps & caps::SESSION_TRACK != 0)
                     .client_view(front.view.clone())
             });
+            if !dropped && reply.bytes.borrow().len() >= REPLY_BUFFER_LIMIT {
+                st.blocked_since.get_or_insert_with(Instant::now);
+                return Ok(true);
+            }
+            st.blocked_since = None;
             let (n, progress) = sc.feed(rbuf.filled()).map_err(|e| format!("malformed reply: {e}"))?;
             if n > 0 {
-                if !reply.abandoned.get() {
+                if !dropped {
                     reply.bytes.borrow_mut().extend_from_slice(&sc.edited(&rbuf.filled()[..n]));
                 }
                 rbuf.consume(n);
-                reply.at_boundary.set(sc.at_boundary());
-                reply.last_seq.set(sc.last_seq);
+                if own {
+                    reply.at_boundary.set(sc.at_boundary());
+                    reply.last_seq.set(sc.last_seq);
+                }
             }
             match progress {
                 Progress::Done => {
@@ -386,15 +425,19 @@ impl Pipe {
                     st.front_since = (!st.inflight.is_empty()).then_some(now);
                     st.last_used = Some(now);
                     drop(st);
-                    *reply.scanner.borrow_mut() = Some(done);
-                    reply.state.set(Some(ReplyState::Done));
-                    reply.ready.notify();
+                    if own {
+                        *reply.scanner.borrow_mut() = Some(done);
+                        reply.state.set(Some(ReplyState::Done));
+                        reply.ready.notify();
+                    }
                 }
                 Progress::LocalInfile => return Err("the server asked for a LOCAL INFILE on a pipelined read".into()),
                 Progress::More => {
                     drop(st);
                     if n > 0 {
-                        reply.ready.notify();
+                        if own {
+                            reply.ready.notify();
+                        }
                     } else {
                         return Ok(false);
                     }
@@ -549,6 +592,13 @@ impl Pipes {
             }
             !p.is_closed()
         });
+    }
+
+    /// Evicts the slow readers of every pipe (see [`Pipe::evict_slow_reader`]); returns
+    /// how many pipes were left to one.
+    pub fn evict_slow_readers(&self, limit: Duration) -> usize {
+        let now = Instant::now();
+        self.list.borrow().iter().filter(|p| !p.is_closed() && p.evict_slow_reader(now, limit)).count()
     }
 
     /// A session waits for a connection to `server`: the pipes there give theirs back to

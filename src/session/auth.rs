@@ -15,7 +15,7 @@ use crate::protocol::ok::write_ok;
 use crate::protocol::packet::write_packet;
 use crate::protocol::{auth, caps, status};
 use crate::router::statement::pin;
-use crate::status::guard::{self, Verdict};
+use crate::status::guard::Verdict;
 use crate::status::Slot;
 
 /// Charset announced in the greeting: utf8mb4_general_ci.
@@ -223,7 +223,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.shard.status.guard(self.shard.index).succeeded(
             ip,
             crate::util::time::unix_ms(),
-            guard::forget_ms(&config.proxy),
+            config.proxy.login_policy().forget_ms(),
         );
         Ok(Proven { user: idx, next_seq: seq, fast_auth_marker })
     }
@@ -232,7 +232,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     async fn throttle(&mut self, ip: std::net::IpAddr, seq: u8) -> Result<(), SessionError> {
         let p = &self.config.proxy;
         let standing = self.shard.status.login_standing(ip);
-        match standing.verdict(p, crate::util::time::unix_ms()) {
+        match standing.verdict(&p.login_policy(), crate::util::time::unix_ms()) {
             Verdict::Go => Ok(()),
             Verdict::Delay(d) => {
                 Slot::add(&self.shard.slot().logins_delayed, 1);

@@ -9,7 +9,7 @@ use crate::config::Proxy;
 use crate::net::Transport;
 use crate::protocol::code;
 use crate::protocol::err::write_err;
-use crate::status::guard::{self, Verdict};
+use crate::status::guard::Verdict;
 use crate::status::{Slot, StatusRegion};
 use crate::util::time::unix_ms;
 
@@ -37,7 +37,7 @@ impl<'a> LoginSlot<'a> {
         let ip = crate::config::canonical_ip(ip);
         let slot = status.slot(shard);
         let standing = status.login_standing(ip);
-        if let (true, Verdict::Blocked(left)) = (login, standing.verdict(p, unix_ms())) {
+        if let (true, Verdict::Blocked(left)) = (login, standing.verdict(&p.login_policy(), unix_ms())) {
             Slot::add(&slot.logins_blocked, 1);
             let msg = format!(
                 "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",
@@ -47,7 +47,7 @@ impl<'a> LoginSlot<'a> {
             return None;
         }
         let counted = status.guard(shard).enter(ip);
-        let mut taken = LoginSlot { status, shard, ip, counted, forget_ms: guard::forget_ms(p) };
+        let mut taken = LoginSlot { status, shard, ip, counted, forget_ms: p.login_policy().forget_ms() };
         let cap = p.max_unauthenticated_per_ip;
         if cap > 0 && status.login_standing(ip).unauthenticated > cap {
             Slot::add(&slot.unauthenticated_refused, 1);

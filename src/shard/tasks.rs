@@ -36,13 +36,18 @@ pub(super) async fn settle_balance(
 }
 
 /// Once a second: closes pooled connections idle longer than `server_idle_timeout_s` and
-/// those a reload retired, retires idle pipelined connections and forgets closed ones, and
-/// opens connections up to each server's `min_connections` share.
+/// those a reload retired, retires idle pipelined connections and forgets closed ones,
+/// leaves pipes held up by a slow reader to it, and opens connections up to each server's
+/// `min_connections` share.
 pub(super) async fn maintain_pool(shard: Rc<State>) {
     while !shard.status.shutdown_requested() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
-        let max_idle = Duration::from_secs(shard.config().proxy.server_idle_timeout_s);
+        let p = &shard.config().proxy;
+        let (max_idle, slow) =
+            (Duration::from_secs(p.server_idle_timeout_s), Duration::from_millis(p.pipeline_slow_reader_ms.max(1)));
         close_retired(&shard).await;
+        let evicted = shard.pipes.evict_slow_readers(slow);
+        crate::status::Slot::add(&shard.slot().pipes_evicted, evicted as u64);
         shard.pipes.reap(max_idle);
         let expired = shard.pool.take_expired(Instant::now(), max_idle);
         for mut b in expired {

@@ -31,8 +31,9 @@ pub struct Guard {
     entries: [Entry; ENTRIES],
 }
 
+/// The address as 128 bits; an IPv4 address and its IPv6-mapped form are one key.
 fn key(ip: IpAddr) -> [u64; 2] {
-    let v6 = match crate::config::canonical_ip(ip) {
+    let v6 = match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
     };
@@ -161,27 +162,39 @@ pub enum Verdict {
     Blocked(u64),
 }
 
-/// Failures count for this long after the last one.
-pub fn forget_ms(p: &crate::config::Proxy) -> u64 {
-    p.login_block_s.max(60) * 1000
+/// What failed logins cost an address (the `[proxy]` keys `login_failures_before_delay`,
+/// `login_delay_max_ms`, `login_failures_before_block`, `login_block_s`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    pub failures_before_delay: u32,
+    pub delay_max_ms: u64,
+    pub failures_before_block: u32,
+    pub block_s: u64,
+}
+
+impl Policy {
+    /// Failures count for this long after the last one.
+    pub fn forget_ms(&self) -> u64 {
+        self.block_s.max(60) * 1000
+    }
 }
 
 impl Standing {
-    pub fn verdict(&self, p: &crate::config::Proxy, now_ms: u64) -> Verdict {
+    pub fn verdict(&self, p: &Policy, now_ms: u64) -> Verdict {
         let since = now_ms.saturating_sub(self.last_failure_ms);
-        if self.failures == 0 || since > forget_ms(p) {
+        if self.failures == 0 || since > p.forget_ms() {
             return Verdict::Go;
         }
-        if p.login_failures_before_block > 0 && self.failures >= p.login_failures_before_block {
-            let block_ms = p.login_block_s * 1000;
+        if p.failures_before_block > 0 && self.failures >= p.failures_before_block {
+            let block_ms = p.block_s * 1000;
             if since < block_ms {
                 return Verdict::Blocked((block_ms - since).div_ceil(1000));
             }
             return Verdict::Go;
         }
-        if p.login_failures_before_delay > 0 && self.failures >= p.login_failures_before_delay {
-            let over = self.failures - p.login_failures_before_delay;
-            let ms = 100u64.saturating_mul(1 << over.min(20)).min(p.login_delay_max_ms);
+        if p.failures_before_delay > 0 && self.failures >= p.failures_before_delay {
+            let over = self.failures - p.failures_before_delay;
+            let ms = 100u64.saturating_mul(1 << over.min(20)).min(p.delay_max_ms);
             return Verdict::Delay(std::time::Duration::from_millis(ms));
         }
         Verdict::Go
@@ -214,13 +227,7 @@ mod tests {
 
     #[test]
     fn failures_delay_then_block_then_are_forgotten() {
-        let p = crate::config::Proxy {
-            login_failures_before_delay: 2,
-            login_failures_before_block: 4,
-            login_block_s: 60,
-            login_delay_max_ms: 1000,
-            ..Default::default()
-        };
+        let p = Policy { failures_before_delay: 2, failures_before_block: 4, block_s: 60, delay_max_ms: 1000 };
         let g = table();
         let ip: IpAddr = "::1".parse().unwrap();
         let at = |n: u64| standing(std::iter::once(&*g), ip).verdict(&p, n);

@@ -127,6 +127,8 @@ pub struct Slot {
     /// Connections refused for their address's unfinished logins
     /// (`max_unauthenticated_per_ip`).
     pub unauthenticated_refused: AtomicU64,
+    /// Pipelined connections left to a slow-reading client (`pipeline_slow_reader_ms`).
+    pub pipes_evicted: AtomicU64,
     /// Client TLS handshakes completed, and failed.
     pub tls_handshakes: AtomicU64,
     pub tls_failures: AtomicU64,

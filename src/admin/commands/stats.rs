@@ -42,6 +42,7 @@ pub fn counters() -> Vec<(&'static str, Field)> {
         ("logins_delayed", |s| &s.logins_delayed),
         ("logins_blocked", |s| &s.logins_blocked),
         ("unauthenticated_refused", |s| &s.unauthenticated_refused),
+        ("pipes_evicted", |s| &s.pipes_evicted),
         ("tls_handshakes", |s| &s.tls_handshakes),
         ("tls_failures", |s| &s.tls_failures),
     ]
