@@ -292,13 +292,14 @@ fn backends_that_require_tls_are_reached_over_verified_tls() {
     assert!(e.contains("TLS handshake failed"), "{e}");
 }
 
-/// Sends a byte every 200 ms after the greeting; returns how long until the peer closed
-/// (None: still open after 10 s).
+/// Sends a byte every 200 ms (after the greeting and a packet header announcing 200 bytes,
+/// on a MySQL port); returns how long until the peer closed (None: still open after 10 s).
 fn drip_until_closed(port: u16, greeting: bool) -> Option<Duration> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     if greeting {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         read_raw_packet(&mut s).unwrap();
+        s.write_all(&[200, 0, 0, 1]).unwrap();
     }
     let started = Instant::now();
     let mut buf = [0u8; 512];
@@ -460,7 +461,7 @@ fn hashed_passwords_log_in_and_no_password_reaches_the_status_memfd() {
     }
     // check-config masks every password.
     let path = c.dir.join("corelay.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_corelay")).arg("check-config").arg(&path).output().unwrap();
+    let out = Command::new(corelay_binary()).arg("check-config").arg(&path).output().unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     let hash = native.trim_start_matches("password = \"").trim_end_matches('"');
     assert!(out.status.success() && !printed.contains(DB_PASSWORD) && !printed.contains(hash), "{printed}");
@@ -472,7 +473,7 @@ fn an_empty_password_needs_allow_empty_password() {
     let cfg = config_for(shared_mariadb().addr(), &[TestUser { password: "", ..TestUser::default() }], "");
     let path = dir.join("c.toml");
     std::fs::write(&path, cfg).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_corelay")).arg("check-config").arg(&path).output().unwrap();
+    let out = Command::new(corelay_binary()).arg("check-config").arg(&path).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() && said.contains("allow_empty_password"), "{said}");
 }

@@ -292,7 +292,7 @@ impl Default for Proxy {
             tls_key: String::new(),
             tls_min_version: "1.2".into(),
             tls_rsa_key: String::new(),
-            max_unauthenticated_per_ip: 256,
+            max_unauthenticated_per_ip: 4096,
             login_failures_before_delay: 5,
             login_delay_max_ms: 5000,
             login_failures_before_block: 30,

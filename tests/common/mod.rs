@@ -354,6 +354,12 @@ pub fn config_for(backend: SocketAddr, users: &[TestUser], proxy_extra: &str) ->
 }
 
 /// The real corelay binary, stopped on drop.
+/// The corelay binary under test: this build's, or CORELAY_TEST_BINARY (an older build, to
+/// see a test fail without the change it covers).
+pub fn corelay_binary() -> std::ffi::OsString {
+    std::env::var_os("CORELAY_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_corelay").into())
+}
+
 pub struct Corelay {
     pub port: u16,
     pub admin_port: u16,
@@ -372,10 +378,7 @@ impl Corelay {
         std::fs::write(&path, config).unwrap();
         let log = std::fs::File::create(dir.join("corelay.log")).unwrap();
         let (admin_port, metrics_port) = (free_port(), free_port());
-        // CORELAY_TEST_BINARY runs the suite against another build (an older one, to see
-        // a test fail without the change it covers).
-        let binary = std::env::var_os("CORELAY_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_corelay").into());
-        let child = Command::new(binary)
+        let child = Command::new(corelay_binary())
             .arg("--config")
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{port}")])
