@@ -39,7 +39,12 @@ python3 -c 'import pymysql' || { echo "missing PyMySQL (pip install pymysql)" >&
   openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout key.pem -out req.csr 2>/dev/null
   printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
   openssl x509 -req -in req.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile ext.cnf -out cert.pem 2>/dev/null
-  chmod 644 ./*.pem
+  # sysbench's --mysql-ssl=on reads these three names from its working directory.
+  mkdir -p sb
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=sysbench" -keyout sb/client-key.pem -out client.csr 2>/dev/null
+  openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -out sb/client-cert.pem 2>/dev/null
+  cp ca.pem sb/cacert.pem
+  chmod 644 ./*.pem sb/*.pem
 )
 
 mdb_start primary --skip-log-bin --ssl-cert="$work/cert.pem" --ssl-key="$work/key.pem" --ssl-ca="$work/ca.pem"
@@ -70,8 +75,9 @@ results="$work/results.tsv"
 : >"$results"
 run_one() { # target psmode threads
   local out="$work/run.txt"
-  sysbench oltp_point_select "${SB_COMMON[@]}" --mysql-port="${PORT[$1]}" --mysql-ssl="${SSL[$1]}" --threads="$3" \
-    --db-ps-mode="$2" --time="$TIME" --percentile=99 run >"$out" 2>&1 || { echo "sysbench failed on $1:" >&2; tail -5 "$out" >&2; return 1; }
+  (cd "$work/sb" && sysbench oltp_point_select "${SB_COMMON[@]}" --mysql-port="${PORT[$1]}" --mysql-ssl="${SSL[$1]}" \
+    --threads="$3" --db-ps-mode="$2" --time="$TIME" --percentile=99 run) >"$out" 2>&1 ||
+    { echo "sysbench failed on $1:" >&2; tail -5 "$out" >&2; return 1; }
   awk -v t="$1" -v ps="$2" -v th="$3" '/queries:/ && /per sec/ { gsub(/[()]/, ""); q = $3 } /99th percentile:/ { p = $3 }
     END { print t "\t" ps "\t" th "\t" q "\t" p }' "$out" >>"$results"
 }

@@ -275,6 +275,11 @@ fn backends_that_require_tls_are_reached_over_verified_tls() {
         .query_first("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'")
         .unwrap();
     assert!(cipher.is_some_and(|c| !c.is_empty()), "corelay's connection to the server is encrypted");
+    // The schema the client asked for is the backend session's (it travels in the
+    // response after the SSLRequest, whose flags must announce it).
+    let schema: Option<String> = conn.query_first("SELECT DATABASE()").unwrap();
+    assert_eq!(schema.as_deref(), Some(DB_NAME));
+    conn.query_drop("CREATE TABLE IF NOT EXISTS over_tls (a INT)").unwrap();
     // Pooled connections keep their TLS session: statements run on them as usual.
     for i in 0..20 {
         let v: Option<i64> = conn.query_first(format!("SELECT {i}")).unwrap();

@@ -82,17 +82,25 @@ pub fn login(
         return Err(server_error(&g));
     }
     let g = Greeting::parse(&g)?;
-    let mut capabilities = caps::BACKEND_REQUIRED;
+    let plugin =
+        if auth::proof_for(&g.auth_plugin, b"", b"").is_ok() { g.auth_plugin.clone() } else { auth::NATIVE.into() };
+    let proof = auth::proof_for(&plugin, password.as_bytes(), &g.scramble)?;
+    let mut hr = HandshakeResponse {
+        capabilities: caps::BACKEND_REQUIRED,
+        max_packet: 1 << 24,
+        charset: 45,
+        user: user.into(),
+        auth_response: proof,
+        database: None,
+        auth_plugin: Some(plugin),
+        attributes: Vec::new(),
+    };
     let mut seq = 1;
     let mut s: Box<dyn Link> = match tls {
         Some(t) if g.capabilities & caps::SSL != 0 => {
-            capabilities |= caps::SSL;
-            let mut req = [0u8; 32];
-            req[..4].copy_from_slice(&capabilities.to_le_bytes());
-            req[4..8].copy_from_slice(&(1u32 << 24).to_le_bytes());
-            req[8] = 45;
+            hr.capabilities |= caps::SSL;
             let mut out = Vec::new();
-            write_packet(&mut out, 1, &req);
+            write_packet(&mut out, 1, &hr.ssl_request());
             tcp.write_all(&out)?;
             seq = 2;
             let conn = rustls::ClientConnection::new(t.config.clone(), t.name.clone())
@@ -104,19 +112,7 @@ pub fn login(
         }
         _ => Box::new(tcp),
     };
-    let plugin =
-        if auth::proof_for(&g.auth_plugin, b"", b"").is_ok() { g.auth_plugin.clone() } else { auth::NATIVE.into() };
-    let proof = auth::proof_for(&plugin, password.as_bytes(), &g.scramble)?;
-    let hr = HandshakeResponse {
-        capabilities,
-        max_packet: 1 << 24,
-        charset: 45,
-        user: user.into(),
-        auth_response: proof,
-        database: None,
-        auth_plugin: Some(plugin),
-        attributes: Vec::new(),
-    };
+    let capabilities = hr.capabilities;
     let mut out = Vec::new();
     hr.write(&mut out, seq);
     s.write_all(&out)?;

@@ -146,15 +146,6 @@ fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeRespon
     }
 }
 
-/// The SSLRequest: a handshake response cut after its filler.
-fn ssl_request(response: &HandshakeResponse) -> [u8; 32] {
-    let mut p = [0u8; 32];
-    p[..4].copy_from_slice(&response.capabilities.to_le_bytes());
-    p[4..8].copy_from_slice(&response.max_packet.to_le_bytes());
-    p[8] = response.charset;
-    p
-}
-
 /// The packets of one login, with the server's address for errors.
 struct Exchange<'b> {
     addr: SocketAddr,
@@ -187,7 +178,7 @@ impl Exchange<'_> {
         }
         response.capabilities |= caps::SSL;
         let mut out = Vec::with_capacity(36);
-        write_packet(&mut out, 1, &ssl_request(response));
+        write_packet(&mut out, 1, &response.ssl_request());
         self.write(stream, &out).await?;
         let start = TlsStart::Client(tls.config.clone(), tls.name.clone());
         let early = self.buf.filled().to_vec();

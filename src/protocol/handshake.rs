@@ -174,9 +174,10 @@ impl HandshakeResponse {
         })
     }
 
-    /// Appends the response as packet `seq` (1 normally).
-    pub fn write(&self, out: &mut Vec<u8>, seq: u8) {
-        let at = begin_packet(out);
+    /// The capability flags the response carries: `capabilities`, with CONNECT_WITH_DB and
+    /// CONNECT_ATTRS as the database and attributes say. An SSLRequest must carry the same:
+    /// the server reads them there.
+    pub fn wire_capabilities(&self) -> u32 {
         let mut capabilities = self.capabilities;
         if self.database.is_some() {
             capabilities |= caps::CONNECT_WITH_DB;
@@ -186,6 +187,22 @@ impl HandshakeResponse {
         if self.attributes.is_empty() {
             capabilities &= !caps::CONNECT_ATTRS;
         }
+        capabilities
+    }
+
+    /// The SSLRequest that goes before this response on a TLS login (CLIENT_SSL set).
+    pub fn ssl_request(&self) -> [u8; SSL_REQUEST_LEN] {
+        let mut p = [0u8; SSL_REQUEST_LEN];
+        p[..4].copy_from_slice(&(self.wire_capabilities() | caps::SSL).to_le_bytes());
+        p[4..8].copy_from_slice(&self.max_packet.to_le_bytes());
+        p[8] = self.charset;
+        p
+    }
+
+    /// Appends the response as packet `seq` (1 normally; 2 after an SSLRequest).
+    pub fn write(&self, out: &mut Vec<u8>, seq: u8) {
+        let at = begin_packet(out);
+        let capabilities = self.wire_capabilities();
         out.extend_from_slice(&capabilities.to_le_bytes());
         out.extend_from_slice(&self.max_packet.to_le_bytes());
         out.push(self.charset);
@@ -337,6 +354,25 @@ aCga0h??^<O[\x00mysql_native_password\x00";
         assert_eq!(parsed.auth_response, vec![1; 20]);
         assert_eq!(parsed.attributes, hr.attributes);
         assert!(parsed.capabilities & caps::CONNECT_WITH_DB != 0);
+    }
+
+    #[test]
+    fn an_ssl_request_announces_what_the_response_after_it_carries() {
+        let hr = HandshakeResponse {
+            capabilities: caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::CONNECT_ATTRS,
+            max_packet: 1 << 24,
+            charset: 45,
+            user: "u".into(),
+            database: Some("db".into()),
+            ..Default::default()
+        };
+        let req = SslRequest::parse(&hr.ssl_request()).expect("an SSLRequest");
+        assert_eq!(req.capabilities & caps::CONNECT_WITH_DB, caps::CONNECT_WITH_DB, "the schema follows");
+        assert_eq!(req.capabilities & caps::CONNECT_ATTRS, 0, "no attributes follow");
+        assert_eq!(req.capabilities & !caps::SSL, hr.wire_capabilities());
+        assert_eq!((req.max_packet, req.charset), (1 << 24, 45));
+        assert!(SslRequest::parse(&[0u8; 32]).is_none(), "no CLIENT_SSL, not an SSLRequest");
+        assert!(SslRequest::parse(&hr.ssl_request()[..31]).is_none());
     }
 
     #[test]
