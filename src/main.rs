@@ -43,6 +43,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
     init_logging(&config);
+    // (Said again now that there is a log to say it in.)
+    if let Some(warning) = cli.config.as_deref().and_then(corelay::config::exposure) {
+        tracing::warn!("{warning}");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let source = corelay::master::Source { path: cli.config.clone(), overrides: cli.overrides.clone() };
     match corelay::master::run(config, source) {
         Ok(code) => Ok(code),

@@ -312,6 +312,22 @@ impl Config {
         }
     }
 
+    /// What is allowed but likely a mistake: users any address may log in as (`allow`
+    /// left to its default). Logged at start and at every reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let everything = |u: &User| u.allow.iter().any(|n| n.prefix_len() == 0);
+        self.users
+            .iter()
+            .filter(|u| !u.removed && everything(u))
+            .map(|u| {
+                format!(
+                    "user {:?} may log in from any address (user.allow is everything): list its application hosts' networks",
+                    u.name
+                )
+            })
+            .collect()
+    }
+
     /// The effective configuration as TOML, passwords masked.
     pub fn to_toml(&self) -> String {
         let mut f = self.file.clone();
@@ -518,6 +534,13 @@ mod tests {
             }
             Config::new(file, f.into()).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_user_open_to_every_address_is_warned_about() {
+        let open = load_str(testing::ONE_PRIMARY).unwrap();
+        assert!(open.warnings().iter().any(|w| w.contains("\"u\"") && w.contains("any address")));
+        assert!(load_str(&minimal()).unwrap().warnings().is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub(super) fn reload(current: &Config, from: &Source, status: &StatusRegion) -> 
     let mut file = Config::read_file(path).map_err(|e| e.to_string())?;
     from.overrides.apply(&mut file);
     let (next, changes) = current.reload(file, path.display().to_string()).map_err(|e| e.to_string())?;
-    for note in &changes.kept {
+    for note in changes.kept.iter().chain(&next.warnings()) {
         warn!("{note}");
     }
     let text = crate::config::Published::of(&next, status.sealer())
