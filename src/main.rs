@@ -34,6 +34,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             corelay::cli::report::run(&config, &args).map_err(anyhow::Error::msg)?;
             return Ok(0);
         }
+        Some(Command::ImportDbproxy { file }) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let out =
+                corelay::cli::import_dbproxy::import(&text, &file.display().to_string()).map_err(anyhow::Error::msg)?;
+            for note in &out.not_carried {
+                eprintln!("not carried over: {note}");
+            }
+            print!("{}", out.toml);
+            return Ok(0);
+        }
         Some(Command::HashPassword) => {
             let out = corelay::cli::hash_password::run(&mut std::io::stdin().lock()).map_err(anyhow::Error::msg)?;
             print!("{out}");

@@ -1,9 +1,10 @@
 //! The `corelay` command line: running the proxy (the master, [`crate::master`]) and the
 //! tool commands that talk to a configuration or a running corelay ([`check_config`],
-//! [`report`], [`hash_password`]). Every tuning flag is a [`crate::config::Overrides`] field.
+//! [`report`], [`hash_password`], [`import_dbproxy`]). Every tuning flag is a [`crate::config::Overrides`] field.
 
 pub mod check_config;
 pub mod hash_password;
+pub mod import_dbproxy;
 pub mod report;
 
 use std::path::PathBuf;
@@ -37,6 +38,12 @@ pub enum Command {
     /// Validate a configuration file, print the effective configuration, exit 0 (valid) or 1.
     CheckConfig {
         /// The file to check.
+        file: PathBuf,
+    },
+    /// Convert the original MySQL Proxy Layer's INI configuration to corelay's TOML (printed
+    /// on stdout; keys not carried over are listed on stderr, with why).
+    ImportDbproxy {
+        /// The INI file.
         file: PathBuf,
     },
     /// Print a password's hash forms for the config's `password` keys (read from standard
