@@ -342,6 +342,22 @@ fn a_login_sent_a_byte_at_a_time_ends_at_the_deadline_on_every_port() {
     assert_alive(&mut conn);
 }
 
+/// Logs in as app from 127.0.0.1 as soon as corelay stops refusing it with `code` (within
+/// 20 s; any other error fails the test).
+fn logs_in_once_refusals_end(c: &Corelay, code: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.connect("app", "app_pw") {
+            Ok(mut conn) => break assert_alive(&mut conn),
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(err_code(&e), Some(code), "{e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 #[test]
 fn unauthenticated_sockets_from_one_address_are_capped() {
     let users = [TestUser { allow: "\"127.0.0.0/8\"", ..TestUser::default() }];
@@ -369,17 +385,7 @@ fn unauthenticated_sockets_from_one_address_are_capped() {
     let mut other = mysql::Conn::new(from).expect("a client at another address logs in");
     assert_alive(&mut other);
     drop(socks);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match c.connect("app", "app_pw") {
-            Ok(mut conn) => break assert_alive(&mut conn),
-            Err(e) if Instant::now() < deadline => {
-                assert_eq!(err_code(&e), Some(1040), "{e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("the address stays refused after its sockets closed: {e}"),
-        }
-    }
+    logs_in_once_refusals_end(&c, 1040, "the address stays refused after its sockets closed");
     assert!(stat(&c, "unauthenticated_refused") >= 980);
 }
 
@@ -397,17 +403,7 @@ fn failed_logins_are_delayed_then_refused_on_both_ports() {
     assert!(e.to_string().contains("login_failures_before_block"), "{e}");
     let from = client_opts(c.port, "app", "app_pw", Some(DB_NAME)).bind_address(Some(([127, 0, 0, 2], 0)));
     assert_alive(&mut mysql::Conn::new(from).expect("another address is not blocked"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match c.connect("app", "app_pw") {
-            Ok(mut conn) => break assert_alive(&mut conn),
-            Err(e) if Instant::now() < deadline => {
-                assert_eq!(err_code(&e), Some(1129), "{e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("the block did not end: {e}"),
-        }
-    }
+    logs_in_once_refusals_end(&c, 1129, "the block did not end");
     // The admin port's failures count against the same address.
     for _ in 0..4 {
         let (ok, _, err) = mariadb_cli(c.admin_port, "admin", "guess", "SHOW STATS;");

@@ -177,10 +177,7 @@ impl<C: Transport> AdminSession<C> {
                 self.err(seq.wrapping_add(1), code::HANDSHAKE_ERROR, msg).await;
                 return Err(msg.into());
             };
-            let early = self.buf.filled().to_vec();
-            self.buf.consume(early.len());
-            self.client
-                .start_tls(TlsStart::Server(tls), &early, Some(left()))
+            crate::net::upgrade(&mut self.client, &mut self.buf, TlsStart::Server(tls), Some(left()))
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
             (seq, payload) = self.read(left()).await?;
@@ -201,10 +198,7 @@ impl<C: Transport> AdminSession<C> {
             Verdict::Go => {}
             Verdict::Delay(d) => host.sleep(d).await,
             Verdict::Blocked(left) => {
-                let msg = format!(
-                    "Host '{ip}' is blocked because of {} failed logins; try again in {left} s",
-                    standing.failures
-                );
+                let msg = crate::session::gate::blocked(ip, standing.failures, left);
                 self.err(seq, code::HOST_IS_BLOCKED, &msg).await;
                 return Err(msg);
             }

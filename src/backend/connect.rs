@@ -181,9 +181,7 @@ impl Exchange<'_> {
         write_packet(&mut out, 1, &response.ssl_request());
         self.write(stream, &out).await?;
         let start = TlsStart::Client(tls.config.clone(), tls.name.clone());
-        let early = self.buf.filled().to_vec();
-        self.buf.consume(early.len());
-        stream.start_tls(start, &early, self.timeout).await.map_err(|e| BackendError::Tls {
+        crate::net::upgrade(stream, self.buf, start, self.timeout).await.map_err(|e| BackendError::Tls {
             addr,
             message: format!("TLS handshake failed ([[cluster.server]] tls = {:?}): {e}", tls.mode),
         })?;

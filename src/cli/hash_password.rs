@@ -17,29 +17,11 @@ pub fn run(input: &mut dyn BufRead) -> Result<String, String> {
         return Err("empty password: type it on standard input (echo -n is not needed; one line is read)".into());
     }
     let native = native_form(password.as_bytes());
-    let sha2 = toml_string(&sha2_crypt_form(password.as_bytes()));
+    let sha2 = toml::Value::String(sha2_crypt_form(password.as_bytes()));
     Ok(format!(
         "# auth = \"mysql_native_password\" (also [[admin_user]])\npassword = \"{native}\"\n\
          # auth = \"caching_sha2_password\" (a client's first login on each shard must use TLS)\npassword = {sha2}\n"
     ))
-}
-
-/// A TOML literal string when the text allows one, else a basic string with escapes.
-fn toml_string(s: &str) -> String {
-    if !s.contains('\'') && !s.chars().any(char::is_control) {
-        return format!("'{s}'");
-    }
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

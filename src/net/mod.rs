@@ -49,6 +49,19 @@ pub trait Transport {
     }
 }
 
+/// Switches `t` to TLS: the bytes `buf` holds past the last plaintext packet (a peer may
+/// send its first handshake bytes together with the SSLRequest) go to TLS first.
+pub async fn upgrade<T: Transport>(
+    t: &mut T,
+    buf: &mut Buffer,
+    start: tls::TlsStart,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    let early = buf.filled().to_vec();
+    buf.consume(early.len());
+    t.start_tls(start, &early, timeout).await
+}
+
 /// Opens backend connections.
 #[allow(async_fn_in_trait)]
 pub trait Connector {

@@ -124,25 +124,12 @@ impl Credential {
 
 /// `*` and 40 hex digits: `SHA1(SHA1(pw))`.
 fn native_hash(s: &str) -> Option<[u8; 20]> {
-    let hex = s.strip_prefix('*')?;
-    if hex.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::util::hex::decode(s.strip_prefix('*')?)?.try_into().ok()
 }
 
 /// The `*<40 hex>` form of a password.
 pub fn native_form(password: &[u8]) -> String {
-    let h = Sha1::digest(Sha1::digest(password));
-    let mut s = String::from("*");
-    for b in h {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
+    format!("*{}", crate::util::hex::encode(&Sha1::digest(Sha1::digest(password)), true))
 }
 
 /// MySQL's stored `caching_sha2_password` form of a password, with a fresh salt of
@@ -345,7 +332,7 @@ mod tests {
         assert!(cached.is_some());
         assert!(c.check_sha2_fast(cached, &scramble, &proof));
         // As SHOW CREATE USER prints it.
-        let hex: String = form.bytes().map(|b| format!("{b:02X}")).collect();
+        let hex = crate::util::hex::encode(form.as_bytes(), true);
         assert!(Credential::parse(&format!("0x{hex}")).check_cleartext(b"s3cret").is_some());
     }
 

@@ -109,12 +109,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         tls: std::sync::Arc<rustls::ServerConfig>,
         deadline: Instant,
     ) -> Result<(), SessionError> {
-        // A client may send its ClientHello in the same segment as the SSLRequest.
-        let early = self.cbuf.filled().to_vec();
-        self.cbuf.consume(early.len());
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let slot = self.shard.slot();
-        match self.client.start_tls(TlsStart::Server(tls), &early, Some(left)).await {
+        match crate::net::upgrade(&mut self.client, &mut self.cbuf, TlsStart::Server(tls), Some(left)).await {
             Ok(()) => {
                 Slot::add(&slot.tls_handshakes, 1);
                 Ok(())
@@ -241,10 +238,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
             Verdict::Blocked(left) => {
                 Slot::add(&self.shard.slot().logins_blocked, 1);
-                let msg = format!(
-                    "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",
-                    standing.failures
-                );
+                let msg = super::gate::blocked(ip, standing.failures, left);
                 self.refuse_login(seq, code::HOST_IS_BLOCKED, msg).await
             }
         }

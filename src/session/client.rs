@@ -24,6 +24,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let _ = self.client.write_all(&self.out).await;
     }
 
+    /// A result set corelay answers itself, with the session's status flags.
+    pub(super) async fn send_rows(&mut self, seq: u8, rs: &crate::protocol::resultset::ResultSet) -> Step {
+        let flags = self.recorded.status_flags();
+        let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        self.out.clear();
+        rs.write(&mut self.out, seq, deprecate_eof, flags);
+        Ok(self.flush().await?)
+    }
+
     /// Sends the buffered output packets.
     pub(super) async fn flush(&mut self) -> Result<(), SessionError> {
         let r = self.client.write_all(&self.out).await;

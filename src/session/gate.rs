@@ -39,11 +39,7 @@ impl<'a> LoginSlot<'a> {
         let standing = status.login_standing(ip);
         if let (true, Verdict::Blocked(left)) = (login, standing.verdict(&p.login_policy(), unix_ms())) {
             Slot::add(&slot.logins_blocked, 1);
-            let msg = format!(
-                "Host '{ip}' is blocked because of {} failed logins (proxy.login_failures_before_block); try again in {left} s",
-                standing.failures
-            );
-            refuse(client, code::HOST_IS_BLOCKED, &msg).await;
+            refuse(client, code::HOST_IS_BLOCKED, &blocked(ip, standing.failures, left)).await;
             return None;
         }
         let counted = status.guard(shard).enter(ip);
@@ -75,7 +71,16 @@ impl Drop for LoginSlot<'_> {
     }
 }
 
-async fn refuse<C: Transport>(client: &mut C, code: code::Code, msg: &str) {
+/// What an address blocked for `failures` failed logins is told (1129), `left` seconds
+/// before the block ends.
+pub fn blocked(ip: IpAddr, failures: u32, left: u64) -> String {
+    format!(
+        "Host '{ip}' is blocked because of {failures} failed logins (proxy.login_failures_before_block); try again in {left} s"
+    )
+}
+
+/// Refuses a connection before its greeting: an error packet as the first packet.
+pub async fn refuse<C: Transport>(client: &mut C, code: code::Code, msg: &str) {
     let mut out = Vec::new();
     write_err(&mut out, 0, code, msg);
     let _ = client.write_all(&out).await;

@@ -68,7 +68,6 @@ use crate::net::{Buffer, Connector, Transport};
 use crate::pool::pipe::Reply;
 use crate::protocol::auth::{new_scramble, SCRAMBLE_LEN};
 use crate::protocol::code;
-use crate::protocol::err::write_err;
 use crate::status::Slot;
 use command::CommandContext;
 use held::Held;
@@ -121,13 +120,11 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
     let config = shard.config();
     if shard.status.total_clients() >= config.proxy.max_client_connections {
         Slot::add(&slot.clients_rejected, 1);
-        let mut out = Vec::new();
         let limit = config.proxy.max_client_connections;
         let msg = format!(
             "Too many connections: corelay accepts at most {limit} client connections (proxy.max_client_connections)"
         );
-        write_err(&mut out, 0, code::CON_COUNT_ERROR, &msg);
-        let _ = client.write_all(&out).await;
+        gate::refuse(&mut client, code::CON_COUNT_ERROR, &msg).await;
         return;
     }
     let Some(login) =

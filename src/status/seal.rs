@@ -32,20 +32,14 @@ impl Sealer {
         let mut data = text.as_bytes().to_vec();
         // Sealing into a Vec only fails on lengths no configuration reaches (> 256 GiB).
         let _ = self.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data);
-        let mut out = String::with_capacity(2 * (NONCE_LEN + data.len()));
-        for b in nonce.iter().chain(&data) {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&data);
+        crate::util::hex::encode(&sealed, false)
     }
 
     /// The text [`Sealer::seal`] sealed with this key.
     pub fn open(&self, sealed: &str) -> Result<String, String> {
-        let bytes: Vec<u8> = (0..sealed.len())
-            .step_by(2)
-            .map(|i| sealed.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or("sealed secrets are not hex")?;
+        let bytes = crate::util::hex::decode(sealed).ok_or("sealed secrets are not hex")?;
         if bytes.len() < NONCE_LEN {
             return Err("sealed secrets are too short".into());
         }
@@ -74,14 +68,10 @@ mod tests {
     fn seals_and_opens_only_with_its_key() {
         let s = Sealer::new();
         let sealed = s.seal("db_pw=hunter2");
-        assert!(!sealed.contains("hunter2") && !sealed.contains(&hex("hunter2")));
+        assert!(!sealed.contains("hunter2") && !sealed.contains(&crate::util::hex::encode(b"hunter2", false)));
         assert_eq!(s.open(&sealed).unwrap(), "db_pw=hunter2");
         assert_ne!(s.seal("x"), s.seal("x"), "a fresh nonce each time");
         assert!(Sealer::new().open(&sealed).is_err());
         assert!(s.open("zz").is_err());
-    }
-
-    fn hex(s: &str) -> String {
-        s.bytes().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -48,11 +48,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         let mut rs = ResultSet::new(&["Variable_name", "Value"]);
         rs.push([name, value.as_str()]);
-        let flags = self.recorded.status_flags();
-        let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
-        self.out.clear();
-        rs.write(&mut self.out, seq, deprecate_eof, flags);
-        Ok(self.flush().await?)
+        self.send_rows(seq, &rs).await
     }
 }
 
