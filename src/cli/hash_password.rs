@@ -20,7 +20,7 @@ pub fn run(input: &mut dyn BufRead) -> Result<String, String> {
     let sha2 = toml::Value::String(sha2_crypt_form(password.as_bytes()));
     Ok(format!(
         "# auth = \"mysql_native_password\" (also [[admin_user]])\npassword = \"{native}\"\n\
-         # auth = \"caching_sha2_password\" (a client's first login on each shard must use TLS)\npassword = {sha2}\n"
+         # auth = \"caching_sha2_password\" (a client's first login on each shard sends the password, over TLS or RSA)\npassword = {sha2}\n"
     ))
 }
 
