@@ -99,8 +99,7 @@ async fn serve(spec: ShardSpec) {
     status.tables(index).clear();
     // The balancer looks at the accept queue through a copy of the descriptor.
     let queue = balance.as_ref().and_then(|_| listener.try_clone().ok());
-    // SAFETY: the descriptor is a bound, listening TCP socket that we own.
-    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let listener = Listener::new(listener);
     let write_timeout = Some(Duration::from_secs(config.proxy.client_idle_timeout_s.clamp(1, 600)));
     let shard = Rc::new(ShardState::new(config, status, index, GlommioConnector { write_timeout }));
     info!(shard = index, cpu, "shard accepting");
@@ -130,7 +129,7 @@ async fn serve(spec: ShardSpec) {
 /// (new clients wait in the listen backlog).
 async fn accept_clients(
     shard: &Rc<State>,
-    listener: &TcpListener,
+    listener: &Listener,
     balance: Rc<Option<balance::Share>>,
     accepted: &std::cell::Cell<u64>,
 ) {
@@ -220,6 +219,21 @@ pub async fn contained<F: std::future::Future<Output = ()>>(session: F) -> Resul
     })
 }
 
+/// A shard's listening socket.
+pub(crate) struct Listener {
+    socket: TcpListener,
+    /// Its descriptor (owned by `socket`).
+    fd: std::os::fd::RawFd,
+}
+
+impl Listener {
+    pub fn new(fd: OwnedFd) -> Listener {
+        let fd = fd.into_raw_fd();
+        // SAFETY: the descriptor is a bound, listening TCP socket that we own.
+        Listener { socket: unsafe { TcpListener::from_raw_fd(fd) }, fd }
+    }
+}
+
 pub(crate) enum Accepted {
     Stream(glommio::net::TcpStream),
     Error(String),
@@ -229,14 +243,15 @@ pub(crate) enum Accepted {
 
 /// Waits for a connection, or for shutdown (or, when `pausable`, PAUSE) to be asked for;
 /// the pending accept is dropped then, so nobody is accepted while paused.
-pub(crate) async fn accept(listener: &TcpListener, status: &StatusRegion, pausable: bool) -> Accepted {
+pub(crate) async fn accept(listener: &Listener, status: &StatusRegion, pausable: bool) -> Accepted {
     let wanted = async {
-        match listener.accept().await {
+        match listener.socket.accept().await {
             Ok(s) => Accepted::Stream(s),
             Err(e) => Accepted::Error(e.to_string()),
         }
     };
     let stop = async {
+        let mut waited = 0;
         loop {
             if status.shutdown_requested() {
                 return Accepted::Stop;
@@ -245,9 +260,35 @@ pub(crate) async fn accept(listener: &TcpListener, status: &StatusRegion, pausab
                 return Accepted::Paused;
             }
             glommio::timer::sleep(Duration::from_millis(50)).await;
+            // A client that sat in the accept queue through two checks while an accept
+            // was armed was not handed to it: take it directly.
+            waited = if balance::accept_queue(&listener.fd).is_some_and(|n| n > 0) { waited + 1 } else { 0 };
+            if waited >= 2 {
+                waited = 0;
+                if let Some(stream) = accept_waiting(listener) {
+                    return stream;
+                }
+            }
         }
     };
     futures_lite::future::or(wanted, stop).await
+}
+
+/// Accepts a queued client with the system call itself. The armed io_uring accept is
+/// woken by the socket's wait queue, and a wake-up can go astray: to the ring of a shard
+/// that died with an accept pending on the same socket (its successor inherits the
+/// socket), which dequeues nothing, so the client would wait until the next one arrives.
+/// The listener is non-blocking: an empty queue returns at once.
+fn accept_waiting(listener: &Listener) -> Option<Accepted> {
+    // SAFETY: accept4 on our listening socket with no address buffers.
+    let fd = unsafe { libc::accept4(listener.fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return (e.kind() != std::io::ErrorKind::WouldBlock).then(|| Accepted::Error(e.to_string()));
+    }
+    tracing::debug!(fd, "a queued client was accepted directly (its wake-up went astray)");
+    // SAFETY: a connected TCP socket that nothing else owns.
+    Some(Accepted::Stream(unsafe { glommio::net::TcpStream::from_raw_fd(fd) }))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! The admin port and `/metrics` on a shard: each shard accepts on its own copy of those
 //! sockets too, and answers from the status region (any shard answers for all).
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
 use tracing::warn;
 
 use super::{accept, balance, Accepted, State};
@@ -25,8 +24,7 @@ pub(super) enum Side {
 /// Accepts on this shard's admin or `/metrics` socket until shutdown; every connection
 /// gets a task of its own and is answered from the status region.
 pub(super) async fn serve(shard: Rc<State>, fd: OwnedFd, side: Side, balance: Option<balance::Share>) {
-    // SAFETY: the descriptor is a bound, listening TCP socket that we own.
-    let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+    let listener = super::Listener::new(fd);
     loop {
         let stream = match accept(&listener, &shard.status, false).await {
             Accepted::Stop => return,
