@@ -44,6 +44,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", out.toml);
             return Ok(0);
         }
+        Some(Command::ZkWatch) => return Ok(corelay::cluster::zookeeper::watcher::run()),
+        Some(Command::ZkPublish) => {
+            if cli.config.is_none() {
+                anyhow::bail!("zk-publish needs --config FILE (a file with a [zookeeper] section)");
+            }
+            let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
+            for line in corelay::cluster::zookeeper::publish::publish(&config).map_err(anyhow::Error::msg)? {
+                println!("{line}");
+            }
+            return Ok(0);
+        }
         Some(Command::HashPassword) => {
             let out = corelay::cli::hash_password::run(&mut std::io::stdin().lock()).map_err(anyhow::Error::msg)?;
             print!("{out}");

@@ -47,7 +47,45 @@ pub fn render(view: &View) -> String {
     by_kind(&mut out, view.status);
     servers(&mut out, view);
     latencies(&mut out, view);
+    zookeeper(&mut out, view);
     out
+}
+
+/// The ZooKeeper watcher's state (nothing without `[zookeeper]`).
+fn zookeeper(out: &mut String, view: &View) {
+    use crate::status::zookeeper::state;
+    if view.config.file.zookeeper.is_none() {
+        return;
+    }
+    let z = &view.status.header().zookeeper;
+    let now = z.state.load(Relaxed);
+    header(out, "corelay_zookeeper_state", "gauge", "1 for the ZooKeeper session's current state");
+    for s in state::OFF..=state::WATCHER_DOWN {
+        let _ = writeln!(out, "corelay_zookeeper_state{{state=\"{}\"}} {}", state::name(s), u8::from(s == now));
+    }
+    let source = crate::status::zookeeper::source::name(z.source.load(Relaxed));
+    header(out, "corelay_zookeeper_source", "gauge", "Where the ZooKeeper-fed clusters' servers came from");
+    let _ = writeln!(out, "corelay_zookeeper_source{{source=\"{source}\"}} 1");
+    let gauges: [(&str, &str, u64); 3] = [
+        ("zxid", "The highest zxid read", z.zxid.load(Relaxed)),
+        ("last_sync_timestamp_seconds", "When ZooKeeper was last read", z.synced_unix_ms.load(Relaxed) / 1000),
+        ("outdated_clusters", "Clusters kept at their last servers", z.outdated_clusters.load(Relaxed)),
+    ];
+    for (name, help, v) in gauges {
+        header(out, &format!("corelay_zookeeper_{name}"), "gauge", help);
+        let _ = writeln!(out, "corelay_zookeeper_{name} {v}");
+    }
+    let counters: [(&str, &str, u64); 5] = [
+        ("sessions", "ZooKeeper sessions established", z.sessions.load(Relaxed)),
+        ("changes", "Topology changes applied", z.changes.load(Relaxed)),
+        ("refused", "Topology changes the configuration refused", z.refused.load(Relaxed)),
+        ("invalid_children", "Children skipped for data that is not a server", z.invalid_children.load(Relaxed)),
+        ("watcher_restarts", "Times the watcher process was started again", z.watcher_restarts.load(Relaxed)),
+    ];
+    for (name, help, v) in counters {
+        header(out, &format!("corelay_zookeeper_{name}_total"), "counter", help);
+        let _ = writeln!(out, "corelay_zookeeper_{name}_total {v}");
+    }
 }
 
 /// Every shard's gauges and counters.

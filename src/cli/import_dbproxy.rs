@@ -82,6 +82,8 @@ pub fn import(text: &str, file: &str) -> Result<Imported, String> {
     }
     let get = |s: &str, k: &str| in_section(&lines, s).find(|l| l.key == k).map(|l| l.value.clone());
     let mut global_allow = Vec::new();
+    let mut zk = crate::config::ZooKeeperFile::default();
+    let mut zk_enabled = false;
     let p = &mut f.proxy;
     for l in &lines {
         match (kind(&l.section), l.key.as_str()) {
@@ -113,8 +115,12 @@ pub fn import(text: &str, file: &str) -> Result<Imported, String> {
             ("MySQL_Proxy_Layer", "log_level") => {
                 skip(l, "a bitmask of the original's levels; set proxy.log_level to a level name (info is the default)")
             }
-            ("MySQL_Proxy_Layer", k) if k.starts_with("zk_") => {
-                skip(l, "topology from ZooKeeper is not in this corelay yet: the servers are imported from the file's host sections")
+            ("MySQL_Proxy_Layer", "zk_enable") => zk_enabled = l.value != "0",
+            ("MySQL_Proxy_Layer", "zk_host") => zk.hosts = l.value.clone(),
+            ("MySQL_Proxy_Layer", "zk_conf_dir") => zk.root = format!("/{}", l.value.trim_matches('/')),
+            ("MySQL_Proxy_Layer", "zk_timeout") => zk.session_timeout_ms = number::<u64>(l)?.max(1000),
+            ("MySQL_Proxy_Layer", "zk_interval") => {
+                skip(l, "corelay's watcher is told of every change by ZooKeeper (persistent watches); nothing polls")
             }
             ("Cluster" | "Master_Host" | "Slave_Host" | "DB_User" | "Product_User" | "Auth_IP", _) => {}
             _ => skip(l, "not a key of the original's configuration"),
@@ -131,6 +137,7 @@ pub fn import(text: &str, file: &str) -> Result<Imported, String> {
             read_only_transactions_on_replicas: false,
             monitor_user: None,
             monitor_password: String::new(),
+            zk_path: None,
             server: Vec::new(),
         });
     }
@@ -228,6 +235,23 @@ pub fn import(text: &str, file: &str) -> Result<Imported, String> {
             status_queries: false,
         });
     }
+    if zk_enabled && !zk.hosts.is_empty() {
+        // The original's server groups sit under zk_conf_dir, one path per cluster.
+        for c in &mut f.cluster {
+            c.zk_path = Some(c.name.clone());
+        }
+        not_carried.push(format!(
+            "[MySQL_Proxy_Layer] zk_conf_dir: each cluster's servers are read from {}/<cluster_name> (zk_path); \
+             check that this is where your servers' nodes are, and set zookeeper.cache_file",
+            zk.root
+        ));
+        f.zookeeper = Some(zk);
+    } else if zk_enabled || !zk.hosts.is_empty() {
+        not_carried.push(
+            "[MySQL_Proxy_Layer] zk_*: ZooKeeper was off (zk_enable = 0) or had no zk_host: no [zookeeper] section written"
+                .into(),
+        );
+    }
     if !global_allow.is_empty() {
         not_carried.push(
             "[Auth_IP_*]: corelay has no global allow-list: its addresses were added to every user's allow".into(),
@@ -247,7 +271,8 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str =
-        "[MySQL_Proxy_Layer]\nport\t= 8888 \nmax_threads = 2\nwrite_time_interval = 500000\nzk_host = zk:2181\n\
+        "[MySQL_Proxy_Layer]\nport\t= 8888 \nmax_threads = 2\nwrite_time_interval = 500000\nzk_enable = 1\nzk_host = zk:2181\n\
+zk_conf_dir = /dbproxy/groups\nzk_timeout = 3000\nzk_interval = 5\n\
 # a comment\n[Cluster_1]\ncluster_name = main\n[Master_Host_1]\ncluster_name = main\nhost = 10.0.0.1\nport = 3306\n\
 reserved_master_connections = 4\n[Slave_Host_1]\ncluster_name = main\nhost = 10.0.0.2\nport = 3306\nweight = 2\n\
 [DB_User_1]\ndb_username = app_db\ndb_password = pw\ncluster_name = main\n\
@@ -264,12 +289,13 @@ reserved_master_connections = 4\n[Slave_Host_1]\ncluster_name = main\nhost = 10.
         assert_eq!(c.clusters[0].primary().reserved_primary_connections, 4);
         let (_, u) = c.user("app").unwrap();
         assert!(u.allows("10.1.2.3".parse().unwrap()) && !u.allows("10.2.0.1".parse().unwrap()));
-        assert!(
-            out.not_carried.iter().any(|n| n.contains("zk_host") && n.contains("ZooKeeper")),
-            "{:?}",
-            out.not_carried
-        );
-        assert!(!out.toml.contains("zk"), "{}", out.toml);
+        let zk = c.file.zookeeper.as_ref().unwrap();
+        assert_eq!((zk.hosts.as_str(), zk.root.as_str(), zk.session_timeout_ms), ("zk:2181", "/dbproxy/groups", 3000));
+        assert_eq!(zk.absolute(c.file.cluster[0].zk_path.as_deref().unwrap()), "/dbproxy/groups/main");
+        assert!(out.not_carried.iter().any(|n| n.contains("zk_interval")), "{:?}", out.not_carried);
+        let off = import(&SAMPLE.replace("zk_enable = 1", "zk_enable = 0"), "off.ini").unwrap();
+        assert!(!off.toml.contains("zookeeper") && !off.toml.contains("zk_path"), "{}", off.toml);
+        assert!(off.not_carried.iter().any(|n| n.contains("zk_enable = 0")), "{:?}", off.not_carried);
     }
 
     #[test]

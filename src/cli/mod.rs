@@ -46,6 +46,14 @@ pub enum Command {
         /// The INI file.
         file: PathBuf,
     },
+    /// Write the configuration's clusters into ZooKeeper (`[zookeeper]`): each under its
+    /// `zk_path` (or ROOT/clusters/NAME), one child per server; children the file does not
+    /// list are deleted.
+    ZkPublish,
+    /// The ZooKeeper watcher the master runs as its child (reads its spec on standard
+    /// input, reports on standard output); not for use by hand.
+    #[command(hide = true)]
+    ZkWatch,
     /// Print a password's hash forms for the config's `password` keys (read from standard
     /// input): `*<40 hex>` for mysql_native_password, `$A$005$...` for caching_sha2_password.
     HashPassword,

@@ -9,3 +9,4 @@
 pub mod health;
 
 pub use health::Checker;
+pub mod zookeeper;

@@ -242,6 +242,7 @@ impl Config {
         let addresses = check.addresses(&file.proxy)?;
         check.limits(&file.proxy)?;
         check.cpus(&file.proxy)?;
+        check.zookeeper(&file)?;
         let topology = check.clusters(&file, &layout, old)?;
         let (db_by_name, db_users) = check.db_users(&file, &layout, old, &topology.by_name)?;
         let (users_by_name, users) = check.users(&file, &layout, old, &db_by_name)?;

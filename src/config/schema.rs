@@ -18,6 +18,9 @@ pub struct FileConfig {
     pub user: Vec<UserFile>,
     #[serde(default)]
     pub admin_user: Vec<AdminUserFile>,
+    /// Where clusters with a `zk_path` take their servers from (None: no ZooKeeper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper: Option<ZooKeeperFile>,
 }
 
 impl FileConfig {
@@ -332,6 +335,11 @@ pub struct ClusterFile {
     pub monitor_user: Option<String>,
     #[serde(default)]
     pub monitor_password: String,
+    /// The ZooKeeper path whose children are this cluster's servers (`[zookeeper]`
+    /// must be set); the `[[cluster.server]]` entries only seed it. A relative path is
+    /// under `zookeeper.root`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zk_path: Option<String>,
     #[serde(default)]
     pub server: Vec<ServerFile>,
 }
@@ -473,4 +481,49 @@ pub enum AdminRole {
     Read,
     #[default]
     Full,
+}
+
+/// `[zookeeper]`: the coordination service a fleet of corelay hosts takes its topology from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZooKeeperFile {
+    /// `host:port` of each ZooKeeper server, comma separated.
+    pub hosts: String,
+    /// Where `corelay zk-publish` writes clusters that have no `zk_path`, and what relative
+    /// `zk_path`s are under.
+    pub root: String,
+    pub session_timeout_ms: u64,
+    /// Connecting to the ensemble times out after this long; then corelay retries with
+    /// back-off.
+    pub connect_timeout_ms: u64,
+    /// Where the last good topology is kept (TOML, written atomically); corelay starts
+    /// from it when ZooKeeper is down. Empty: not kept.
+    pub cache_file: String,
+    /// Digest authentication (`addauth digest user:password`); empty: none.
+    pub auth_user: String,
+    pub auth_password: String,
+}
+
+impl Default for ZooKeeperFile {
+    fn default() -> Self {
+        ZooKeeperFile {
+            hosts: String::new(),
+            root: "/corelay".into(),
+            session_timeout_ms: 10_000,
+            connect_timeout_ms: 2_000,
+            cache_file: String::new(),
+            auth_user: String::new(),
+            auth_password: String::new(),
+        }
+    }
+}
+
+impl ZooKeeperFile {
+    /// The absolute ZooKeeper path of `zk_path` (relative ones are under `root`).
+    pub fn absolute(&self, zk_path: &str) -> String {
+        if zk_path.starts_with('/') {
+            return zk_path.trim_end_matches('/').to_string();
+        }
+        format!("{}/{}", self.root.trim_end_matches('/'), zk_path.trim_matches('/'))
+    }
 }

@@ -77,6 +77,41 @@ impl Check<'_> {
         Ok(Addresses { listen, admin_addr, metrics_addr, admin_allow, metrics_allow })
     }
 
+    /// `[zookeeper]` and the clusters' `zk_path`s: a path needs the section, the section
+    /// needs hosts, and two clusters never share a path.
+    pub fn zookeeper(&self, file: &FileConfig) -> Result<(), ConfigError> {
+        let zk = file.zookeeper.as_ref();
+        if let Some(zk) = zk {
+            if zk.hosts.split(',').all(|h| h.trim().is_empty()) {
+                return Err(self.bad("zookeeper.hosts", "give at least one host:port"));
+            }
+            if !zk.root.starts_with('/') {
+                return Err(self.bad("zookeeper.root", "must be an absolute path (start with /)"));
+            }
+            if zk.session_timeout_ms < 1000 {
+                return Err(self.bad("zookeeper.session_timeout_ms", "at least 1000"));
+            }
+            if zk.auth_user.is_empty() != zk.auth_password.is_empty() {
+                return Err(self.bad("zookeeper.auth_user", "auth_user and auth_password go together"));
+            }
+        }
+        let mut seen = HashMap::new();
+        for (ci, c) in file.cluster.iter().enumerate() {
+            let Some(path) = &c.zk_path else { continue };
+            let key = format!("cluster[{ci}].zk_path");
+            let Some(zk) = zk else {
+                return Err(self.bad(key, "needs a [zookeeper] section with hosts"));
+            };
+            if path.trim_matches('/').is_empty() {
+                return Err(self.bad(key, "must name a path below the root"));
+            }
+            if let Some(other) = seen.insert(zk.absolute(path), ci) {
+                return Err(self.bad(key, format!("cluster[{other}] already takes its servers from this path")));
+            }
+        }
+        Ok(())
+    }
+
     /// The `[proxy]` numbers that have a range.
     pub fn limits(&self, p: &Proxy) -> Result<(), ConfigError> {
         let bad = |key: String, message: String| self.bad(key, message);

@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
+use crate::cluster::zookeeper::{self, Follower};
 use crate::cluster::Checker;
 use crate::config::{Config, EXIT_CONFIG};
 use crate::net::listen::ListenError;
@@ -79,6 +80,8 @@ struct Master {
     checker: Checker,
     latency_files: hgrm::Writer,
     watch: reload::Watch,
+    /// The ZooKeeper watcher (None: no cluster takes its servers from ZooKeeper).
+    zk: Option<Follower>,
 }
 
 /// Runs corelay until it is told to stop. Returns the process exit code.
@@ -95,11 +98,12 @@ impl Master {
     /// Checks limits, creates the status region, takes the signals, binds the shards'
     /// sockets. The shards start at the first tick.
     fn start(config: Config, source: Source) -> Result<Master, MasterError> {
-        let config = Arc::new(config);
         let n = config.shard_count();
         limits::check_memlock(&config, n)?;
         limits::raise_nofile(&config);
         let status = StatusRegion::create_with(n, config.proxy.status_table_capacity)?;
+        let (config, topology) = zookeeper::start_config(config, &status.header().zookeeper);
+        let config = Arc::new(config);
         let signals = take_signals()?;
         let slots = Slots::bind(&config, n)?;
         info!(
@@ -110,7 +114,9 @@ impl Master {
             "corelay {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        let zk = Follower::start(&config, topology);
         Ok(Master {
+            zk,
             checker: Checker::default(),
             latency_files: hgrm::Writer::new(&config, &status),
             watch: reload::Watch::new(&source),
@@ -140,7 +146,10 @@ impl Master {
         if self.stopping.is_none() {
             self.slots.start_due(&self.config, &self.status)?;
         }
-        wait_readable(&self.signals, TICK);
+        wait_readable(&self.signals, self.zk.as_ref().and_then(Follower::fd), TICK);
+        if self.stopping.is_none() {
+            self.follow_zookeeper();
+        }
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
@@ -174,15 +183,39 @@ impl Master {
         self.slots.stop_listening();
     }
 
+    /// Applies what the ZooKeeper watcher read, through the reload path.
+    fn follow_zookeeper(&mut self) {
+        let Some(zk) = &mut self.zk else { return };
+        let Some(topology) = zk.poll(&self.status.header().zookeeper) else { return };
+        let why = format!("ZooKeeper changed the topology (zxid {})", topology.zxid);
+        let applied = self.reload_with(&why, None, Some(&topology));
+        if let Some(zk) = &mut self.zk {
+            zk.applied(topology, applied, &self.status.header().zookeeper);
+        }
+    }
+
     /// Reloads the configuration and answers admin request `request`, if one asked.
     fn reload(&mut self, why: &str, request: Option<u64>) {
+        let topology = self.zk.as_ref().and_then(|z| z.topology().cloned());
+        self.reload_with(why, request, topology.as_ref());
+    }
+
+    /// Reloads with the servers of `topology` for ZooKeeper-fed clusters; whether the new
+    /// configuration runs.
+    fn reload_with(
+        &mut self,
+        why: &str,
+        request: Option<u64>,
+        topology: Option<&zookeeper::topology::Topology>,
+    ) -> bool {
         self.watch.reloading(&self.source);
-        let outcome = reload::reload(&self.config, &self.source, &self.status);
+        let outcome = reload::reload(&self.config, &self.source, &self.status, topology);
         let answer = match outcome {
             Ok((next, message)) => {
                 info!("{why}: {message}");
                 self.config = next;
                 self.checker.follow(&self.config, &self.status);
+                Follower::follow(&mut self.zk, &self.config, &self.status.header().zookeeper);
                 (true, message)
             }
             Err(e) => {
@@ -193,6 +226,7 @@ impl Master {
         if let Some(n) = request {
             self.status.answer_reload(n, answer.0, &answer.1);
         }
+        answer.0
     }
 
     /// The exit code, once no shard runs any more: all failed, or all stopped after a stop
@@ -235,9 +269,16 @@ fn take_signals() -> Result<SignalFd, MasterError> {
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(MasterError::Signals)
 }
 
-fn wait_readable(fd: &SignalFd, timeout: Duration) {
-    use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+/// Waits up to `timeout` for a signal or (when `other` is given) a report of the
+/// ZooKeeper watcher.
+fn wait_readable(fd: &SignalFd, other: Option<std::os::fd::RawFd>, timeout: Duration) {
+    use std::os::fd::{AsFd, BorrowedFd};
+    let mut fds = vec![nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    // SAFETY: the descriptor is the watcher's pipe, open for as long as this call.
+    let other = other.map(|o| unsafe { BorrowedFd::borrow_raw(o) });
+    if let Some(o) = &other {
+        fds.push(nix::poll::PollFd::new(*o, nix::poll::PollFlags::POLLIN));
+    }
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
 }

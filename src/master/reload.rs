@@ -8,18 +8,27 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::warn;
 
 use super::Source;
+use crate::cluster::zookeeper::topology::Topology;
 use crate::config::Config;
 use crate::status::StatusRegion;
 
 /// Reloads: re-reads the file, validates it against the running configuration and
-/// publishes it to the shards. Returns the new configuration and what to tell the
+/// publishes it to the shards; ZooKeeper-fed clusters get `topology`'s servers. Returns the new configuration and what to tell the
 /// operator; on any error the running configuration stays.
-pub(super) fn reload(current: &Config, from: &Source, status: &StatusRegion) -> Result<(Arc<Config>, String), String> {
+pub(super) fn reload(
+    current: &Config,
+    from: &Source,
+    status: &StatusRegion,
+    topology: Option<&Topology>,
+) -> Result<(Arc<Config>, String), String> {
     let Some(path) = &from.path else {
         return Err("corelay runs its embedded default configuration (no --config): there is no file to reload".into());
     };
     let mut file = Config::read_file(path).map_err(|e| e.to_string())?;
     from.overrides.apply(&mut file);
+    if let Some(t) = topology {
+        t.apply(&mut file);
+    }
     let (next, changes) = current.reload(file, path.display().to_string()).map_err(|e| e.to_string())?;
     for note in changes.kept.iter().chain(&next.warnings()) {
         warn!("{note}");

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod reload;
 pub mod seal;
 pub mod tables;
+pub mod zookeeper;
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -41,7 +42,7 @@ pub const COMMAND_KINDS: usize = 33;
 pub const PIN_KINDS: usize = 24;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 6;
+const LAYOUT_VERSION: u32 = 7;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -51,7 +52,7 @@ pub enum StatusError {
     Map(#[source] std::io::Error),
 }
 
-/// The region's first cache line.
+/// The region's first cache lines.
 #[repr(C, align(64))]
 pub struct Header {
     pub magic: AtomicU64,
@@ -67,6 +68,8 @@ pub struct Header {
     /// The master's pid (admin RELOAD and SHUTDOWN signal it).
     pub master_pid: AtomicU32,
     pub started_unix_s: AtomicU64,
+    /// The ZooKeeper watcher, as the master last heard from it.
+    pub zookeeper: zookeeper::ZooKeeperStatus,
 }
 
 /// Statement classes, for counters and latency histograms.

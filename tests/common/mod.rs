@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 
+pub mod zookeeper;
+
 pub const DB_USER: &str = "app_db";
 pub const DB_PASSWORD: &str = "app_db_pw";
 pub const DB_NAME: &str = "app";
@@ -604,4 +606,53 @@ pub fn two_cluster_config(a: SocketAddr, b: SocketAddr, proxy_extra: &str) -> St
 [[user]]\nname = \"app\"\npassword = \"app_pw\"\ndb_user = \"{DB_USER}\"\n\n\
 [[user]]\nname = \"b_app\"\npassword = \"app_pw\"\ndb_user = \"b_db\"\n"
     )
+}
+
+/// Runs sysbench's `workload` (2 tables of 2000 rows in database `sbtest`) against
+/// 127.0.0.1:`port`; returns (status ok, its report).
+pub fn sysbench(workload: &str, port: u16, user: &str, password: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("sysbench")
+        .arg(workload)
+        .args(["--db-driver=mysql", "--mysql-host=127.0.0.1", &format!("--mysql-port={port}")])
+        .args([&format!("--mysql-user={user}"), &format!("--mysql-password={password}"), "--mysql-db=sbtest"])
+        .args(["--tables=2", "--table-size=2000"])
+        .args(args)
+        .output()
+        .expect("sysbench is installed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The transaction count of a sysbench report.
+pub fn transactions(report: &str) -> u64 {
+    sysbench_figure(report, "transactions:")
+}
+
+/// The first number after `label` at the start of a line of a sysbench report.
+pub fn sysbench_figure(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.trim_start()[label.len()..].split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A result of the admin port as rows of column name to value.
+pub fn admin_table(port: u16, sql: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let (ok, out, err) = mariadb_cli(port, "admin", "admin_pw", sql);
+    assert!(ok, "{sql}: {err}");
+    let mut lines = out.lines();
+    let head: Vec<String> = lines.next().unwrap_or_default().split('\t').map(String::from).collect();
+    lines.map(|l| head.iter().cloned().zip(l.split('\t').map(String::from)).collect()).collect()
+}
+
+/// The body of an HTTP/1.0 GET of `path` at 127.0.0.1:`port`.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(out)
 }

@@ -11,6 +11,7 @@ mod shards;
 mod shutdown;
 pub mod stats;
 mod users;
+mod zookeeper;
 
 use super::Command;
 
@@ -27,4 +28,5 @@ pub static ALL: &[&dyn Command] = &[
     &pause::Pause,
     &resume::Resume,
     &shutdown::Shutdown,
+    &zookeeper::ShowZooKeeper,
 ];

@@ -17,7 +17,7 @@ impl Command for ShowServers {
     }
 
     fn help(&self) -> &'static str {
-        "SHOW SERVERS: health, replication lag, read_only, connections and latency per server"
+        "SHOW SERVERS: health, replication lag, read_only, connections, latency and where it came from (file, cache_file, zookeeper) per server"
     }
 
     fn run(&self, view: &View, _args: &[String]) -> Reply {
@@ -35,9 +35,13 @@ impl Command for ShowServers {
             "idle",
             "statements",
             "p99_us",
+            "source",
         ]);
+        let zk_source = crate::status::zookeeper::source::name(view.status.header().zookeeper.source.load(Relaxed));
         let tables: Vec<_> = (0..view.status.shards()).filter_map(|k| view.status.tables(k).read()).collect();
         for cluster in &view.config.clusters {
+            let fed = view.config.file.cluster.iter().any(|c| c.name == cluster.name && c.zk_path.is_some());
+            let source = if fed { zk_source } else { "file" };
             for s in &cluster.servers {
                 let (state, lag, ro, checked) = match view.status.server_health(s.id) {
                     Some(h) => (
@@ -71,6 +75,7 @@ impl Command for ShowServers {
                     Some(idle.to_string()),
                     Some(lat.count().to_string()),
                     Some(lat.quantile(0.99).to_string()),
+                    Some(source.into()),
                 ]);
             }
         }
