@@ -342,3 +342,30 @@ fn zookeeper_stopped_for_30_s_under_sysbench_costs_no_statement() {
             .any(|s| s["address"] == second.addr().to_string() && s["weight"] == "5")
     });
 }
+
+#[test]
+fn digest_authentication_reads_what_zk_publish_wrote_and_a_wrong_password_is_said() {
+    let zk = shared_zookeeper();
+    let db = shared_mariadb();
+    let path = "/corelay-test/auth/main";
+    let section = zk.section("auth_user = \"fleet\"\nauth_password = \"fleet_pw\"");
+    let cfg = zk_config(db.addr(), &section, path, "");
+    let dir = scratch_dir("auth");
+    let file = dir.join("corelay.toml");
+    std::fs::write(&file, &cfg).unwrap();
+    let out = Command::new(corelay_binary()).arg("zk-publish").arg("--config").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The nodes belong to the fleet's identity: an anonymous session may not read them.
+    let anonymous = zk.client().try_children(path);
+    assert!(anonymous.as_ref().is_err_and(|e| e.contains("NoAuth")), "{anonymous:?}");
+
+    let c = Corelay::start(&cfg, "thread", 1);
+    wait_for(Duration::from_secs(20), "read with the fleet's credentials", || {
+        let row = zookeeper_row(&c);
+        row["state"] == "connected" && row["source"] == "zookeeper"
+    });
+    let wrong = Corelay::start(&cfg.replace("fleet_pw", "wrong_pw"), "thread", 1);
+    wait_for(Duration::from_secs(20), "a wrong password said", || zookeeper_row(&wrong)["state"] == "auth_failed");
+    assert!(wrong.log().contains("check zookeeper.auth_user and auth_password"), "{}", wrong.log());
+    wrong.connect("app", "app_pw").unwrap().query_drop("SELECT 1").unwrap();
+}

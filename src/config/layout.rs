@@ -124,6 +124,8 @@ struct Secrets {
     user: Vec<String>,
     admin_user: Vec<String>,
     monitor: Vec<String>,
+    #[serde(default)]
+    zookeeper: String,
 }
 
 impl Secrets {
@@ -134,6 +136,7 @@ impl Secrets {
             user: f.user.iter_mut().map(|u| std::mem::take(&mut u.password)).collect(),
             admin_user: f.admin_user.iter_mut().map(|a| std::mem::take(&mut a.password)).collect(),
             monitor: f.cluster.iter_mut().map(|c| std::mem::take(&mut c.monitor_password)).collect(),
+            zookeeper: f.zookeeper.as_mut().map(|z| std::mem::take(&mut z.auth_password)).unwrap_or_default(),
         }
     }
 
@@ -150,6 +153,9 @@ impl Secrets {
         f.user.iter_mut().zip(self.user).for_each(|(u, p)| u.password = p);
         f.admin_user.iter_mut().zip(self.admin_user).for_each(|(a, p)| a.password = p);
         f.cluster.iter_mut().zip(self.monitor).for_each(|(c, p)| c.monitor_password = p);
+        if let Some(z) = f.zookeeper.as_mut() {
+            z.auth_password = self.zookeeper;
+        }
         Ok(())
     }
 }
@@ -370,6 +376,20 @@ allow_empty_password = true
         assert!(!v2.server(1).unwrap().removed);
         assert_eq!(v2.user("u1").unwrap().0, 0);
         assert_eq!(v2.server_ids(), 4);
+    }
+
+    #[test]
+    fn the_zookeeper_password_is_sealed_and_masked() {
+        let text = format!(
+            "{BEFORE}\n[zookeeper]\nhosts = \"zk:2181\"\nauth_user = \"fleet\"\nauth_password = \"zk_secret\"\n"
+        );
+        let c = load(&text);
+        let sealer = Sealer::new();
+        let published = Published::of(&c, &sealer).to_text().unwrap();
+        assert!(!published.contains("zk_secret"), "{published}");
+        let back = Published::parse(&published, &sealer).unwrap();
+        assert_eq!(back.config.zookeeper.unwrap().auth_password, "zk_secret");
+        assert!(!c.to_toml().contains("zk_secret"));
     }
 
     #[test]

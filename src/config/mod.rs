@@ -344,6 +344,9 @@ impl Config {
         for c in &mut f.cluster {
             mask(&mut c.monitor_password);
         }
+        if let Some(z) = f.zookeeper.as_mut() {
+            mask(&mut z.auth_password);
+        }
         toml::to_string_pretty(&f).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
 }

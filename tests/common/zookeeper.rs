@@ -158,4 +158,9 @@ impl Zk {
     pub fn children(&self, path: &str) -> Vec<String> {
         smol::block_on(self.client.list_children(path)).unwrap_or_default()
     }
+
+    /// The children, or the error's name (`NoNode`, `NoAuth`, ...).
+    pub fn try_children(&self, path: &str) -> Result<Vec<String>, String> {
+        smol::block_on(self.client.list_children(path)).map_err(|e| format!("{e:?}"))
+    }
 }

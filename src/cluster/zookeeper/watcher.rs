@@ -115,17 +115,33 @@ impl Watcher {
                         let after = f.since.elapsed().as_secs();
                         log("info", format!("ZooKeeper reached again after {after} s and {} attempt(s)", f.attempts));
                     }
-                    backoff = BACKOFF_MIN;
                     say(&Report::State { state: state_name(client.state()).into() });
+                    let started = Instant::now();
                     let ended = self.session(&client).await;
-                    let why = match ended {
+                    if started.elapsed() > BACKOFF_MAX * 2 {
+                        backoff = BACKOFF_MIN;
+                    }
+                    let why = match &ended {
                         Ended::State(s) => {
-                            say(&Report::State { state: state_name(s).into() });
+                            say(&Report::State { state: state_name(*s).into() });
                             format!("the ZooKeeper session ended ({s}); starting a new one")
                         }
-                        Ended::Error(e) => format!("ZooKeeper: {e}; starting a new session"),
+                        Ended::Error(zk::Error::NoAuth) => {
+                            say(&Report::State { state: "auth_failed".into() });
+                            format!(
+                                "ZooKeeper refuses to let corelay read the clusters' paths (NoAuth): check \
+                                 zookeeper.auth_user and auth_password; retrying in {} ms",
+                                backoff.as_millis()
+                            )
+                        }
+                        Ended::Error(e) => format!("ZooKeeper: {e}; a new session in {} ms", backoff.as_millis()),
                     };
                     log("warn", why);
+                    if !matches!(ended, Ended::State(zk::SessionState::Expired)) {
+                        // Whatever failed may fail again at once: not in a tight loop.
+                        smol::Timer::after(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
                 }
                 Err(e) => {
                     let now = Instant::now();
