@@ -229,6 +229,17 @@ fn a_bad_child_is_skipped_and_counted_and_an_emptied_path_keeps_the_last_servers
     assert_eq!((original["role"].as_str(), original["weight"].as_str()), ("replica", "2"), "the original's form");
     assert!(servers.iter().all(|s| s["source"] == "zookeeper"), "{servers:?}");
 
+    // The watcher process killed: the master starts another, which reads everything again.
+    let watcher = Command::new("pgrep").args(["-P", &c.pid().to_string(), "-f", "zk-watch"]).output().unwrap();
+    let pid: i32 = String::from_utf8_lossy(&watcher.stdout).trim().parse().expect("a zk-watch child of the master");
+    // SAFETY: signalling a child of our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for(Duration::from_secs(20), "the watcher restarted", || {
+        let row = zookeeper_row(&c);
+        row["watcher_restarts"] == "1" && row["state"] == "connected"
+    });
+    assert_eq!(server_addresses(&c), both);
+
     // Every child deleted: the last servers stay, marked outdated, and the log says so.
     for child in z.children(path) {
         z.delete(&format!("{path}/{child}"));
