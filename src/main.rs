@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::CheckConfig { file }) => return Ok(corelay::cli::check_config::run(file, &cli.overrides)),
-        Some(Command::Report { admin, user, password, class, out }) => {
+        Some(Command::Report { admin, user, password, class, out, digests }) => {
             let config = Config::load(cli.config.as_ref(), &cli.overrides).context("invalid configuration")?;
             let args = corelay::cli::report::Args {
                 admin: admin.as_deref(),
@@ -30,6 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 password: password.as_deref(),
                 class,
                 out,
+                digests: *digests,
             };
             corelay::cli::report::run(&config, &args).map_err(anyhow::Error::msg)?;
             return Ok(0);

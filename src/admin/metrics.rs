@@ -48,7 +48,41 @@ pub fn render(view: &View) -> String {
     servers(&mut out, view);
     latencies(&mut out, view);
     zookeeper(&mut out, view);
+    digests(&mut out, view);
     out
+}
+
+/// The top `digest_metrics_top` digests by total time (no more: each is a series).
+fn digests(out: &mut String, view: &View) {
+    use super::commands::digests::{top, user_name, Order};
+    let n = view.config.proxy.digest_metrics_top;
+    if !view.config.proxy.digests || n == 0 {
+        return;
+    }
+    let rows = top(view, Order::TotalTime, n);
+    type Value = fn(&crate::status::digests::Row) -> f64;
+    let series: [(&str, &str, Value); 3] = [
+        ("corelay_digest_statements_total", "Statements of the digest (the top by total time)", |r| r.count as f64),
+        ("corelay_digest_seconds_total", "Time spent in statements of the digest", |r| r.sum_us as f64 / 1e6),
+        ("corelay_digest_errors_total", "Statements of the digest that failed", |r| r.errors as f64),
+    ];
+    for (name, help, f) in series {
+        header(out, name, "counter", help);
+        for r in &rows {
+            let labels = format!(
+                "digest=\"{:016x}\",user=\"{}\",schema=\"{}\",side=\"{}\"",
+                r.hash,
+                escape(&user_name(view, r)),
+                escape(&r.schema),
+                crate::status::digests::Side::name(r.side)
+            );
+            let _ = writeln!(out, "{name}{{{labels}}} {}", f(r));
+        }
+    }
+    header(out, "corelay_digest_evictions_total", "counter", "Digest entries that made room for new ones");
+    for k in 0..view.status.shards() {
+        let _ = writeln!(out, "corelay_digest_evictions_total{{shard=\"{k}\"}} {}", view.status.digests(k).evictions());
+    }
 }
 
 /// The ZooKeeper watcher's state (nothing without `[zookeeper]`).

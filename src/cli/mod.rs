@@ -75,6 +75,9 @@ pub enum Command {
         /// Directory to write corelay-latency-<class>.hgrm and .svg into.
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
+        /// Print the top N statement digests by total time (SHOW DIGESTS) instead.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
+        digests: Option<usize>,
     },
 }
 

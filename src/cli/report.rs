@@ -45,6 +45,44 @@ pub struct Args<'a> {
     pub password: Option<&'a str>,
     pub class: &'a str,
     pub out: &'a Path,
+    /// Print the top this many digests (by total time) instead of the histogram files.
+    pub digests: Option<usize>,
+}
+
+/// Columns of `SHOW DIGESTS` the digest table prints.
+const DIGEST_COLUMNS: [&str; 7] = ["count", "sum_time_us", "max_time_us", "errors", "user", "side", "digest_text"];
+
+/// A terminal table of `SHOW DIGESTS` rows (`head` names the columns of `rows`).
+pub fn digest_table(head: &[String], rows: &[Vec<Option<String>>]) -> String {
+    use std::fmt::Write as _;
+    let col = |name: &str| head.iter().position(|h| h == name);
+    let cell = |row: &Vec<Option<String>>, name: &str| {
+        col(name).and_then(|i| row.get(i).cloned().flatten()).unwrap_or_default()
+    };
+    let num = |row: &Vec<Option<String>>, name: &str| cell(row, name).parse::<u64>().unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10} {:>9} {:>9} {:>6} {:<12} {:<7} statement",
+        "count", "total_ms", "avg_us", "max_us", "errors", "user", "side"
+    );
+    for r in rows {
+        let (count, sum) = (num(r, "count"), num(r, "sum_time_us"));
+        let text: String = cell(r, "digest_text").chars().take(100).collect();
+        let _ = writeln!(
+            out,
+            "{:>10} {:>10.1} {:>9} {:>9} {:>6} {:<12} {:<7} {}",
+            count,
+            sum as f64 / 1000.0,
+            sum / count.max(1),
+            num(r, "max_time_us"),
+            num(r, "errors"),
+            cell(r, "user"),
+            cell(r, "side"),
+            text
+        );
+    }
+    out
 }
 
 /// Runs `corelay report` against the admin port of `config` (or `--admin`): prints what it
@@ -62,6 +100,15 @@ pub fn run(config: &Config, args: &Args<'_>) -> Result<(), String> {
         .map(str::to_string)
         .or_else(|| config.admin_users.iter().find(|a| a.name == user).map(|a| a.password.clone()))
         .unwrap_or_default();
+    if let Some(n) = args.digests {
+        let mut s = login(addr, Duration::from_secs(5), user, &password, None)
+            .map_err(|e| format!("admin port {addr}: {e}"))?;
+        let (head, rows) = query(&mut s, &format!("SHOW DIGESTS ORDER BY total_time LIMIT {n}"))
+            .map_err(|e| format!("SHOW DIGESTS: {e}"))?;
+        debug_assert!(DIGEST_COLUMNS.iter().all(|c| head.iter().any(|h| h == c)));
+        print!("{}", digest_table(&head, &rows));
+        return Ok(());
+    }
     let class = args.class.to_ascii_lowercase();
     if !["read", "write", "other", "all"].contains(&class.as_str()) {
         return Err(format!("--class {class}: use read, write, other or all"));
@@ -76,6 +123,23 @@ pub fn run(config: &Config, args: &Args<'_>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_digest_table_reads_by_column_name() {
+        let head: Vec<String> = ["digest_text", "count", "sum_time_us", "max_time_us", "errors", "user", "side"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let row = |t: &str, n: &str, sum: &str| {
+            [t, n, sum, "900", "0", "app", "replica"].iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()
+        };
+        let out = digest_table(&head, &[row("SELECT c FROM t WHERE id=?", "4", "2000")]);
+        let line = out.lines().nth(1).unwrap();
+        assert!(
+            line.contains("2.0") && line.contains(" 500 ") && line.ends_with("SELECT c FROM t WHERE id=?"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn hgrm_and_svg_files_are_written() {

@@ -194,6 +194,7 @@ fn keep_start_only(old: &FileConfig, new: &mut FileConfig) -> Vec<String> {
         admin_listen,
         metrics_listen,
         status_table_capacity,
+        digest_table_capacity,
         latency_histograms,
         histogram_dir,
         histogram_interval_s,

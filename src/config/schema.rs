@@ -216,6 +216,14 @@ pub struct Proxy {
     pub login_block_s: u64,
     /// Client addresses (CIDR) allowed on `/metrics`.
     pub metrics_allow: Vec<String>,
+    /// Count every statement by fingerprint, user, schema and server side (SHOW DIGESTS).
+    pub digests: bool,
+    /// Entries of each shard's digest table (the least recently seen makes room).
+    pub digest_table_capacity: usize,
+    /// Characters of a fingerprint's text kept (at most 256).
+    pub digest_text_max_chars: usize,
+    /// `/metrics` shows this many digests, those with the most total time.
+    pub digest_metrics_top: usize,
 }
 
 impl Proxy {
@@ -301,6 +309,10 @@ impl Default for Proxy {
             login_failures_before_block: 30,
             login_block_s: 300,
             metrics_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            digests: true,
+            digest_table_capacity: crate::status::DEFAULT_DIGEST_CAPACITY,
+            digest_text_max_chars: 256,
+            digest_metrics_top: 20,
         }
     }
 }

@@ -118,6 +118,13 @@ impl Check<'_> {
         if p.status_table_capacity == 0 || p.status_table_capacity > 1 << 20 {
             return Err(bad("proxy.status_table_capacity".into(), "must be between 1 and 1048576".into()));
         }
+        if p.digest_table_capacity > 1 << 16 {
+            return Err(bad("proxy.digest_table_capacity".into(), "must be at most 65536".into()));
+        }
+        if p.digest_text_max_chars == 0 || p.digest_text_max_chars > crate::status::digests::TEXT_BYTES {
+            let max = crate::status::digests::TEXT_BYTES;
+            return Err(bad("proxy.digest_text_max_chars".into(), format!("must be between 1 and {max}")));
+        }
         if !matches!(p.log_format.as_str(), "text" | "json") {
             return Err(bad(
                 "proxy.log_format".into(),

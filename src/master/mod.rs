@@ -101,7 +101,8 @@ impl Master {
         let n = config.shard_count();
         limits::check_memlock(&config, n)?;
         limits::raise_nofile(&config);
-        let status = StatusRegion::create_with(n, config.proxy.status_table_capacity)?;
+        let status =
+            StatusRegion::create_sized(n, config.proxy.status_table_capacity, config.proxy.digest_table_capacity)?;
         let (config, topology) = zookeeper::start_config(config, &status.header().zookeeper);
         let config = Arc::new(config);
         let signals = take_signals()?;

@@ -35,18 +35,25 @@ impl Token<'_> {
 pub struct Lexer<'a> {
     sql: &'a [u8],
     pos: usize,
+    /// Where the last token returned began.
+    start: usize,
     /// Inside a `/*! ... */` executable comment.
     in_exec_comment: bool,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(sql: &'a [u8]) -> Lexer<'a> {
-        Lexer { sql, pos: 0, in_exec_comment: false }
+        Lexer { sql, pos: 0, start: 0, in_exec_comment: false }
     }
 
     /// Byte offset of the next unread character.
     pub fn offset(&self) -> usize {
         self.pos
+    }
+
+    /// Byte offset where the last token returned began (its quotes or `@` included).
+    pub fn token_start(&self) -> usize {
+        self.start
     }
 
     fn peek(&self, ahead: usize) -> Option<u8> {
@@ -138,6 +145,7 @@ impl<'a> Iterator for Lexer<'a> {
         self.skip_space_and_comments();
         let c = self.peek(0)?;
         let start = self.pos;
+        self.start = start;
         let tok = match c {
             b'\'' | b'"' => {
                 let end = self.quoted_end(c);

@@ -2,6 +2,7 @@
 //! [`classify`] result), and what a statement does to session state ([`statement`]).
 
 pub mod classify;
+pub mod digest;
 pub mod lexer;
 mod set;
 pub mod statement;

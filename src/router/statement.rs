@@ -95,6 +95,8 @@ pub struct Assignment {
 /// The effects of one COM_QUERY text.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Effects {
+    /// The statement's fingerprint ([`crate::router::digest`]).
+    pub digest: u64,
     /// Pins to add once the statement succeeded.
     pub pin: u32,
     /// Pins to drop once the statement succeeded. Never overlaps `pin`: the later of a pin
@@ -221,6 +223,7 @@ pub fn analyse(sql: &[u8]) -> Effects {
     fx.previous.keeps_diagnostics = true;
     let mut seen = 0;
     let mut lex = Lexer::new(sql);
+    let mut digest = crate::router::digest::Fingerprint::default();
     loop {
         let mut head: [Option<Token<'_>>; 4] = [None; 4];
         let mut count = 0;
@@ -228,7 +231,8 @@ pub fn analyse(sql: &[u8]) -> Effects {
         let mut set_tokens: Option<Vec<Token<'_>>> = None;
         let mut more = false;
         let mut diagnostics_var = false;
-        for t in lex.by_ref() {
+        while let Some(t) = lex.next() {
+            digest.feed(sql, t, lex.token_start(), lex.offset());
             if t == Token::Punct(b';') {
                 more = true;
                 break;
@@ -265,6 +269,7 @@ pub fn analyse(sql: &[u8]) -> Effects {
             fx.selects = head[0].is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t == Token::Punct(b'('));
         }
         if !more {
+            fx.digest = digest.finish(sql);
             fx.reads_only &= seen > 0;
             fx.previous.keeps_diagnostics &= seen > 0;
             return fx;

@@ -9,6 +9,9 @@ use crate::net::{Connector, Transport};
 use crate::protocol::command as cmd;
 use crate::status::{Class, Slot};
 
+/// Statement bytes kept for a fingerprint's text (which is cut far shorter).
+const DIGEST_SQL_MAX: usize = 4096;
+
 /// The per-command context.
 #[derive(Debug)]
 pub(super) struct CommandContext {
@@ -23,6 +26,10 @@ pub(super) struct CommandContext {
     /// The variables of a `SET STATEMENT ... FOR` it runs (see
     /// [`crate::protocol::ok::ClientView::eof_flag`]).
     pub statement_vars: Vec<String>,
+    /// The statement's fingerprint, when digests are on, and its text (reused buffer,
+    /// read only when the fingerprint is new to the shard's table).
+    pub digest: Option<u64>,
+    pub digest_sql: Vec<u8>,
     pub trace: Trace,
 }
 
@@ -34,6 +41,8 @@ impl Default for CommandContext {
             started: None,
             pins_before: 0,
             statement_vars: Vec::new(),
+            digest: None,
+            digest_sql: Vec::new(),
             trace: Trace::default(),
         }
     }
@@ -48,7 +57,10 @@ pub(super) struct Trace {
     pub first_byte: Option<Instant>,
     /// Reply bytes passed to the client.
     pub bytes: u64,
+    /// Rows affected, rows of the result set, warnings.
     pub rows: u64,
+    pub rows_sent: u64,
+    pub warnings: u64,
     pub error: u16,
     pub thread: u32,
     /// The statement, cut to `log_sql_max_chars` (reused buffer).
@@ -62,6 +74,8 @@ impl Trace {
         self.first_byte = None;
         self.bytes = 0;
         self.rows = 0;
+        self.rows_sent = 0;
+        self.warnings = 0;
         self.error = 0;
         self.sql.clear();
     }
@@ -76,17 +90,26 @@ impl Trace {
 }
 
 impl CommandContext {
-    /// A new command begins at `now` with the session's `pins`; `timed` and `logged` from
-    /// the shard's log policy.
-    pub fn begin(&mut self, now: Instant, pins: u32, timed: bool, logged: bool) {
+    /// A new command begins at `now` with the session's `pins`; `timed` and `traced` (its
+    /// figures are kept: for the log or the digests) from the shard's log policy.
+    pub fn begin(&mut self, now: Instant, pins: u32, timed: bool, traced: bool) {
         self.class = Class::Other;
         self.server = None;
         self.pins_before = pins;
         self.statement_vars.clear();
+        self.digest = None;
         self.started = timed.then_some(now);
-        if logged {
+        if traced {
             self.trace.start();
         }
+    }
+
+    /// The statement about to run has fingerprint `digest` and text `sql` (kept up to what
+    /// a fingerprint's text needs).
+    pub fn fingerprint(&mut self, digest: u64, sql: &[u8]) {
+        self.digest = Some(digest);
+        self.digest_sql.clear();
+        self.digest_sql.extend_from_slice(&sql[..sql.len().min(DIGEST_SQL_MAX)]);
     }
 }
 
@@ -123,11 +146,44 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                     b.record(us);
                 }
             }
+            if let Some(digest) = self.cmd.digest.filter(|_| log.digests) {
+                self.count_digest(digest, us, log.digest_text_max_chars);
+            }
         }
         let new_pins = self.recorded.pins & !self.cmd.pins_before;
         if new_pins != 0 {
             slot.pinned(new_pins);
         }
+    }
+
+    /// Counts the statement in the shard's digest table.
+    fn count_digest(&self, hash: u64, us: u64, max_chars: usize) {
+        use crate::status::digests::{Sample, Side};
+        let side = match self.cmd.server.and_then(|id| self.config.server(id)).map(|s| s.role) {
+            Some(crate::config::Role::Primary) => Side::Primary,
+            Some(crate::config::Role::Replica) => Side::Replica,
+            None => Side::None,
+        };
+        let t = &self.cmd.trace;
+        let sample = Sample {
+            hash,
+            user: self.user.map_or(u32::MAX, |u| u as u32),
+            side,
+            schema: self.recorded.schema.as_deref().unwrap_or(""),
+            us,
+            rows_sent: t.rows_sent,
+            rows_affected: t.rows,
+            error: t.error != 0,
+            warnings: t.warnings,
+            now_ms: crate::util::time::unix_ms(),
+        };
+        let table = self.shard.status.digests(self.shard.index);
+        let generation = self.shard.status.header().digest_generation.load(std::sync::atomic::Ordering::Relaxed);
+        let sql = &self.cmd.digest_sql;
+        self.shard
+            .digests
+            .borrow_mut()
+            .record(&table, generation, &sample, || crate::router::digest::text(sql, max_chars));
     }
 
     /// One statement line in the query log.

@@ -103,7 +103,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     fn begin_command(&mut self, command: u8) {
         let now = Instant::now();
         let log = self.shard.log();
-        self.cmd.begin(now, self.recorded.pins, log.timed, log.on);
+        self.cmd.begin(now, self.recorded.pins, log.timed, log.on || log.digests);
         self.presence.doing.set(Doing::Busy { since: now });
         if self.presence.abort.get() == Some(Abort::Timeout) {
             self.presence.abort.set(None);

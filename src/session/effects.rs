@@ -52,6 +52,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Some(ok) = reply.ok {
             self.cmd.trace.rows = ok.affected_rows;
         }
+        self.cmd.trace.rows_sent = reply.rows;
+        self.cmd.trace.warnings = u64::from(reply.warnings);
         self.recorded.apply_reply(reply, self.held.conn.as_mut().map(|b| &mut b.state));
         self.release_if_unpinned();
     }

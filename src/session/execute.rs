@@ -161,6 +161,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let sql = st.sql.clone();
             self.cmd.trace.keep_sql(&sql, log.sql_max_chars);
         }
+        if log.digests {
+            let sql = st.sql.clone();
+            self.cmd.fingerprint(fx.digest, &sql);
+        }
         self.cmd.statement_vars.clone_from(&fx.statement_vars);
         let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());

@@ -332,6 +332,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if let Some(ok) = scanner.ok {
             self.cmd.trace.rows = ok.affected_rows;
         }
+        self.cmd.trace.rows_sent = scanner.rows;
+        self.cmd.trace.warnings = u64::from(scanner.warnings);
     }
 }
 

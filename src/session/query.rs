@@ -39,6 +39,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cmd.trace.keep_sql(text, log.sql_max_chars);
         }
         let mut fx = statement::analyse(text);
+        if log.digests {
+            self.cmd.fingerprint(fx.digest, text);
+        }
         if h.continued() {
             // A statement of 16 MiB or more streams through: only its first packet was
             // read, and what the rest does to the session is not known.

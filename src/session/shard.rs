@@ -47,6 +47,8 @@ pub struct ShardState<N: Connector> {
     /// caching_sha2_password fast-path hashes learnt from full authentications, by the
     /// stored form they were checked against.
     sha2_cache: RefCell<HashMap<String, [u8; 32]>>,
+    /// Where each key of the shard's digest table is (the shard alone writes it).
+    pub digests: RefCell<crate::status::digests::Index>,
 }
 
 /// What the query log needs, from the configuration.
@@ -57,9 +59,13 @@ pub struct LogPolicy {
     pub min_us: u64,
     pub sql_max_chars: usize,
     pub connections: bool,
-    /// Commands are timed (for the histograms or the log).
+    /// Commands are timed (for the histograms, the digests or the log).
     pub timed: bool,
     pub histograms: bool,
+    /// Statements are counted by fingerprint (`digests`), their text kept to this many
+    /// characters.
+    pub digests: bool,
+    pub digest_text_max_chars: usize,
 }
 
 impl LogPolicy {
@@ -70,8 +76,10 @@ impl LogPolicy {
             min_us: p.log_query_min_time_us,
             sql_max_chars: p.log_sql_max_chars,
             connections: p.log_connections,
-            timed: p.latency_histograms || !p.log_dir.trim().is_empty(),
+            timed: p.latency_histograms || p.digests || !p.log_dir.trim().is_empty(),
             histograms: p.latency_histograms,
+            digests: p.digests,
+            digest_text_max_chars: p.digest_text_max_chars,
         }
     }
 }
@@ -92,6 +100,7 @@ impl<N: Connector> ShardState<N> {
             sessions: RefCell::default(),
             draining: Cell::new(false),
             sha2_cache: RefCell::default(),
+            digests: RefCell::default(),
         }
     }
 

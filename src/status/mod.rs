@@ -11,6 +11,7 @@
 //! - A re-spawned shard reuses its slot: gauges (current connections) are reset, running
 //!   totals are kept.
 
+pub mod digests;
 pub mod guard;
 pub mod latency;
 pub mod mailbox;
@@ -70,6 +71,10 @@ pub struct Header {
     pub started_unix_s: AtomicU64,
     /// The ZooKeeper watcher, as the master last heard from it.
     pub zookeeper: zookeeper::ZooKeeperStatus,
+    /// Bumped by RESET DIGESTS: shards start their digest tables over.
+    pub digest_generation: AtomicU64,
+    /// Entries of each shard's digest table.
+    pub digest_capacity: AtomicU32,
 }
 
 /// Statement classes, for counters and latency histograms.
@@ -250,6 +255,9 @@ pub mod health {
 /// Histograms per shard: one per [`Class`], then one per server.
 const HISTOGRAMS: usize = 3 + MAX_LATENCY_SERVERS;
 
+/// Digest table entries per shard when none is configured.
+pub const DEFAULT_DIGEST_CAPACITY: usize = 1024;
+
 /// Table capacity when none is configured.
 pub const DEFAULT_TABLE_CAPACITY: usize = 4096;
 
@@ -264,6 +272,8 @@ pub struct StatusRegion {
     map: MmapRaw,
     shards: usize,
     capacity: usize,
+    /// Entries of each shard's digest table.
+    digest_capacity: usize,
     doorbells: Vec<mailbox::Doorbell>,
     /// Seals the secrets of published configurations (its key is not in the mapping).
     sealer: seal::Sealer,
@@ -283,22 +293,41 @@ impl StatusRegion {
     /// Creates a zeroed region for `shards` slots whose keyed tables hold `capacity`
     /// entries each.
     pub fn create_with(shards: usize, capacity: usize) -> Result<Arc<StatusRegion>, StatusError> {
+        Self::create_sized(shards, capacity, DEFAULT_DIGEST_CAPACITY)
+    }
+
+    /// Creates a zeroed region for `shards` slots whose keyed tables hold `capacity`
+    /// entries each and whose digest tables hold `digest_capacity`.
+    pub fn create_sized(
+        shards: usize,
+        capacity: usize,
+        digest_capacity: usize,
+    ) -> Result<Arc<StatusRegion>, StatusError> {
         use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
         let fd =
             memfd_create(c"corelay-status", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| StatusError::Memfd(e.into()))?;
         let file = File::from(fd);
         let capacity = capacity.max(1);
-        let len = Self::guard_offset(shards, capacity, shards);
+        let len = Self::digest_offset(shards, capacity, digest_capacity, shards);
         file.set_len(len as u64).map_err(StatusError::Map)?;
         let map = MmapRaw::map_raw(&file).map_err(StatusError::Map)?;
         let doorbells =
             (0..shards).map(|_| mailbox::Doorbell::new()).collect::<Result<_, _>>().map_err(StatusError::Map)?;
-        let region = StatusRegion { map, shards, capacity, doorbells, sealer: seal::Sealer::new(), _file: file };
+        let region = StatusRegion {
+            map,
+            shards,
+            capacity,
+            digest_capacity,
+            doorbells,
+            sealer: seal::Sealer::new(),
+            _file: file,
+        };
         let h = region.header();
         h.magic.store(MAGIC, Relaxed);
         h.layout_version.store(LAYOUT_VERSION, Relaxed);
         h.shard_count.store(shards as u32, Relaxed);
         h.table_capacity.store(capacity as u32, Relaxed);
+        h.digest_capacity.store(digest_capacity as u32, Relaxed);
         h.master_pid.store(std::process::id(), Relaxed);
         h.started_unix_s.store(crate::util::time::unix_s(), Relaxed);
         Ok(Arc::new(region))
@@ -332,6 +361,36 @@ impl StatusRegion {
 
     fn guard_offset(shards: usize, capacity: usize, k: usize) -> usize {
         Self::mailbox_offset(shards, capacity, shards) + k * std::mem::size_of::<guard::Guard>()
+    }
+
+    fn digest_offset(shards: usize, capacity: usize, digest_capacity: usize, k: usize) -> usize {
+        Self::guard_offset(shards, capacity, shards) + k * digests::size(digest_capacity)
+    }
+
+    /// Shard `k`'s statement digest table.
+    pub fn digests(&self, k: usize) -> digests::Table<'_> {
+        assert!(k < self.shards, "digests {k} out of range");
+        let off = Self::digest_offset(self.shards, self.capacity, self.digest_capacity, k);
+        // SAFETY: within the mapping (sized for every shard's table), 64-byte aligned
+        // (every part before it is a multiple of 64 long, and so is a table), atomics only.
+        unsafe { digests::Table::at(self.map.as_ptr().add(off), self.digest_capacity) }
+    }
+
+    /// Every shard's digest entries of the current generation, summed by key.
+    pub fn merged_digests(&self) -> Vec<digests::Row> {
+        let generation = self.header().digest_generation.load(Relaxed);
+        let mut by_key: std::collections::HashMap<(u64, u32, u32, String), digests::Row> = Default::default();
+        for k in 0..self.shards {
+            for r in self.digests(k).read(generation) {
+                match by_key.entry((r.hash, r.user, r.side, r.schema.clone())) {
+                    std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(&r),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(r);
+                    }
+                }
+            }
+        }
+        by_key.into_values().collect()
     }
 
     /// Shard `k`'s login guard table.

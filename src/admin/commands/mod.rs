@@ -1,5 +1,6 @@
 //! The admin port's commands, one file each.
 
+pub mod digests;
 mod histogram;
 mod latency;
 mod pause;
@@ -24,6 +25,8 @@ pub static ALL: &[&dyn Command] = &[
     &stats::ShowStats,
     &latency::ShowLatency,
     &histogram::ShowHistogram,
+    &digests::ShowDigests,
+    &digests::ResetDigests,
     &reload::Reload,
     &pause::Pause,
     &resume::Resume,
