@@ -55,6 +55,12 @@ pub struct Overrides {
     /// Record command latencies in histograms: true or false (proxy.latency_histograms).
     #[arg(long, global = true, value_name = "BOOL")]
     pub latency_histograms: Option<bool>,
+    /// Count statements by fingerprint (SHOW DIGESTS): true or false (proxy.digests).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub digests: Option<bool>,
+    /// Entries of each shard's digest table (proxy.digest_table_capacity).
+    #[arg(long, global = true, value_name = "N")]
+    pub digest_table_capacity: Option<usize>,
     /// Directory for periodic .hgrm latency files; empty = none (proxy.histogram_dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub histogram_dir: Option<String>,
@@ -155,6 +161,8 @@ impl Overrides {
             status_interval_ms,
             status_table_capacity,
             latency_histograms,
+            digests,
+            digest_table_capacity,
             histogram_dir,
             histogram_interval_s,
             query_timeout_ms,
