@@ -144,3 +144,57 @@ impl Command for ResetDigests {
         Reply::Ok("digest tables reset".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::status::digests::{Index, Sample, Side};
+    use crate::status::StatusRegion;
+
+    #[test]
+    fn order_and_limit_are_read_and_bad_ones_refused() {
+        let w = |s: &str| crate::admin::words(s)[2..].to_vec();
+        assert_eq!(parse(&w("SHOW DIGESTS")), Ok((Order::TotalTime, usize::MAX)));
+        assert_eq!(parse(&w("show digests order by count limit 3")), Ok((Order::Count, 3)));
+        assert_eq!(parse(&w("SHOW DIGESTS LIMIT 2 ORDER BY avg_time")), Ok((Order::AvgTime, 2)));
+        assert!(parse(&w("SHOW DIGESTS ORDER BY size")).is_err());
+        assert!(parse(&w("SHOW DIGESTS LIMIT x")).is_err());
+    }
+
+    #[test]
+    fn shards_are_summed_and_reset_empties_them() {
+        let config = Config::new(Config::embedded(), "t".into()).unwrap();
+        let status = StatusRegion::create(2).unwrap();
+        let view = View { config: &config, status: &status, balance: None };
+        for (k, us) in [(0, 10), (1, 30)] {
+            let s = Sample {
+                hash: 7,
+                user: 0,
+                side: Side::Replica,
+                schema: "app",
+                us,
+                rows_sent: 1,
+                rows_affected: 0,
+                error: k == 1,
+                warnings: 0,
+                now_ms: 1000 + us,
+            };
+            Index::default().record(&status.digests(k), 0, &s, || "SELECT ?".into());
+        }
+        let Reply::Rows(rs) = crate::admin::run(&view, "SHOW DIGESTS") else { panic!("rows") };
+        assert_eq!(rs.rows.len(), 1);
+        let row = &rs.rows[0];
+        let col = |name: &str| row[rs.columns.iter().position(|c| c == name).unwrap()].clone().unwrap();
+        assert_eq!(
+            (col("count"), col("sum_time_us"), col("min_time_us"), col("max_time_us")),
+            ("2".into(), "40".into(), "10".into(), "30".into())
+        );
+        assert_eq!(
+            (col("errors"), col("side"), col("user"), col("digest_text")),
+            ("1".into(), "replica".into(), "root".into(), "SELECT ?".into())
+        );
+        assert!(matches!(crate::admin::run(&view, "RESET DIGESTS"), Reply::Ok(_)));
+        assert!(matches!(crate::admin::run(&view, "SHOW DIGESTS"), Reply::Rows(r) if r.rows.is_empty()));
+    }
+}
