@@ -380,3 +380,29 @@ fn digest_authentication_reads_what_zk_publish_wrote_and_a_wrong_password_is_sai
     assert!(wrong.log().contains("check zookeeper.auth_user and auth_password"), "{}", wrong.log());
     wrong.connect("app", "app_pw").unwrap().query_drop("SELECT 1").unwrap();
 }
+
+#[test]
+fn a_change_refused_while_the_file_is_broken_is_applied_by_the_next_good_reload() {
+    let zk = shared_zookeeper();
+    let z = zk.client();
+    let db = shared_mariadb();
+    let second = MariaDb::start();
+    let path = "/corelay-test/refused/main";
+    z.put_server(&format!("{path}/primary"), db.addr(), "primary");
+    let cfg = zk_config(db.addr(), &zk.section(""), path, "");
+    let c = Corelay::start(&cfg, "thread", 1);
+    wait_for(Duration::from_secs(20), "following ZooKeeper", || zookeeper_row(&c)["source"] == "zookeeper");
+    // The file is broken while ZooKeeper gets a replica: the change cannot load.
+    let file = c.dir.join("corelay.toml");
+    std::fs::write(&file, format!("{cfg}\n[[nonsense]]\n")).unwrap();
+    z.put_server(&format!("{path}/replica"), second.addr(), "replica");
+    wait_for(Duration::from_secs(10), "the change refused", || zookeeper_row(&c)["refused"] == "1");
+    assert_eq!(server_addresses(&c), [db.addr().to_string()]);
+    // Fixed and reloaded: ZooKeeper's latest servers come with it.
+    std::fs::write(&file, &cfg).unwrap();
+    let (ok, _, err) = mariadb_cli(c.admin_port, "admin", "admin_pw", "RELOAD");
+    assert!(ok, "{err}");
+    let mut both = vec![db.addr().to_string(), second.addr().to_string()];
+    both.sort();
+    assert_eq!(server_addresses(&c), both);
+}

@@ -169,16 +169,17 @@ impl Follower {
         newest
     }
 
-    /// A topology was applied (or refused: `applied` false).
+    /// A topology was applied (or refused: `applied` false). Either way it is ZooKeeper's
+    /// latest word: the next reload of the file (once the file loads again) applies it.
     pub fn applied(&mut self, topology: Topology, applied: bool, status: &ZooKeeperStatus) {
         if applied {
             status.changes.fetch_add(1, Relaxed);
             status.source.store(source::ZOOKEEPER, Relaxed);
             status.outdated_clusters.store(topology.outdated() as u64, Relaxed);
-            self.topology = Some(topology);
         } else {
             status.refused.fetch_add(1, Relaxed);
         }
+        self.topology = Some(topology);
     }
 
     /// After a reload of the file: a watcher for the new `[zookeeper]` section and paths,
