@@ -97,6 +97,13 @@ fn zookeeper_row(c: &Corelay) -> HashMap<String, String> {
     admin_table(c.admin_port, "SHOW ZOOKEEPER").pop().expect("a SHOW ZOOKEEPER row")
 }
 
+/// The addresses of `servers`, sorted (as [`server_addresses`] gives them).
+fn addresses(servers: &[&MariaDb]) -> Vec<String> {
+    let mut all: Vec<String> = servers.iter().map(|s| s.addr().to_string()).collect();
+    all.sort();
+    all
+}
+
 /// The servers SHOW SERVERS lists, sorted.
 fn server_addresses(c: &Corelay) -> Vec<String> {
     let mut all: Vec<String> =
@@ -218,8 +225,7 @@ fn a_bad_child_is_skipped_and_counted_and_an_emptied_path_keeps_the_last_servers
     );
     let cfg = zk_config(db.addr(), &zk.section(""), path, "");
     let c = Corelay::start(&cfg, "thread", 2);
-    let mut both = [db.addr().to_string(), second.addr().to_string()];
-    both.sort();
+    let both = addresses(&[db, &second]);
     wait_for(Duration::from_secs(20), "both servers from ZooKeeper", || server_addresses(&c) == both);
     let row = zookeeper_row(&c);
     assert_eq!(row["invalid_children"], "1", "{row:?}");
@@ -280,8 +286,7 @@ fn corelay_started_while_zookeeper_is_down_runs_from_the_cache_file_and_catches_
         cache.display()
     );
     let c = Corelay::start(&zk_config(db.addr(), &section, path, ""), "fork", 2);
-    let mut both = vec![db.addr().to_string(), second.addr().to_string()];
-    both.sort();
+    let both = addresses(&[db, &second]);
     assert_eq!(server_addresses(&c), both);
     let row = zookeeper_row(&c);
     assert_eq!((row["source"].as_str(), row["zxid"].as_str()), ("cache_file", "77"), "{row:?}");
@@ -319,8 +324,7 @@ fn zookeeper_stopped_for_30_s_under_sysbench_costs_no_statement() {
     let cfg =
         zk_config(db.addr(), &zk.section(""), path, "max_replication_lag_s = 1000000\nlag_when_primary_lost_s = 0");
     let c = Corelay::start(&cfg, "fork", 2);
-    let mut both = vec![db.addr().to_string(), second.addr().to_string()];
-    both.sort();
+    let both = addresses(&[db, &second]);
     wait_for(Duration::from_secs(20), "both servers from ZooKeeper", || server_addresses(&c) == both);
 
     let port = c.port;
@@ -402,7 +406,6 @@ fn a_change_refused_while_the_file_is_broken_is_applied_by_the_next_good_reload(
     std::fs::write(&file, &cfg).unwrap();
     let (ok, _, err) = mariadb_cli(c.admin_port, "admin", "admin_pw", "RELOAD");
     assert!(ok, "{err}");
-    let mut both = vec![db.addr().to_string(), second.addr().to_string()];
-    both.sort();
+    let both = addresses(&[db, &second]);
     assert_eq!(server_addresses(&c), both);
 }

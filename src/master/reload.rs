@@ -13,8 +13,9 @@ use crate::config::Config;
 use crate::status::StatusRegion;
 
 /// Reloads: re-reads the file, validates it against the running configuration and
-/// publishes it to the shards; ZooKeeper-fed clusters get `topology`'s servers. Returns the new configuration and what to tell the
-/// operator; on any error the running configuration stays.
+/// publishes it to the shards; ZooKeeper-fed clusters get `topology`'s servers. Returns
+/// the new configuration and what to tell the operator; on any error the running
+/// configuration stays.
 pub(super) fn reload(
     current: &Config,
     from: &Source,

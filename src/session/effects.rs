@@ -45,6 +45,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// nothing pins it.
     pub(super) fn after_response(&mut self, reply: &Scanner) {
         self.held.clean = true;
+        self.note_reply(reply);
+        self.recorded.apply_reply(reply, self.held.conn.as_mut().map(|b| &mut b.state));
+        self.release_if_unpinned();
+    }
+
+    /// What a reply says of its statement, for the counters, the query log and the
+    /// digests: its error, the rows it affected and sent, its warnings.
+    pub(super) fn note_reply(&mut self, reply: &Scanner) {
         if let Some(code) = reply.error {
             Slot::add(&self.shard.slot().error_replies, 1);
             self.cmd.trace.error = code;
@@ -54,8 +62,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.cmd.trace.rows_sent = reply.rows;
         self.cmd.trace.warnings = u64::from(reply.warnings);
-        self.recorded.apply_reply(reply, self.held.conn.as_mut().map(|b| &mut b.state));
-        self.release_if_unpinned();
     }
 
     /// Before a statement that reads what the previous one left (SHOW WARNINGS,

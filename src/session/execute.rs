@@ -157,12 +157,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return self.answer_session_function(reply_seq, function, &name, true).await;
         }
         let log = self.shard.log();
+        let sql = st.sql.clone();
         if log.on {
-            let sql = st.sql.clone();
             self.cmd.trace.keep_sql(&sql, log.sql_max_chars);
         }
         if log.digests {
-            let sql = st.sql.clone();
             self.cmd.fingerprint(fx.digest, &sql);
         }
         self.cmd.statement_vars.clone_from(&fx.statement_vars);

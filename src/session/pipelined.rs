@@ -325,15 +325,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) fn after_piped(&mut self, scanner: &Scanner, selects: bool) {
         self.recorded.row_count = scanner.row_count();
         self.recorded.after_select(selects, scanner);
-        if let Some(code) = scanner.error {
-            Slot::add(&self.shard.slot().error_replies, 1);
-            self.cmd.trace.error = code;
-        }
-        if let Some(ok) = scanner.ok {
-            self.cmd.trace.rows = ok.affected_rows;
-        }
-        self.cmd.trace.rows_sent = scanner.rows;
-        self.cmd.trace.warnings = u64::from(scanner.warnings);
+        self.note_reply(scanner);
     }
 }
 

@@ -3,15 +3,16 @@
 //! per shard in the status region; the shard is the only writer, and when the table is
 //! full the least recently seen entry makes room (counted). Readers sum the shards.
 //!
-//! Every entry is a sequence lock: the writer makes its counter odd, writes, makes it even
-//! again; a reader that saw an odd counter, or a different one after reading, reads again.
-//! So a reader never sees half of an update, and the writer never waits.
+//! Every entry is a sequence lock ([`super::seqlock`]): a reader never sees half of an
+//! update, and the writer never waits.
 //!
 //! `RESET DIGESTS` bumps a generation in the header; a shard that sees it starts its table
 //! over, and readers skip entries of an older generation meanwhile.
 
 use std::collections::HashMap;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use super::Slot;
 
 /// Bytes of fingerprint text kept per entry.
 pub const TEXT_BYTES: usize = 256;
@@ -194,35 +195,24 @@ impl<'a> Table<'a> {
 
 /// Reads an entry consistently (None if the writer kept changing it, or it is empty).
 fn read_entry(e: &Entry) -> Option<Row> {
-    for _ in 0..1000 {
-        let before = e.seq.load(Acquire);
-        if before % 2 == 1 {
-            std::hint::spin_loop();
-            continue;
-        }
-        let row = Row {
-            hash: e.hash.load(Relaxed),
-            user: e.user.load(Relaxed),
-            side: e.side.load(Relaxed),
-            schema: unpack(&e.schema, e.schema_len.load(Relaxed) as usize),
-            text: unpack(&e.text, e.text_len.load(Relaxed) as usize),
-            count: e.count.load(Relaxed),
-            sum_us: e.sum_us.load(Relaxed),
-            min_us: e.min_us.load(Relaxed),
-            max_us: e.max_us.load(Relaxed),
-            rows_sent: e.rows_sent.load(Relaxed),
-            rows_affected: e.rows_affected.load(Relaxed),
-            errors: e.errors.load(Relaxed),
-            warnings: e.warnings.load(Relaxed),
-            first_ms: e.first_ms.load(Relaxed),
-            last_ms: e.last_ms.load(Relaxed),
-        };
-        fence(Acquire);
-        if e.seq.load(Relaxed) == before {
-            return (row.count > 0).then_some(row);
-        }
-    }
-    None
+    let row = super::seqlock::read(&e.seq, || Row {
+        hash: e.hash.load(Relaxed),
+        user: e.user.load(Relaxed),
+        side: e.side.load(Relaxed),
+        schema: unpack(&e.schema, e.schema_len.load(Relaxed) as usize),
+        text: unpack(&e.text, e.text_len.load(Relaxed) as usize),
+        count: e.count.load(Relaxed),
+        sum_us: e.sum_us.load(Relaxed),
+        min_us: e.min_us.load(Relaxed),
+        max_us: e.max_us.load(Relaxed),
+        rows_sent: e.rows_sent.load(Relaxed),
+        rows_affected: e.rows_affected.load(Relaxed),
+        errors: e.errors.load(Relaxed),
+        warnings: e.warnings.load(Relaxed),
+        first_ms: e.first_ms.load(Relaxed),
+        last_ms: e.last_ms.load(Relaxed),
+    })?;
+    (row.count > 0).then_some(row)
 }
 
 /// The writing shard's index of its table (process memory: nobody else needs it).
@@ -244,15 +234,15 @@ impl Index {
         let key = (s.hash, s.user, s.side as u32, schema_hash(s.schema));
         if let Some(&i) = self.map.get(&key) {
             let e = &table.entries[i];
-            write(e, || {
-                add(&e.count, 1);
-                add(&e.sum_us, s.us);
+            super::seqlock::write(&e.seq, || {
+                Slot::add(&e.count, 1);
+                Slot::add(&e.sum_us, s.us);
                 e.min_us.store(e.min_us.load(Relaxed).min(s.us), Relaxed);
                 e.max_us.store(e.max_us.load(Relaxed).max(s.us), Relaxed);
-                add(&e.rows_sent, s.rows_sent);
-                add(&e.rows_affected, s.rows_affected);
-                add(&e.errors, u64::from(s.error));
-                add(&e.warnings, s.warnings);
+                Slot::add(&e.rows_sent, s.rows_sent);
+                Slot::add(&e.rows_affected, s.rows_affected);
+                Slot::add(&e.errors, u64::from(s.error));
+                Slot::add(&e.warnings, s.warnings);
                 e.last_ms.store(s.now_ms, Relaxed);
             });
             return;
@@ -274,14 +264,14 @@ impl Index {
             let e = &table.entries[i];
             let old = (e.hash.load(Relaxed), e.user.load(Relaxed), e.side.load(Relaxed), e.schema_hash.load(Relaxed));
             self.map.remove(&old);
-            add(&table.head.evictions, 1);
+            Slot::add(&table.head.evictions, 1);
             i
         };
         let e = &table.entries[i];
         let text = text();
         let text = cut(&text, TEXT_BYTES);
         let schema = cut(s.schema, SCHEMA_BYTES);
-        write(e, || {
+        super::seqlock::write(&e.seq, || {
             e.generation.store(generation, Relaxed);
             e.hash.store(key.0, Relaxed);
             e.user.store(key.1, Relaxed);
@@ -307,21 +297,6 @@ impl Index {
         }
         self.map.insert(key, i);
     }
-}
-
-#[inline]
-fn add(c: &AtomicU64, n: u64) {
-    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
-/// Runs `f` (relaxed stores to `e`) inside `e`'s sequence lock.
-#[inline]
-fn write(e: &Entry, f: impl FnOnce()) {
-    let seq = e.seq.load(Relaxed);
-    e.seq.store(seq.wrapping_add(1), Relaxed);
-    fence(Release);
-    f();
-    e.seq.store(seq.wrapping_add(2), Release);
 }
 
 #[cfg(test)]

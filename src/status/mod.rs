@@ -18,6 +18,7 @@ pub mod mailbox;
 pub mod plot;
 pub mod reload;
 pub mod seal;
+pub mod seqlock;
 pub mod tables;
 pub mod zookeeper;
 

@@ -8,14 +8,13 @@
 //!
 //! The shard rebuilds all three every `status_interval_ms` from its own sessions and pool
 //! (nothing on the query path touches them). It is the only writer; readers (any shard
-//! answering `checkproxystatus`, the admin port) take a consistent copy with a sequence
-//! lock: the writer makes `seq` odd while it writes and even when done, and a reader
-//! retries when `seq` was odd or changed under it. Entries that do not fit are counted in
+//! answering `checkproxystatus`, the admin port) take a consistent copy through the
+//! sequence lock `seq` ([`super::seqlock`]). Entries that do not fit are counted in
 //! `overflow`, never written past the end. `generation` counts rebuilds; a re-spawned shard
 //! starts from empty tables in the same place.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The tables' header: one cache line.
 #[repr(C, align(64))]
@@ -147,9 +146,11 @@ impl<'a> Tables<'a> {
     /// Replaces the tables' contents (the shard that owns them only).
     pub fn publish(&self, s: &Snapshot) {
         let h = self.header;
-        let seq = h.seq.load(R);
-        h.seq.store(seq | 1, R);
-        fence(Ordering::Release);
+        super::seqlock::write(&h.seq, || self.write(s));
+    }
+
+    fn write(&self, s: &Snapshot) {
+        let h = self.header;
         let mut overflow = 0u64;
         let n = s.clients.len().min(self.clients.len());
         for (e, (user, ip, count)) in self.clients.iter().zip(&s.clients) {
@@ -190,7 +191,6 @@ impl<'a> Tables<'a> {
         h.spare_buffers.store(s.spare_buffers, R);
         h.updated_unix_ms.store(s.updated_unix_ms, R);
         h.generation.store(h.generation.load(R) + 1, R);
-        h.seq.store((seq | 1) + 1, Ordering::Release);
     }
 
     /// Empties the tables (a shard starting in this slot).
@@ -201,12 +201,7 @@ impl<'a> Tables<'a> {
     /// A consistent copy of the tables, or None if the writer kept changing them.
     pub fn read(&self) -> Option<Snapshot> {
         let h = self.header;
-        for _ in 0..1000 {
-            let before = h.seq.load(Ordering::Acquire);
-            if before & 1 == 1 {
-                std::thread::yield_now();
-                continue;
-            }
+        super::seqlock::read(&h.seq, || {
             let mut s = Snapshot {
                 generation: h.generation.load(R),
                 overflow: h.overflow.load(R),
@@ -241,12 +236,8 @@ impl<'a> Tables<'a> {
                     waiting: e.waiting.load(R),
                 })
                 .collect();
-            fence(Ordering::Acquire);
-            if h.seq.load(R) == before {
-                return Some(s);
-            }
-        }
-        None
+            s
+        })
     }
 }
 
