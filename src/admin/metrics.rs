@@ -49,7 +49,19 @@ pub fn render(view: &View) -> String {
     latencies(&mut out, view);
     zookeeper(&mut out, view);
     digests(&mut out, view);
+    rules(&mut out, view);
     out
+}
+
+/// Statements each `[[rule]]` matched.
+fn rules(out: &mut String, view: &View) {
+    if view.config.rules.is_empty() {
+        return;
+    }
+    header(out, "corelay_rule_hits_total", "counter", "Statements the [[rule]] matched");
+    for ((i, rule), hits) in view.config.rules.iter().enumerate().zip(super::commands::rules::hits(view)) {
+        let _ = writeln!(out, "corelay_rule_hits_total{{rule=\"{i}\",name=\"{}\"}} {hits}", escape(&rule.name));
+    }
 }
 
 /// The top `digest_metrics_top` digests by total time (no more: each is a series).

@@ -3,6 +3,7 @@
 //! [`report`], [`hash_password`], [`import_dbproxy`]). Every tuning flag is a [`crate::config::Overrides`] field.
 
 pub mod check_config;
+mod entry;
 pub mod hash_password;
 pub mod import_dbproxy;
 pub mod report;
@@ -12,6 +13,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Overrides;
+
+pub use entry::{main, run_from};
 
 #[derive(Debug, Parser)]
 #[command(

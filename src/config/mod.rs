@@ -8,6 +8,7 @@
 
 mod layout;
 mod overrides;
+pub mod rules;
 mod schema;
 mod tls;
 mod validate;
@@ -182,6 +183,8 @@ pub struct Config {
     pub db_users: Vec<DbUser>,
     pub users: Vec<User>,
     pub admin_users: Vec<AdminUser>,
+    /// `[[rule]]`, in order.
+    pub rules: Vec<rules::Rule>,
     /// Live users only.
     users_by_name: HashMap<String, usize>,
     /// Every server by id, removed ones included.
@@ -247,6 +250,8 @@ impl Config {
         let (db_by_name, db_users) = check.db_users(&file, &layout, old, &topology.by_name)?;
         let (users_by_name, users) = check.users(&file, &layout, old, &db_by_name)?;
         let admin_users = validate::admin_users(&file);
+        let db_cluster = |u: usize| db_users[users[u].db_user].cluster;
+        let rules = check.rules(&file.rule, &users_by_name, db_cluster, &topology.server_table)?;
         let tls = check.client_tls(&file.proxy, old)?;
         let rsa = check.rsa_key(&file.proxy, old)?;
         Ok(Config {
@@ -262,6 +267,7 @@ impl Config {
             db_users,
             users,
             admin_users,
+            rules,
             users_by_name,
             server_table: topology.server_table,
             layout,

@@ -21,6 +21,9 @@ pub struct FileConfig {
     /// Where clusters with a `zk_path` take their servers from (None: no ZooKeeper).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zookeeper: Option<ZooKeeperFile>,
+    /// Routing rules, in order (see [`super::rules`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<super::rules::RuleFile>,
 }
 
 impl FileConfig {

@@ -23,6 +23,9 @@ pub enum Class {
 pub enum Hint {
     Primary,
     Replica,
+    /// This server (by id), when it is in the session's cluster and usable: a rule's or a
+    /// hook's route.
+    Server(usize),
 }
 
 /// Functions whose call makes a SELECT a write.
@@ -151,24 +154,37 @@ pub fn is_read_only_transaction(sql: &[u8]) -> bool {
 
 /// A routing hint in the comments before the first keyword.
 pub fn hint(sql: &[u8]) -> Option<Hint> {
+    leading_comments(sql).find_map(|body| {
+        if body.eq_ignore_ascii_case(b"corelay:primary") {
+            Some(Hint::Primary)
+        } else if body.eq_ignore_ascii_case(b"corelay:replica") {
+            Some(Hint::Replica)
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether a comment before the first keyword says `tag` (case aside): a rule's tag.
+pub fn leading_comment_is(sql: &[u8], tag: &str) -> bool {
+    leading_comments(sql).any(|body| body.eq_ignore_ascii_case(tag.as_bytes()))
+}
+
+/// The texts of the `/* ... */` comments before the first keyword, trimmed (an optimizer
+/// hint's `+` dropped); an executable comment (`/*! ... */`) ends them.
+fn leading_comments(sql: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = sql;
-    loop {
-        let trimmed = rest.iter().position(|c| !c.is_ascii_whitespace()).map_or(&rest[rest.len()..], |i| &rest[i..]);
+    std::iter::from_fn(move || {
+        let trimmed = rest.trim_ascii_start();
         let body_start = trimmed.strip_prefix(b"/*")?;
         if body_start.starts_with(b"!") {
             return None;
         }
         let end = body_start.windows(2).position(|w| w == b"*/")?;
-        let body = body_start[..end].trim_ascii();
-        let body = body.strip_prefix(b"+").unwrap_or(body).trim_ascii();
-        if body.eq_ignore_ascii_case(b"corelay:primary") {
-            return Some(Hint::Primary);
-        }
-        if body.eq_ignore_ascii_case(b"corelay:replica") {
-            return Some(Hint::Replica);
-        }
         rest = &body_start[end + 2..];
-    }
+        let body = body_start[..end].trim_ascii();
+        Some(body.strip_prefix(b"+").unwrap_or(body).trim_ascii())
+    })
 }
 
 #[cfg(test)]

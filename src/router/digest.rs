@@ -61,8 +61,9 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// A literal, or a prepared statement's placeholder (which stands for one).
 fn is_literal(t: &Token<'_>) -> bool {
-    matches!(t, Token::Str(_) | Token::Number(_))
+    matches!(t, Token::Str(_) | Token::Number(_) | Token::Punct(b'?'))
 }
 
 impl Fingerprint {
@@ -199,6 +200,9 @@ mod tests {
         assert_eq!(t("SELECT * FROM t WHERE id IN (1, x)"), "SELECT * FROM t WHERE id IN (?, x)");
         assert_eq!(t("SELECT * FROM t WHERE id IN ()"), "SELECT * FROM t WHERE id IN ()");
         assert_eq!(t("SELECT 1 IN (1,"), "SELECT ? IN (?,");
+        // A prepared statement's placeholders, and a rule's shape, are literals too.
+        assert_eq!(t("SELECT * FROM t WHERE id IN (?, ?) AND k = ?"), "SELECT * FROM t WHERE id IN (...) AND k = ?");
+        assert_eq!(of(b"SELECT @@server_id, ?"), of(b"SELECT  @@server_id, 1"));
     }
 
     #[test]

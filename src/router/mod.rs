@@ -3,7 +3,9 @@
 
 pub mod classify;
 pub mod digest;
+pub mod hook;
 pub mod lexer;
+pub mod rules;
 mod set;
 pub mod statement;
 
@@ -41,9 +43,12 @@ pub fn pick(
 ) -> Pick {
     let primary = cluster.primary().id;
     let replica_wanted = match hint {
+        Some(Hint::Server(id)) if cluster.servers.iter().any(|s| s.id == id) && usable(id) => {
+            return Pick { server: id, fallback: false }
+        }
         Some(Hint::Primary) => false,
         Some(Hint::Replica) => true,
-        None => class == Class::Read && !recent_write,
+        Some(Hint::Server(_)) | None => class == Class::Read && !recent_write,
     };
     if !replica_wanted {
         return Pick { server: primary, fallback: false };
@@ -97,6 +102,9 @@ allow_empty_password = true
         assert_ne!(pick(&c, Class::Read, None, false, idle, |_| true).server, 0);
         assert_eq!(pick(&c, Class::Read, Some(Hint::Primary), false, idle, |_| true).server, 0);
         assert_ne!(pick(&c, Class::Write, Some(Hint::Replica), false, idle, |_| true).server, 0);
+        assert_eq!(pick(&c, Class::Write, Some(Hint::Server(2)), false, idle, |_| true).server, 2);
+        assert_eq!(pick(&c, Class::Write, Some(Hint::Server(2)), false, idle, |id| id != 2).server, 0);
+        assert_eq!(pick(&c, Class::Write, Some(Hint::Server(9)), false, idle, |_| true).server, 0);
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.login_slot = None;
         let (proven, database) = proven?;
         self.claim_user(proven.user, proven.next_seq).await?;
+        self.hook_auth(proven.user, database.as_deref(), proven.next_seq).await?;
         let db_user = &self.config.db_users[self.config.users[proven.user].db_user];
         let database = database.or_else(|| db_user.default_db.clone());
         let seq = self.start_session(proven.user, database, self.charset, proven.next_seq).await?;

@@ -30,6 +30,10 @@ pub(super) struct CommandContext {
     /// read only when the fingerprint is new to the shard's table).
     pub digest: Option<u64>,
     pub digest_sql: Vec<u8>,
+    /// A rule (or the hook) wants the statement in the query log whatever its time.
+    pub log_forced: bool,
+    /// A rule's (or the hook's) cap on the statement's time.
+    pub kill_after: Option<std::time::Duration>,
     pub trace: Trace,
 }
 
@@ -43,6 +47,8 @@ impl Default for CommandContext {
             statement_vars: Vec::new(),
             digest: None,
             digest_sql: Vec::new(),
+            log_forced: false,
+            kill_after: None,
             trace: Trace::default(),
         }
     }
@@ -98,6 +104,8 @@ impl CommandContext {
         self.pins_before = pins;
         self.statement_vars.clear();
         self.digest = None;
+        self.log_forced = false;
+        self.kill_after = None;
         self.started = timed.then_some(now);
         if traced {
             self.trace.start();
@@ -137,7 +145,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let end = Instant::now();
             let us = end.duration_since(started).as_micros() as u64;
             let log = self.shard.log();
-            if log.on && (us >= log.min_us || self.cmd.trace.error != 0) && command != cmd::QUIT {
+            let wanted = us >= log.min_us || self.cmd.trace.error != 0 || self.cmd.log_forced;
+            if log.on && wanted && command != cmd::QUIT {
                 self.log_statement(command, started, end);
             }
             if log.histograms {

@@ -47,6 +47,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.begin_command(command);
             let result = self.dispatch(command, h).await;
             self.account(command);
+            if let Some(hook) = crate::router::hook::installed().filter(|_| is_statement(command)) {
+                self.hook_result(hook);
+            }
             match result {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
@@ -213,4 +216,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         self.after_response(&reply);
         Ok(())
     }
+}
+
+/// Commands that run a statement (what the hook's `on_result` hears of).
+fn is_statement(command: u8) -> bool {
+    command == cmd::QUERY || command == cmd::STMT_EXECUTE
 }

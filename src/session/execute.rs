@@ -164,15 +164,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if log.digests {
             self.cmd.fingerprint(fx.digest, &sql);
         }
+        let mut hint = None;
+        if let Some(d) = self.decide(&sql, class, fx.digest, true) {
+            if let Some(refusal) = &d.error {
+                return self.refuse_statement(reply_seq, refusal).await;
+            }
+            hint = self.take_decision(&d, None);
+        }
         self.cmd.statement_vars.clone_from(&fx.statement_vars);
         let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
-        self.route_statement(class, None);
+        self.route_statement(class, hint);
         let retryable = self.retryable(&fx, h);
         if retryable {
             self.cbuf.fill_to(&mut self.client, h.total(), idle).await.map_err(SessionError::ClientGone)?;
             let no_cursor = self.cbuf.filled()[HEADER_LEN + 5] == 0;
-            if fx.pipelinable(class) && no_cursor && self.may_pipeline(h.total()) {
+            let capped = self.cmd.kill_after.is_some();
+            if fx.pipelinable(class) && no_cursor && !capped && self.may_pipeline(h.total()) {
                 if let Some(done) = self.execute_on_pipe(h, id, params, fx.selects).await? {
                     return Ok(done);
                 }
@@ -184,7 +192,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let exec = Execute { h, id, params };
-        let Some(reply) = self.send_statement(Outgoing::Prepared(exec), retryable).await? else {
+        let sent = match self.cmd.kill_after {
+            None => self.send_statement(Outgoing::Prepared(exec), retryable).await?,
+            Some(after) => self.send_capped(Outgoing::Prepared(exec), retryable, after).await?,
+        };
+        let Some(reply) = sent else {
             // The client was told why it did not run.
             return Ok(());
         };

@@ -80,7 +80,7 @@ pub(super) enum AcquireError {
 }
 
 /// How a connection for `key` logs in: the db user of the key, into `database`.
-fn login_for<'a>(
+pub(super) fn login_for<'a>(
     config: &'a crate::config::Config,
     key: Key,
     database: Option<&'a str>,

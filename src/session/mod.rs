@@ -47,6 +47,7 @@ mod recorded;
 mod relay;
 mod retry;
 mod route;
+mod rules;
 mod shard;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,7 @@ use crate::net::{Buffer, Connector, Transport};
 use crate::pool::pipe::Reply;
 use crate::protocol::auth::{new_scramble, SCRAMBLE_LEN};
 use crate::protocol::code;
+use crate::router::hook::Connect;
 use crate::status::Slot;
 use command::CommandContext;
 use held::Held;
@@ -125,6 +127,13 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
             "Too many connections: corelay accepts at most {limit} client connections (proxy.max_client_connections)"
         );
         gate::refuse(&mut client, code::CON_COUNT_ERROR, &msg).await;
+        return;
+    }
+    if let Some(r) =
+        crate::router::hook::installed().and_then(|h| h.on_connect(&Connect { client: peer.ip(), shard: shard.index }))
+    {
+        Slot::add(&slot.clients_rejected, 1);
+        gate::refuse(&mut client, rules::code_of(&r), &r.message).await;
         return;
     }
     let Some(login) =

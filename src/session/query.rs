@@ -52,12 +52,19 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;
         }
+        let mut hint = classify::hint(text);
+        let decision = self.decide(text, class, fx.digest, false);
+        if let Some(d) = &decision {
+            if let Some(refusal) = &d.error {
+                return self.refuse_statement(reply_seq, refusal).await;
+            }
+            hint = self.take_decision(d, hint);
+        }
         self.cmd.statement_vars.clone_from(&fx.statement_vars);
         let warned = self.recorded.warned_before(&fx);
         self.recorded.statement_begins(&fx, warned.is_some());
-        let hint = classify::hint(text);
         self.route_statement(class, hint);
-        let pipelinable = fx.pipelinable(class) && !h.continued();
+        let pipelinable = fx.pipelinable(class) && !h.continued() && self.cmd.kill_after.is_none();
         if pipelinable && self.may_pipeline(h.total()) && self.query_on_pipe(h, fx.selects).await? {
             return Ok(());
         }
@@ -67,7 +74,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let retryable = self.retryable(&fx, h);
-        let reply = self.send_statement(Outgoing::Text(h), retryable).await?;
+        let reply = match self.cmd.kill_after {
+            None => self.send_statement(Outgoing::Text(h), retryable).await?,
+            Some(after) => self.send_capped(Outgoing::Text(h), retryable, after).await?,
+        };
         let reply = reply.ok_or(SessionError::Internal("a text statement ended without its reply"))?;
         self.finish_statement(&fx, &reply, class);
         Ok(())

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::net::{Buffer, Connector};
 use crate::pool::pipe::Pipes;
 use crate::pool::Pool;
+use crate::router::rules::Rules;
 use crate::status::mailbox::{self, KillRequest, Verdict};
 use crate::status::{Slot, StatusRegion};
 use crate::util::waker::WakerSlot;
@@ -49,6 +50,22 @@ pub struct ShardState<N: Connector> {
     sha2_cache: RefCell<HashMap<String, [u8; 32]>>,
     /// Where each key of the shard's digest table is (the shard alone writes it).
     pub digests: RefCell<crate::status::digests::Index>,
+    /// The configuration's `[[rule]]`s, compiled.
+    rules: RefCell<Rc<Rules>>,
+}
+
+/// Compiles `config`'s rules for shard `index`. Their hit counters start again when the
+/// rules are not those the slot counted (a reload changed them).
+fn adopt_rules(config: &Config, status: &Arc<StatusRegion>, index: usize) -> Rules {
+    let slot = status.slot(index);
+    let id = crate::config::rules::id(&config.rules);
+    if slot.rules_id.load(Relaxed) != id {
+        for hits in &slot.rule_hits {
+            hits.store(0, Relaxed);
+        }
+        slot.rules_id.store(id, Relaxed);
+    }
+    Rules::new(config, Some((status.clone(), index)))
 }
 
 /// What the query log needs, from the configuration.
@@ -87,7 +104,9 @@ impl LogPolicy {
 impl<N: Connector> ShardState<N> {
     pub fn new(config: Arc<Config>, status: Arc<StatusRegion>, index: usize, connector: N) -> Self {
         let pool = Rc::new(Pool::new(&config, status.shards()));
+        let rules = RefCell::new(Rc::new(adopt_rules(&config, &status, index)));
         ShardState {
+            rules,
             log: Cell::new(LogPolicy::new(&config)),
             config_version: Cell::new(config.version),
             config: RefCell::new(config),
@@ -123,8 +142,14 @@ impl<N: Connector> ShardState<N> {
         self.pool.reconfigure(&next, self.status.shards());
         self.pipes.retire_where(|p| next.server(p.key.server).is_none_or(|s| s.removed));
         self.log.set(LogPolicy::new(&next));
+        *self.rules.borrow_mut() = Rc::new(adopt_rules(&next, &self.status, self.index));
         self.config_version.set(next.version);
         *self.config.borrow_mut() = next;
+    }
+
+    /// The rules of the shard's configuration.
+    pub fn rules(&self) -> Rc<Rules> {
+        self.rules.borrow().clone()
     }
 
     /// The fast-path hash learnt for the stored form `key`.

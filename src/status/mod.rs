@@ -34,6 +34,8 @@ pub use tables::Tables;
 
 /// Users whose connections are counted per shard (indexes into the config's user list).
 pub const MAX_USERS: usize = 1024;
+/// `[[rule]]` entries a configuration may have (each has a hit counter per shard).
+pub const MAX_RULES: usize = 256;
 /// Servers whose health the master publishes (indexes are server ids).
 pub const MAX_SERVERS: usize = 256;
 /// Servers with a latency histogram of their own per shard (ids beyond share none).
@@ -44,7 +46,7 @@ pub const COMMAND_KINDS: usize = 33;
 pub const PIN_KINDS: usize = 24;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"CORELAY1");
-const LAYOUT_VERSION: u32 = 7;
+const LAYOUT_VERSION: u32 = 8;
 
 #[derive(Debug, Error)]
 pub enum StatusError {
@@ -162,6 +164,11 @@ pub struct Slot {
     pub user_connections: [AtomicU32; MAX_USERS],
     /// The last connection id handed out (kept across respawns, so ids stay unique).
     pub last_conn_id: AtomicU32,
+    /// Which rules `rule_hits` counts: a hash of the rules the shard runs (a reload that
+    /// changes them starts the counts again).
+    pub rules_id: AtomicU64,
+    /// Statements each `[[rule]]` matched, by the rule's index.
+    pub rule_hits: [AtomicU64; MAX_RULES],
 }
 
 impl Slot {

@@ -7,6 +7,7 @@ mod pause;
 mod pools;
 mod reload;
 mod resume;
+pub mod rules;
 mod servers;
 mod shards;
 mod shutdown;
@@ -27,6 +28,7 @@ pub static ALL: &[&dyn Command] = &[
     &histogram::ShowHistogram,
     &digests::ShowDigests,
     &digests::ResetDigests,
+    &rules::ShowRules,
     &reload::Reload,
     &pause::Pause,
     &resume::Resume,
