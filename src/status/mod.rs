@@ -71,6 +71,9 @@ pub struct Header {
     pub table_capacity: AtomicU32,
     /// The master's pid (admin RELOAD and SHUTDOWN signal it).
     pub master_pid: AtomicU32,
+    /// The master's thread (the one that reads its signals): a signal sent to it alone
+    /// reaches it even when corelay runs inside a larger program's process.
+    pub master_tid: AtomicU32,
     pub started_unix_s: AtomicU64,
     /// The ZooKeeper watcher, as the master last heard from it.
     pub zookeeper: zookeeper::ZooKeeperStatus,
@@ -337,6 +340,8 @@ impl StatusRegion {
         h.table_capacity.store(capacity as u32, Relaxed);
         h.digest_capacity.store(digest_capacity as u32, Relaxed);
         h.master_pid.store(std::process::id(), Relaxed);
+        // SAFETY: gettid has no preconditions.
+        h.master_tid.store(unsafe { libc::gettid() } as u32, Relaxed);
         h.started_unix_s.store(crate::util::time::unix_s(), Relaxed);
         Ok(Arc::new(region))
     }
@@ -439,6 +444,16 @@ impl StatusRegion {
         // SAFETY: the area is the last thing in the mapping (sized for it), 64-byte
         // aligned (every part before it is a multiple of 64 long), atomics only.
         unsafe { &*(self.map.as_ptr().add(off) as *const reload::ReloadArea) }
+    }
+
+    /// Sends `signal` to the master's thread (admin SHUTDOWN). Returns the master's pid,
+    /// and the error if it could not be sent.
+    pub fn signal_master(&self, signal: libc::c_int) -> (u32, std::io::Result<()>) {
+        let h = self.header();
+        let (pid, tid) = (h.master_pid.load(Relaxed), h.master_tid.load(Relaxed));
+        // SAFETY: tgkill has no memory preconditions; a stale pid/tid pair fails (ESRCH).
+        let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid as libc::pid_t, tid as libc::pid_t, signal) };
+        (pid, if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
     }
 
     pub fn header(&self) -> &Header {

@@ -1,7 +1,5 @@
 //! `SHUTDOWN`: the graceful stop SIGTERM starts (drain for `drain_timeout_s`, exit 0).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use crate::admin::{Command, Reply, View};
 
 pub struct Shutdown;
@@ -20,9 +18,8 @@ impl Command for Shutdown {
     }
 
     fn run(&self, view: &View, _args: &[String]) -> Reply {
-        let master = view.status.header().master_pid.load(Relaxed);
-        let pid = nix::unistd::Pid::from_raw(master as i32);
-        match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+        let (master, sent) = view.status.signal_master(libc::SIGTERM);
+        match sent {
             Ok(()) => {
                 tracing::warn!("admin SHUTDOWN: stopping");
                 Reply::Ok(format!("corelay is stopping (draining for up to {} s)", view.config.proxy.drain_timeout_s))
