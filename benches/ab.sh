@@ -9,9 +9,10 @@
 # Each NAME=BINARY[,FLAGS] is a corelay started with its own configuration (the embedded
 # defaults plus the bench cluster) and the flags given (commas become spaces); a flag
 # server:KEY=VALUE sets a key of the server's section instead (max_connections is 4000
-# unless given), e.g.
+# unless given), and append:FILE appends FILE to its configuration (rules, say), e.g.
 #   benches/ab.sh base=target/release/corelay fork=target/release/corelay,--worker-mode,fork \
-#                 pool16=target/release/corelay,server:max_connections=16
+#                 pool16=target/release/corelay,server:max_connections=16 \
+#                 rules=target/release/corelay,append:benches/rules-20.toml
 # Cells default to oltp_point_select, prepared (auto) and text (disable), 8 and 64 threads.
 # HAProxy runs with nbthread = the CPU count; --haproxy-threads "2 1" runs one per count
 # (haproxy, haproxy1, ...: the first is the baseline of the ratios).
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --no-direct) DIRECT=0; shift ;;
     --no-haproxy) HAPROXY=0; shift ;;
     --haproxy-threads) HA_THREADS=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *=*) specs+=("$1"); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -56,15 +57,17 @@ fi
 for spec in "${specs[@]}"; do
   name=${spec%%=*}
   IFS=, read -r -a parts <<<"${spec#*=}"
-  cmd=() server_keys=""
+  cmd=() server_keys="" appended=()
   for p in "${parts[@]}"; do
     case "$p" in
       server:*) server_keys+="${p#server:}"$'\n' ;;
+      append:*) appended+=("${p#append:}") ;;
       *) cmd+=("$p") ;;
     esac
   done
   PORT[$name]=$(free_port)
   corelay_config "${PORT[$name]}" "$(mdb_port main)" "" "${server_keys:-max_connections = 4000}" >"$work/$name.toml"
+  for f in "${appended[@]}"; do cat "$f" >>"$work/$name.toml"; done
   "${cmd[@]}" --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
   PID[$name]=$!
   pids+=($!)

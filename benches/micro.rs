@@ -149,6 +149,8 @@ fn cases() -> Vec<(&'static str, f64)> {
             Slot::add(&slot.bytes_from_backends, black_box(180));
         }),
     ));
+    out.push(rules_case(&region));
+    out.push(status_page_case());
     out.push((
         "status slot: record a latency",
         measure(1_000_000, || {
@@ -156,6 +158,71 @@ fn cases() -> Vec<(&'static str, f64)> {
         }),
     ));
     out
+}
+
+/// The bench's twenty non-matching rules (`benches/rules-20.toml`: five patterns) judging a
+/// point select, hits counted in a status slot: what each statement pays for them.
+fn rules_case(region: &std::sync::Arc<StatusRegion>) -> (&'static str, f64) {
+    use corelay::config::{Config, FileConfig};
+    use corelay::router::hook::{Decision, Hook, Statement};
+    use corelay::router::rules::Rules;
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/rules-20.toml"))
+        .expect("benches/rules-20.toml");
+    let text = format!(
+        "[[cluster]]\nname = \"bench\"\n[[cluster.server]]\naddress = \"127.0.0.1:3306\"\nrole = \"primary\"\n\
+[[db_user]]\nname = \"sb\"\ncluster = \"bench\"\n[[user]]\nname = \"sb\"\ndb_user = \"sb\"\nallow_empty_password = true\n{rules}"
+    );
+    let config = Config::new(FileConfig::parse(&text, "bench").expect("parses"), "bench".into()).expect("valid");
+    let engine = Rules::new(&config, Some((region.clone(), 0)));
+    let sql = b"SELECT c FROM sbtest1 WHERE id=4711";
+    let fingerprint = corelay::router::digest::of(sql);
+    let ns = measure(200_000, || {
+        let s = Statement {
+            text: black_box(sql),
+            user: "sb",
+            user_index: 0,
+            schema: Some("sb"),
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            class: classify::Class::Read,
+            fingerprint,
+            prepared: false,
+            shard: 0,
+        };
+        let mut d = Decision::default();
+        engine.on_statement(&s, &mut d);
+        black_box(d);
+    });
+    ("rules: 20 that do not match (5 patterns), point select", ns)
+}
+
+/// `GET /status` rendered for 64 shards and 256 servers (4 clusters of 64), with every
+/// shard's latency histogram holding statements: the page must render in under 50 ms.
+fn status_page_case() -> (&'static str, f64) {
+    use corelay::config::{Config, FileConfig};
+    let mut text = String::new();
+    for c in 0..4 {
+        text.push_str(&format!("[[cluster]]\nname = \"c{c}\"\n"));
+        for k in 0..64 {
+            let role = if k == 0 { "primary" } else { "replica" };
+            text.push_str(&format!("[[cluster.server]]\naddress = \"10.0.{c}.{k}:3306\"\nrole = \"{role}\"\n"));
+        }
+    }
+    for c in 0..4 {
+        text.push_str(&format!("[[db_user]]\nname = \"d{c}\"\ncluster = \"c{c}\"\n"));
+        text.push_str(&format!("[[user]]\nname = \"u{c}\"\ndb_user = \"d{c}\"\nallow_empty_password = true\n"));
+    }
+    let config = Config::new(FileConfig::parse(&text, "bench").expect("parses"), "bench".into()).expect("valid");
+    let region = StatusRegion::create(64).expect("a status region");
+    for k in 0..64 {
+        for v in 0..2000u64 {
+            region.latency(k, Class::Read).record(100 + v % 900);
+        }
+    }
+    let view = corelay::admin::View { config: &config, status: &region, balance: None };
+    let ns = measure(5, || {
+        black_box(corelay::admin::page::html(&view, None));
+    });
+    ("status page: 64 shards, 256 servers (ns; target < 50 ms)", ns)
 }
 
 fn main() {

@@ -51,8 +51,11 @@ fn error_of(r: mysql::Result<impl std::fmt::Debug>) -> (u16, String) {
 
 #[test]
 fn a_select_shape_is_routed_to_the_primary() {
+    let by_address = format!("[[rule]]\npattern = \"by_address\"\nroute = \"{}\"\n", pair().0.addr());
     let c = Corelay::start(
-        &config("[[rule]]\nname = \"ids-on-primary\"\ndigest = \"SELECT @@server_id, ?\"\nroute = \"primary\"\n"),
+        &config(&format!(
+            "[[rule]]\nname = \"ids-on-primary\"\ndigest = \"SELECT @@server_id, ?\"\nroute = \"primary\"\n{by_address}"
+        )),
         "thread",
         2,
     );
@@ -63,7 +66,8 @@ fn a_select_shape_is_routed_to_the_primary() {
     let prepared: Option<(i64, i64)> = conn.exec_first("SELECT @@server_id, ?", (7,)).unwrap();
     assert_eq!(prepared, Some((1, 7)), "a prepared statement, by its prepared text");
     assert_eq!(server_id(&mut conn, "SELECT @@server_id + 0"), 2, "another shape");
-    assert_eq!(hits(&c), vec![3]);
+    assert_eq!(server_id(&mut conn, "SELECT @@server_id * 1 AS by_address"), 1, "a server by its address");
+    assert_eq!(hits(&c), vec![3, 1]);
     let metrics = http_get(c.metrics_port, "/metrics");
     assert!(metrics.contains("corelay_rule_hits_total{rule=\"0\",name=\"ids-on-primary\"} 3"), "{metrics}");
 }

@@ -266,17 +266,30 @@ pub async fn serve<C: Transport>(view: &View<'_>, mut client: C, peer: std::net:
     let line = req.split(|b| *b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let path = path.split(|b| *b == b'?').next().unwrap_or_default();
-    let (status_line, body) = match (method, path) {
-        (b"GET", b"/metrics") => ("200 OK", render(view)),
-        (b"GET", _) => ("404 Not Found", "corelay serves /metrics only\n".to_string()),
-        _ => ("405 Method Not Allowed", "use GET /metrics\n".to_string()),
+    let mut split = path.splitn(2, |b| *b == b'?');
+    let (path, query) = (split.next().unwrap_or_default(), split.next().unwrap_or_default());
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    let (status_line, kind, body) = match (method, path) {
+        (b"GET", b"/metrics") => ("200 OK", TEXT, render(view)),
+        (b"GET", b"/status") => ("200 OK", "text/html; charset=utf-8", super::page::html(view, refresh(query))),
+        (b"GET", b"/status.json") => ("200 OK", "application/json", super::page::json(view)),
+        (b"GET", _) => ("404 Not Found", TEXT, "corelay serves /metrics, /status and /status.json\n".to_string()),
+        _ => ("405 Method Not Allowed", TEXT, "use GET /metrics, /status or /status.json\n".to_string()),
     };
     let head = format!(
-        "HTTP/1.1 {status_line}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status_line}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if client.write_all(head.as_bytes()).await.is_ok() {
         let _ = client.write_all(body.as_bytes()).await;
     }
+}
+
+/// `refresh=N` of a query string (at most an hour).
+fn refresh(query: &[u8]) -> Option<u32> {
+    query
+        .split(|b| *b == b'&')
+        .find_map(|kv| kv.strip_prefix(b"refresh="))
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+        .map(|n| n.min(3600))
 }

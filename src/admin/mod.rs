@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod metrics;
+pub mod page;
 pub mod session;
 
 use crate::config::{AdminRole, Config};

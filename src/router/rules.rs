@@ -109,7 +109,10 @@ impl Hook for Rules {
             }
             if let Some(p) = c.pattern {
                 let Some(set) = &self.patterns else { continue };
-                if !matches.get_or_insert_with(|| set.matches(s.text)).matched(p) {
+                // Most statements match no pattern: one is_match pass says so (cheaper than
+                // asking which match); only a statement some pattern matches is read again.
+                let which = matches.get_or_insert_with(|| set.is_match(s.text).then(|| set.matches(s.text)));
+                if !which.as_ref().is_some_and(|m| m.matched(p)) {
                     continue;
                 }
             }

@@ -36,6 +36,7 @@ impl Command for ShowServers {
             "statements",
             "p99_us",
             "source",
+            "max_connections",
         ]);
         let zk_source = crate::status::zookeeper::source::name(view.status.header().zookeeper.source.load(Relaxed));
         let tables: Vec<_> = (0..view.status.shards()).filter_map(|k| view.status.tables(k).read()).collect();
@@ -76,6 +77,7 @@ impl Command for ShowServers {
                     Some(lat.count().to_string()),
                     Some(lat.quantile(0.99).to_string()),
                     Some(source.into()),
+                    Some(s.max_connections.to_string()),
                 ]);
             }
         }
