@@ -121,6 +121,7 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     assert_eq!(servers.len(), 2, "both servers");
     let row_of = |addr: &str| servers.iter().find(|r| r.contains(addr)).cloned().unwrap_or_default();
     assert!(row_of(&r_addr).starts_with(" class=\"lagging\""), "{}", row_of(&r_addr));
+    assert!(row_of(&r_addr).contains("replication stopped"), "the reason: {}", row_of(&r_addr));
     assert!(row_of(&p_addr).starts_with(" class=\"up\""), "{}", row_of(&p_addr));
     assert!(dom.contains("<svg"), "the latency plot");
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
@@ -184,5 +185,6 @@ fn json_agrees_with_the_admin_port_and_names_are_text() {
         assert!((a - b).abs() <= 16.0, "{}: {a} vs {b}", s["name"]);
     }
     assert_eq!(json["process"]["shards"], 2);
+    assert!(j_shards.iter().all(|s| s["state"] == "up" && s["commands_per_s"].is_u64()), "{j_shards:?}");
     assert_eq!(json["process"]["worker_mode"], "thread");
 }

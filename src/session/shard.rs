@@ -205,6 +205,7 @@ impl<N: Connector> ShardState<N> {
     /// when their transaction ends.
     pub fn start_drain(&self) {
         self.draining.set(true);
+        self.slot().draining.store(1, Relaxed);
         self.each_session(|p| {
             if matches!(p.doing.get(), Doing::Idle { pinned: false } | Doing::Login) {
                 p.abort(Abort::Drain);

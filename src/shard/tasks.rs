@@ -4,6 +4,7 @@
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,8 +152,17 @@ pub(super) async fn follow_config(shard: Rc<State>) {
 /// Every `status_interval_ms`: rebuilds this shard's status tables and flushes its query
 /// log.
 pub(super) async fn publish_status(shard: Rc<State>) {
+    let slot = shard.slot();
+    let mut last = (slot.commands.load(Relaxed), Instant::now());
     while !shard.status.shutdown_requested() {
         report::publish(&shard);
+        // Commands per second over the last interval, for the status page.
+        let now = (slot.commands.load(Relaxed), Instant::now());
+        let secs = now.1.duration_since(last.1).as_secs_f64();
+        if secs > 0.0 {
+            slot.commands_per_s.store((now.0.saturating_sub(last.0) as f64 / secs).round() as u64, Relaxed);
+        }
+        last = now;
         crate::log::flush();
         let every = Duration::from_millis(shard.config().proxy.status_interval_ms.max(10));
         glommio::timer::sleep(every).await;

@@ -148,6 +148,10 @@ pub struct Slot {
     pub tls_failures: AtomicU64,
     /// 1 when the master stopped restarting this shard (a crash loop).
     pub given_up: AtomicU64,
+    /// 1 while the shard drains (stopped accepting, sessions finishing).
+    pub draining: AtomicU64,
+    /// Gauge: commands per second over the last status interval.
+    pub commands_per_s: AtomicU64,
     /// The configuration version the shard runs.
     pub config_version: AtomicU64,
     /// ERR packets servers answered statements with.
@@ -194,6 +198,8 @@ impl Slot {
     pub fn reset_gauges(&self) {
         self.client_connections.store(0, Relaxed);
         self.backend_connections.store(0, Relaxed);
+        self.draining.store(0, Relaxed);
+        self.commands_per_s.store(0, Relaxed);
         for u in &self.user_connections {
             u.store(0, Relaxed);
         }

@@ -37,6 +37,10 @@ impl Command for ShowServers {
             "p99_us",
             "source",
             "max_connections",
+            "reason",
+            "p50_us",
+            "p90_us",
+            "p99_9_us",
         ]);
         let zk_source = crate::status::zookeeper::source::name(view.status.header().zookeeper.source.load(Relaxed));
         let tables: Vec<_> = (0..view.status.shards()).filter_map(|k| view.status.tables(k).read()).collect();
@@ -78,9 +82,24 @@ impl Command for ShowServers {
                     Some(lat.quantile(0.99).to_string()),
                     Some(source.into()),
                     Some(s.max_connections.to_string()),
+                    reason(state, lag, cluster.max_replication_lag_s),
+                    Some(lat.quantile(0.5).to_string()),
+                    Some(lat.quantile(0.9).to_string()),
+                    Some(lat.quantile(0.999).to_string()),
                 ]);
             }
         }
         Reply::Rows(rs)
+    }
+}
+
+/// Why a server gets no statements (None: it does).
+fn reason(state: &str, lag: u64, max_lag: u64) -> Option<String> {
+    match state {
+        "down" => Some("the health check failed (connect or query; the log says why)".into()),
+        "lagging" if lag == u64::MAX => Some("replication stopped, or its lag unknown".into()),
+        "lagging" => Some(format!("lag {lag} s over max_replication_lag_s ({max_lag})")),
+        "unknown" => Some("not checked yet".into()),
+        _ => None,
     }
 }

@@ -34,6 +34,8 @@ impl Command for ShowShards {
             "given_up",
             "config_version",
             "balance_count",
+            "state",
+            "commands_per_s",
         ]);
         for k in 0..view.status.shards() {
             let s = view.status.slot(k);
@@ -54,8 +56,17 @@ impl Command for ShowShards {
                 s.given_up.load(Relaxed).to_string(),
                 s.config_version.load(Relaxed).to_string(),
             ]);
+            let state = if s.given_up.load(Relaxed) != 0 {
+                "given up"
+            } else if s.draining.load(Relaxed) != 0 {
+                "draining"
+            } else {
+                "up"
+            };
             if let Some(row) = rs.rows.last_mut() {
                 row.push(view.balance.as_ref().and_then(|b| b.get(k)).map(u64::to_string));
+                row.push(Some(state.into()));
+                row.push(Some(s.commands_per_s.load(Relaxed).to_string()));
             }
         }
         Reply::Rows(rs)
