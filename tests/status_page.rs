@@ -113,6 +113,11 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     setup.query_drop("INSERT INTO page_w (v) VALUES (2)").unwrap();
     wait_for("the replica shown lagging", || server_state(&c, &r_addr) == "lagging");
 
+    wait_for("statements per second on the primary", || {
+        let v = status_json(&c);
+        let servers = v["servers"].as_array().cloned().unwrap_or_default();
+        servers.iter().any(|s| s["address"] == p_addr.as_str() && s["statements_per_s"].as_u64() > Some(0))
+    });
     let url = format!("http://127.0.0.1:{}/status", c.metrics_port);
     let (dom, log) = chromium(&["--dump-dom"], &url);
     let shards = table_rows(&dom, "shards");
@@ -142,11 +147,25 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     replica.root().unwrap().query_drop("START SLAVE SQL_THREAD").unwrap();
 }
 
+/// A JSON value as the mariadb client prints it.
+fn as_cli(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "NULL".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[test]
 fn json_agrees_with_the_admin_port_and_names_are_text() {
     let c = start();
     let mut evil = c.connect(EVIL, "evil_pw").unwrap();
     evil.query_drop("SELECT 1 AS `<script>alert(2)</script>`").unwrap();
+    assert!(evil.query_drop("SELECT * FROM page_no_such_table").is_err());
+    wait_for("the server's error counted", || {
+        let servers = status_json(&c)["servers"].as_array().cloned().unwrap_or_default();
+        servers.iter().map(|s| s["errors"].as_u64().unwrap_or(0)).sum::<u64>() >= 1
+    });
 
     // The users table is rebuilt every status interval.
     wait_for("the user in /status.json", || {
@@ -172,8 +191,8 @@ fn json_agrees_with_the_admin_port_and_names_are_text() {
     let j_servers = json["servers"].as_array().unwrap();
     assert_eq!(j_servers.len(), servers.len());
     for (j, s) in j_servers.iter().zip(&servers) {
-        for col in ["address", "role", "state", "max_connections"] {
-            assert_eq!(j[col].as_str().map(String::from).unwrap_or_else(|| j[col].to_string()), s[col], "{col}");
+        for col in ["address", "role", "state", "max_connections", "errors", "reason"] {
+            assert_eq!(as_cli(&j[col]), s[col], "{col}");
         }
     }
     let j_stats = json["stats"].as_array().unwrap();

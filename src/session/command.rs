@@ -141,6 +141,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let slot = self.shard.slot();
         let (status, shard) = (&self.shard.status, self.shard.index);
         Slot::add(&slot.statements[self.cmd.class as usize], 1);
+        if let Some(n) = self.cmd.server.and_then(|id| slot.server_statements.get(id)) {
+            Slot::add(n, 1);
+        }
         if let Some(started) = self.cmd.started {
             let end = Instant::now();
             let us = end.duration_since(started).as_micros() as u64;

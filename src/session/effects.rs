@@ -54,7 +54,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// digests: its error, the rows it affected and sent, its warnings.
     pub(super) fn note_reply(&mut self, reply: &Scanner) {
         if let Some(code) = reply.error {
-            Slot::add(&self.shard.slot().error_replies, 1);
+            let slot = self.shard.slot();
+            Slot::add(&slot.error_replies, 1);
+            if let Some(e) = self.cmd.server.and_then(|id| slot.server_errors.get(id)) {
+                Slot::add(e, 1);
+            }
             self.cmd.trace.error = code;
         }
         if let Some(ok) = reply.ok {

@@ -154,13 +154,22 @@ pub(super) async fn follow_config(shard: Rc<State>) {
 pub(super) async fn publish_status(shard: Rc<State>) {
     let slot = shard.slot();
     let mut last = (slot.commands.load(Relaxed), Instant::now());
+    let mut last_servers: Vec<u64> = slot.server_statements.iter().map(|n| n.load(Relaxed)).collect();
     while !shard.status.shutdown_requested() {
         report::publish(&shard);
-        // Commands per second over the last interval, for the status page.
+        // Per second over the last interval, for the status page: commands, and
+        // statements per server.
         let now = (slot.commands.load(Relaxed), Instant::now());
         let secs = now.1.duration_since(last.1).as_secs_f64();
         if secs > 0.0 {
-            slot.commands_per_s.store((now.0.saturating_sub(last.0) as f64 / secs).round() as u64, Relaxed);
+            let rate = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs).round() as u64;
+            slot.commands_per_s.store(rate(now.0, last.0), Relaxed);
+            let servers = slot.server_statements.iter().zip(&slot.server_statements_per_s);
+            for ((n, per_s), old) in servers.zip(last_servers.iter_mut()) {
+                let new = n.load(Relaxed);
+                per_s.store(rate(new, *old), Relaxed);
+                *old = new;
+            }
         }
         last = now;
         crate::log::flush();

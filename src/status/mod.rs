@@ -176,6 +176,11 @@ pub struct Slot {
     pub rules_id: AtomicU64,
     /// Statements each `[[rule]]` matched, by the rule's index.
     pub rule_hits: [AtomicU64; MAX_RULES],
+    /// Per server id: statements sent to it, the errors it answered, and (a gauge the shard
+    /// sets every status interval) statements per second.
+    pub server_statements: [AtomicU64; MAX_SERVERS],
+    pub server_errors: [AtomicU64; MAX_SERVERS],
+    pub server_statements_per_s: [AtomicU64; MAX_SERVERS],
 }
 
 impl Slot {
@@ -200,6 +205,9 @@ impl Slot {
         self.backend_connections.store(0, Relaxed);
         self.draining.store(0, Relaxed);
         self.commands_per_s.store(0, Relaxed);
+        for r in &self.server_statements_per_s {
+            r.store(0, Relaxed);
+        }
         for u in &self.user_connections {
             u.store(0, Relaxed);
         }

@@ -41,6 +41,8 @@ impl Command for ShowServers {
             "p50_us",
             "p90_us",
             "p99_9_us",
+            "statements_per_s",
+            "errors",
         ]);
         let zk_source = crate::status::zookeeper::source::name(view.status.header().zookeeper.source.load(Relaxed));
         let tables: Vec<_> = (0..view.status.shards()).filter_map(|k| view.status.tables(k).read()).collect();
@@ -86,11 +88,18 @@ impl Command for ShowServers {
                     Some(lat.quantile(0.5).to_string()),
                     Some(lat.quantile(0.9).to_string()),
                     Some(lat.quantile(0.999).to_string()),
+                    Some(per_shard(view, |slot| slot.server_statements_per_s.get(s.id)).to_string()),
+                    Some(per_shard(view, |slot| slot.server_errors.get(s.id)).to_string()),
                 ]);
             }
         }
         Reply::Rows(rs)
     }
+}
+
+/// A per-server counter of the slots, summed over the shards.
+fn per_shard(view: &View, counter: impl Fn(&crate::status::Slot) -> Option<&std::sync::atomic::AtomicU64>) -> u64 {
+    (0..view.status.shards()).filter_map(|k| counter(view.status.slot(k))).map(|c| c.load(Relaxed)).sum()
 }
 
 /// Why a server gets no statements (None: it does).
