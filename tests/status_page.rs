@@ -136,7 +136,7 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     std::fs::create_dir_all(&dir).unwrap();
     let shot = dir.join("status.png");
     let _ = std::fs::remove_file(&shot);
-    chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1400,2200"], &url);
+    chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=2000,2200"], &url);
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
 

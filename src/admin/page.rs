@@ -148,7 +148,7 @@ fn table(out: &mut String, key: &str, rs: &ResultSet) {
     out.push_str("</tr>");
     // Long texts wrap; every other cell stays on one line.
     let wraps: Vec<bool> =
-        rs.columns.iter().map(|c| matches!(c.as_str(), "digest_text" | "matches" | "actions")).collect();
+        rs.columns.iter().map(|c| matches!(c.as_str(), "digest_text" | "matches" | "actions" | "reason")).collect();
     for row in &rs.rows {
         match health.and_then(|i| row.get(i).cloned().flatten()) {
             Some(h) => {
