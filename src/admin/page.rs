@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Reply, View};
 use crate::protocol::resultset::ResultSet;
+use crate::util::markup::escape;
 
 /// One section of the page: a title, the JSON key, the admin statement it shows.
 struct Section {
@@ -70,23 +71,6 @@ fn snapshot(view: &View) -> Snapshot {
         })
         .collect();
     Snapshot { process, tables }
-}
-
-/// `&`, `<`, `>`, `"` and `'` as entities: text from clients and the configuration is
-/// shown, never run.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\

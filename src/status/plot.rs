@@ -34,7 +34,12 @@ pub fn svg(m: &Merged, title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#, W / 2.0, xml(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="28" font-size="16" text-anchor="middle">{}</text>"#,
+        W / 2.0,
+        crate::util::markup::escape(title)
+    );
     // Axes, grid and labels.
     let _ = writeln!(s, r#"<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, H - B, W - R, H - B);
     let _ = writeln!(s, r#"<line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="black"/>"#, H - B);
@@ -75,10 +80,6 @@ pub fn svg(m: &Merged, title: &str) -> String {
     let _ = writeln!(s, r##"<text x="{}" y="44" text-anchor="middle" fill="#555">{summary}</text>"##, W / 2.0);
     s.push_str("</svg>\n");
     s
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
