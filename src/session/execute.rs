@@ -192,11 +192,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let exec = Execute { h, id, params };
-        let sent = match self.cmd.kill_after {
-            None => self.send_statement(Outgoing::Prepared(exec), retryable).await?,
-            Some(after) => self.send_capped(Outgoing::Prepared(exec), retryable, after).await?,
-        };
-        let Some(reply) = sent else {
+        let Some(reply) = self.send_judged(Outgoing::Prepared(exec), retryable).await? else {
             // The client was told why it did not run.
             return Ok(());
         };

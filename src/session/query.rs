@@ -74,10 +74,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.replay_last_statement(fx.previous, held, warned.as_ref()).await;
         let retryable = self.retryable(&fx, h);
-        let reply = match self.cmd.kill_after {
-            None => self.send_statement(Outgoing::Text(h), retryable).await?,
-            Some(after) => self.send_capped(Outgoing::Text(h), retryable, after).await?,
-        };
+        let reply = self.send_judged(Outgoing::Text(h), retryable).await?;
         let reply = reply.ok_or(SessionError::Internal("a text statement ended without its reply"))?;
         self.finish_statement(&fx, &reply, class);
         Ok(())

@@ -117,17 +117,21 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         });
     }
 
+    /// Sends a statement with [`Session::send_statement`], under the time cap a rule or the
+    /// hook set for it (`cmd.kill_after`), if any.
+    pub(super) async fn send_judged(&mut self, what: Outgoing, retryable: bool) -> Step<Option<Scanner>> {
+        match self.cmd.kill_after {
+            None => self.send_statement(what, retryable).await,
+            Some(after) => self.send_capped(what, retryable, after).await,
+        }
+    }
+
     /// Sends a statement as [`Session::send_statement`] does, capped at `after`: when it
     /// runs longer, its statement is killed on the server (KILL QUERY over another
     /// connection) and the client gets what the server answers then. The connection stays
     /// the session's. A KILL under way when the reply comes is waited for, so that it
     /// cannot reach the connection's next statement.
-    pub(super) async fn send_capped(
-        &mut self,
-        what: Outgoing,
-        retryable: bool,
-        after: Duration,
-    ) -> Step<Option<Scanner>> {
+    async fn send_capped(&mut self, what: Outgoing, retryable: bool, after: Duration) -> Step<Option<Scanner>> {
         let (shard, presence, key) = (self.shard, self.presence.clone(), self.key);
         let killing = Cell::new(Kill::Waiting);
         let killer = async {
