@@ -112,16 +112,6 @@ fn server_addresses(c: &Corelay) -> Vec<String> {
     all
 }
 
-/// Polls `f` every 5 ms until it holds; how long that took (panics after `limit`).
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
-}
-
 fn server_id(conn: &mut mysql::Conn) -> u32 {
     conn.query_first("SELECT @@server_id").unwrap().unwrap()
 }

@@ -58,14 +58,6 @@ fn first_int(conn: &mut Conn, sql: &str) -> i64 {
     row.get(0).unwrap()
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn an_embedders_hook_sees_connections_logins_statements_and_results() {
     let (primary, replica) = replicated_pair();
@@ -138,10 +130,10 @@ fn an_embedders_hook_sees_connections_logins_statements_and_results() {
     let (results, failed) = (RESULTS.load(SeqCst), FAILED.load(SeqCst));
     assert!(conn.query_drop("SELECT * FROM hook_no_such_table").is_err());
     conn.query_drop("SELECT 1").unwrap();
-    wait_until("on_result heard both statements", || RESULTS.load(SeqCst) >= results + 2);
-    wait_until("on_result heard the failure", || FAILED.load(SeqCst) > failed);
+    wait_for(Duration::from_secs(10), "on_result heard both statements", || RESULTS.load(SeqCst) >= results + 2);
+    wait_for(Duration::from_secs(10), "on_result heard the failure", || FAILED.load(SeqCst) > failed);
 
     let (ok, _, err) = mariadb_cli(admin_port, "admin", "admin_pw", "SHUTDOWN");
     assert!(ok, "{err}");
-    wait_until("corelay stopped", || proxy.is_finished());
+    wait_for(Duration::from_secs(10), "corelay stopped", || proxy.is_finished());
 }

@@ -113,17 +113,12 @@ fn timeout_ms_kills_a_sleep_on_the_server() {
     assert!(waited < Duration::from_secs(30), "the statement ran {waited:?}");
     // Gone from the server, and the session's connection still serves it.
     let mut primary = pair().0.root().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), "the SLEEP still runs on the server", || {
         let left: Option<i64> = primary
             .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%rules_sleep%' AND INFO NOT LIKE '%PROCESSLIST%'")
             .unwrap();
-        if left == Some(0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the SLEEP still runs on the server");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        left == Some(0)
+    });
     let id_after: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").unwrap();
     assert_eq!(id_before, id_after, "the same session");
     let v: Option<i64> = conn.query_first("SELECT 40 + 2").unwrap();

@@ -45,14 +45,6 @@ fn server_state(c: &Corelay, address: &str) -> String {
     s["state"].as_str().unwrap_or_default().to_string()
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Runs Chromium headless with `args` and the page's URL; returns (stdout, stderr).
 fn chromium(args: &[&str], url: &str) -> (String, String) {
     let mut child = Command::new("chromium")
@@ -90,7 +82,7 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     let (p_addr, r_addr) = (primary.addr().to_string(), replica.addr().to_string());
     let mut setup = c.connect("app", "app_pw").unwrap();
     setup.query_drop("CREATE TABLE IF NOT EXISTS page_w (id INT AUTO_INCREMENT PRIMARY KEY, v INT)").unwrap();
-    wait_for("the replica up", || server_state(&c, &r_addr) == "up");
+    wait_for(Duration::from_secs(30), "the replica up", || server_state(&c, &r_addr) == "up");
 
     // Load: reads and writes from four sessions for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,9 +103,9 @@ fn the_page_in_a_real_browser_shows_a_lagging_replica() {
     // The replica stops applying, the primary moves on: the replica lags.
     replica.root().unwrap().query_drop("STOP SLAVE SQL_THREAD").unwrap();
     setup.query_drop("INSERT INTO page_w (v) VALUES (2)").unwrap();
-    wait_for("the replica shown lagging", || server_state(&c, &r_addr) == "lagging");
+    wait_for(Duration::from_secs(30), "the replica shown lagging", || server_state(&c, &r_addr) == "lagging");
 
-    wait_for("statements per second on the primary", || {
+    wait_for(Duration::from_secs(30), "statements per second on the primary", || {
         let v = status_json(&c);
         let servers = v["servers"].as_array().cloned().unwrap_or_default();
         servers.iter().any(|s| s["address"] == p_addr.as_str() && s["statements_per_s"].as_u64() > Some(0))
@@ -162,13 +154,13 @@ fn json_agrees_with_the_admin_port_and_names_are_text() {
     let mut evil = c.connect(EVIL, "evil_pw").unwrap();
     evil.query_drop("SELECT 1 AS `<script>alert(2)</script>`").unwrap();
     assert!(evil.query_drop("SELECT * FROM page_no_such_table").is_err());
-    wait_for("the server's error counted", || {
+    wait_for(Duration::from_secs(30), "the server's error counted", || {
         let servers = status_json(&c)["servers"].as_array().cloned().unwrap_or_default();
         servers.iter().map(|s| s["errors"].as_u64().unwrap_or(0)).sum::<u64>() >= 1
     });
 
     // The users table is rebuilt every status interval.
-    wait_for("the user in /status.json", || {
+    wait_for(Duration::from_secs(30), "the user in /status.json", || {
         status_json(&c)["users"].as_array().is_some_and(|u| u.iter().any(|r| r["user"] == EVIL))
     });
     let page = http_get(c.metrics_port, "/status");

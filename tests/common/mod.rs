@@ -656,3 +656,13 @@ pub fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(out)
 }
+
+/// Polls `f` every 5 ms until it holds; how long that took (panics after `limit`).
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
