@@ -19,6 +19,7 @@ pub use session_function::{session_function_query, SessionFunction};
 use super::error::Step;
 use super::Session;
 use crate::net::{Connector, Transport};
+use crate::router::lexer::{Lexer, Token};
 
 /// A statement corelay answers itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,21 +38,25 @@ pub enum Local {
     TlsStatus(tls_status::TlsStatus),
 }
 
-/// Whether a COM_QUERY text is a statement corelay answers itself.
+/// Whether a COM_QUERY text is a statement corelay answers itself. This runs for every
+/// COM_QUERY: the first word picks the one parser that could match, and every other
+/// statement costs one token.
 pub fn recognise(text: &[u8]) -> Option<Local> {
-    if let Some((function, name)) = session_function_query(text) {
-        return Some(Local::SessionFunction(function, name));
+    let Some(Token::Word(first)) = Lexer::new(text).next() else { return None };
+    let is = |kw: &[u8]| first.eq_ignore_ascii_case(kw);
+    if is(b"SELECT") {
+        session_function_query(text).map(|(function, name)| Local::SessionFunction(function, name))
+    } else if is(b"SHOW") {
+        tls_status::parse(text).map(Local::TlsStatus)
+    } else if is(b"KILL") {
+        kill::parse(text).map(|(query_only, id)| Local::Kill { query_only, id })
+    } else if is(b"CHECKPROXYSTATUS") {
+        proxystatus::parse(text).map(Local::ProxyStatus)
+    } else if is(b"DBCONNECT") {
+        dbconnect::parse(text).map(Local::DbConnect)
+    } else {
+        None
     }
-    if let Some(kind) = proxystatus::parse(text) {
-        return Some(Local::ProxyStatus(kind));
-    }
-    if let Some(cmd) = dbconnect::parse(text) {
-        return Some(Local::DbConnect(cmd));
-    }
-    if let Some(which) = tls_status::parse(text) {
-        return Some(Local::TlsStatus(which));
-    }
-    kill::parse(text).map(|(query_only, id)| Local::Kill { query_only, id })
 }
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
@@ -89,7 +94,17 @@ mod tests {
         assert_eq!(recognise(b"checkproxystatus type2"), Some(Local::ProxyStatus(Ok(2))));
         assert_eq!(recognise(b"dbconnect release"), Some(Local::DbConnect(DbConnect::Release)));
         assert_eq!(recognise(b"KILL QUERY 12"), Some(Local::Kill { query_only: true, id: 12 }));
-        for sql in ["SELECT 1", "SELECT LAST_INSERT_ID() + 1", "KILL USER bob", "INSERT INTO t VALUES (1)"] {
+        assert_eq!(
+            recognise(b"  show status like 'Ssl_cipher'"),
+            Some(Local::TlsStatus(tls_status::TlsStatus::Cipher))
+        );
+        assert_eq!(
+            recognise(b"/* c */ SELECT CONNECTION_ID()").map(|l| matches!(l, Local::SessionFunction(..))),
+            Some(true)
+        );
+        for sql in
+            ["SELECT 1", "SELECT LAST_INSERT_ID() + 1", "KILL USER bob", "INSERT INTO t VALUES (1)", "", "(SELECT 1)"]
+        {
             assert_eq!(recognise(sql.as_bytes()), None, "{sql}");
         }
     }

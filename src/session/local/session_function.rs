@@ -25,16 +25,25 @@ pub enum SessionFunction {
 /// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]` (or CONNECTION_ID(),
 /// ROW_COUNT()), which function and the column name the server would give it.
 pub fn session_function_query(sql: &[u8]) -> Option<(SessionFunction, String)> {
-    if let Some(name) = last_insert_id_query(sql) {
-        return Some((SessionFunction::LastInsertId, name));
+    // Cheap exits first: this runs for every SELECT sent as COM_QUERY. The function is
+    // the second token, so it is read once and only its own form is checked.
+    if sql.len() > 200 {
+        return None;
     }
-    if let Some(name) = function_query(sql, b"ROW_COUNT") {
-        return Some((SessionFunction::RowCount, name));
+    let mut lex = Lexer::new(sql);
+    if !lex.next()?.is_word("SELECT") {
+        return None;
     }
-    if let Some(name) = function_query(sql, b"FOUND_ROWS") {
-        return Some((SessionFunction::FoundRows, name));
-    }
-    function_query(sql, b"CONNECTION_ID").map(|n| (SessionFunction::ConnectionId, n))
+    let Token::Word(word) = lex.next()? else { return None };
+    let (function, name): (_, &[u8]) = [
+        (SessionFunction::LastInsertId, &b"LAST_INSERT_ID"[..]),
+        (SessionFunction::RowCount, b"ROW_COUNT"),
+        (SessionFunction::FoundRows, b"FOUND_ROWS"),
+        (SessionFunction::ConnectionId, b"CONNECTION_ID"),
+    ]
+    .into_iter()
+    .find(|(_, name)| word.eq_ignore_ascii_case(name))?;
+    function_query(sql, name).map(|column| (function, column))
 }
 
 /// If the text is exactly `SELECT LAST_INSERT_ID() [[AS] alias]`, the column name the

@@ -124,12 +124,19 @@ impl Timers {
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // corelay patch 3 (vendor/README.md, "expired timers taken from the front"):
+        // upstream splits the map at `now` on every call (`split_off` builds a new map
+        // even when no timer is due, and the executor calls this on every turn of its
+        // loop). Taking the due timers off the front wakes the same timers in the same
+        // order: those before `(now, 0)`.
+        let mut woke = 0;
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 >= now {
+                break;
+            }
+            let waker = entry.remove();
             wake!(waker);
+            woke += 1;
         }
 
         // Calculate the duration until the next event.

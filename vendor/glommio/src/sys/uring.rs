@@ -855,9 +855,11 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
+            // corelay patch 3 (vendor/README.md): the clock is read when there is
+            // something to submit, not on every call (most find the queue empty).
+            let now = Instant::now();
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
                 let ops = extract_one_chain(source_map, queue, chain, now);
                 if ops.is_empty() {
@@ -1187,9 +1189,11 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
 
         while let Some(chain) = peek_one_chain(queue, self.size) {
+            // corelay patch 3 (vendor/README.md): the clock is read when there is
+            // something to submit, not on every call (most find the queue empty).
+            let now = Instant::now();
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
                 let ops = extract_one_chain(source_map, queue, chain, now);
                 if ops.is_empty() {
@@ -1222,6 +1226,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // corelay patch 2 (vendor/README.md): the duration of the preemption timer now in the
+    // latency ring, when one is (None for a user timer or none at all).
+    latency_preemption_armed: Cell<Option<Duration>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1360,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_armed: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1794,6 +1802,14 @@ impl Reactor {
     ///   to the point where we *leave* this method. For instance: if we spin
     ///   here for 3ms and the preempt timer is 10ms that would leave the next
     ///   task queue just 7ms to run.
+    /// Whether the timer in `slot` has fired, or there is none (corelay patch 2).
+    fn fired(slot: &Cell<Option<Source>>) -> bool {
+        let src = slot.take();
+        let fired = src.as_ref().map_or(true, |s| s.result().is_some());
+        slot.set(src);
+        fired
+    }
+
     pub(crate) fn wait<Preempt, F>(
         &self,
         preempt_timer: Preempt,
@@ -1814,22 +1830,34 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // corelay patch 2 (vendor/README.md, "preemption timers kept armed"): upstream
+        // cancels both preemption timers here and submits new ones on every call, that is
+        // on every turn of the executor's loop: two timeouts and two cancellations through
+        // the kernel per turn. A preemption timer still pending from an earlier turn is
+        // kept instead (it can only make the running queue yield sooner than its full
+        // slice), unless it is longer than the one asked for now or this call may sleep
+        // (it would wake the executor for nothing). The throughput timer is re-armed once
+        // it has fired.
+        let preempt = preempt_timer();
+        let keep_preempt = match (preempt, self.latency_preemption_armed.get()) {
+            (Some(want), Some(armed)) => armed <= want && !Self::fired(&self.latency_preemption_timeout_src),
+            _ => false,
+        };
+        if !keep_preempt {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_armed.set(None);
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        if Self::fired(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1841,7 +1869,7 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = preempt.is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
@@ -1883,9 +1911,10 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
+        if let Some(preempt) = preempt.filter(|_| !keep_preempt) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            self.latency_preemption_armed.set(Some(preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
