@@ -15,6 +15,8 @@
 #   corelay_start NAME PORT DB_PORT [FLAGS]     the release corelay on that configuration
 #                                    ($work/NAME.toml, log $work/NAME.log); pid in CORELAY_PID[NAME]
 #   cpu_ticks PID                    user+system ticks (1/100 s) of PID and its child processes
+#   ipis                             the machine's CAL and TLB interrupts so far (each one an
+#                                    inter-processor interrupt some CPU sent)
 
 bench_setup() {
   for tool in mariadbd mariadb-install-db mariadb sysbench haproxy python3; do
@@ -143,3 +145,5 @@ cpu_ticks() {
   done
   echo "$t"
 }
+
+ipis() { awk '$1 == "CAL:" || $1 == "TLB:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) t += $i } END { print t + 0 }' /proc/interrupts; }

@@ -4,17 +4,19 @@
 #
 #   benches/load-bench.sh [--reps N] [--time SECONDS] [--tables N] [--rows N]
 #                         [--workers N] [--mode thread|fork] [--replica] [--cost] [--out FILE]
-#                         [--corelay-args "FLAGS"]
+#                         [--corelay-args "FLAGS"] [--scripts "oltp_point_select ..."]
 #
-# Cells: oltp_point_select and oltp_read_only, prepared (--db-ps-mode=auto) and text
-# (--db-ps-mode=disable), 8 and 64 client threads. For each cell and target it prints the
-# median QPS and the median p95/p99 latency (ms, from sysbench's histogram) over the
+# Cells: oltp_point_select and oltp_read_only (--scripts picks), prepared
+# (--db-ps-mode=auto) and text (--db-ps-mode=disable), 8 and 64 client threads. For each
+# cell and target it prints the median QPS, the median p95/p99 latency (ms, from
+# sysbench's histogram) and the median inter-processor interrupts per statement (the
+# machine's CAL + TLB lines of /proc/interrupts over the run, whoever sent them) over the
 # repetitions, and the ratios corelay/direct and corelay/haproxy. HAProxy runs twice, with
 # nbthread = the CPU count and with nbthread = 1 (on a small host the single thread is
 # sometimes faster): corelay is compared with the faster of the two in each cell, and CPU
-# time per statement is reported for each proxy. Everything runs on this
-# machine: a throwaway MariaDB datadir, a release corelay, HAProxy; all are stopped at the
-# end. Needs mariadb-server, sysbench, haproxy (see .ci/run for the packages).
+# time per statement is reported for each proxy. Everything runs on this machine: a
+# throwaway MariaDB datadir, a release corelay, HAProxy; all are stopped at the end. Needs
+# mariadb-server, sysbench, haproxy (see .ci/run for the packages).
 # With --replica, a second MariaDB replicates from the first (binlog) and corelay has it as
 # a replica of its cluster: corelay's reads go there, direct and HAProxy use the primary.
 # With --cost, the targets are two corelays instead: one with every observability feature
@@ -23,6 +25,7 @@
 set -euo pipefail
 
 REPS=3 TIME=10 TABLES=4 ROWS=10000 WORKERS=0 MODE=thread OUT="" REPLICA=0 COST=0 CARGS=
+SCRIPTS="oltp_point_select oltp_read_only"
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --cost) COST=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --corelay-args) CARGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --scripts) SCRIPTS=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -104,13 +108,16 @@ ntargets=${#targets[@]}
 results="$work/results.tsv"
 : >"$results"
 run_one() { # target script psmode threads
-  local out="$work/run.txt"
+  local out="$work/run.txt" i0 i1
+  i0=$(ipis)
   sysbench "$2" "${SB_COMMON[@]}" --mysql-port="${PORT[$1]}" --threads="$4" --db-ps-mode="$3" \
     --time="$TIME" --histogram=on --percentile=99 run >"$out" 2>&1 || { echo "sysbench failed on $1:" >&2; tail -5 "$out" >&2; return 1; }
-  python3 - "$out" "$1" "$2" "$3" "$4" >>"$results" <<'PY'
+  i1=$(ipis)
+  python3 - "$out" "$1" "$2" "$3" "$4" "$((i1 - i0))" >>"$results" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 qps = float(re.search(r"queries:\s+\d+\s+\(([\d.]+) per sec", text).group(1))
+statements = int(re.search(r"queries:\s+(\d+)", text).group(1))
 hist = [(float(v), int(c)) for v, c in re.findall(r"^\s+([\d.]+) \|\**\s+(\d+)$", text, re.M)]
 total = sum(c for _, c in hist)
 def pct(p):
@@ -120,13 +127,14 @@ def pct(p):
         if seen >= total * p:
             return v
     return float("nan")
-print("\t".join(sys.argv[2:6] + [f"{qps:.1f}", f"{pct(0.95):.3f}", f"{pct(0.99):.3f}"]))
+ipis = int(sys.argv[6]) / max(statements, 1)
+print("\t".join(sys.argv[2:6] + [f"{qps:.1f}", f"{pct(0.95):.3f}", f"{pct(0.99):.3f}", f"{ipis:.4f}"]))
 PY
 }
 
-echo "# $REPS repetitions x 8 cells x $ntargets targets x ${TIME}s" >&2
+echo "# $REPS repetitions x $(( $(wc -w <<<"$SCRIPTS") * 4 )) cells x $ntargets targets x ${TIME}s" >&2
 for rep in $(seq "$REPS"); do
-  for script in oltp_point_select oltp_read_only; do
+  for script in $SCRIPTS; do
     for ps in auto disable; do
       for threads in 8 64; do
         # Rotate the order every repetition so no target always runs first or last.
@@ -148,7 +156,7 @@ import statistics, sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 reps, secs, mode, cpus, on_ticks, off_ticks = sys.argv[2:8]
 cells = collections.defaultdict(lambda: collections.defaultdict(list))
-for t, script, ps, th, qps, p95, p99 in rows:
+for t, script, ps, th, qps, p95, p99, ipi in rows:
     cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p99)))
 med = statistics.median
 print(f"Medians of {reps} repetitions x {secs}s, the two corelays alternating; worker_mode={mode}, {cpus} CPUs.")
@@ -168,7 +176,7 @@ print(f"Geometric mean on/off: {statistics.geometric_mean(ratios):.3f}; worst ce
 # Statements each corelay served over the run (QPS x seconds, every repetition), and its CPU
 # time per statement: the least noisy figure on a shared machine.
 served = collections.Counter()
-for t, script, ps, th, qps, p95, p99 in rows:
+for t, script, ps, th, qps, p95, p99, ipi in rows:
     served[t] += float(qps) * float(secs)
 on_us = int(on_ticks) / 100 * 1e6 / served["corelay"]
 off_us = int(off_ticks) / 100 * 1e6 / served["corelay_off"]
@@ -185,25 +193,27 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 reps, secs, mode, cpus = sys.argv[2:6]
 ticks = {"corelay": int(sys.argv[6]), "haproxy": int(sys.argv[7]), "haproxy1": int(sys.argv[8])}
 cells = collections.defaultdict(lambda: collections.defaultdict(list))
-for t, script, ps, th, qps, p95, p99 in rows:
-    cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p95), float(p99)))
+for t, script, ps, th, qps, p95, p99, ipi in rows:
+    cells[(script, "prepared" if ps == "auto" else "text", int(th))][t].append((float(qps), float(p95), float(p99), float(ipi)))
 med = lambda xs: statistics.median(xs)
 print(f"Medians of {reps} repetitions x {secs}s, targets alternating; corelay worker_mode={mode}, {cpus} CPUs.")
 print("haproxy: nbthread " + cpus + "; haproxy1: nbthread 1; best HAProxy = the faster of the two in the cell.")
 print()
-print("| script | protocol | threads | direct QPS | corelay QPS | haproxy QPS | haproxy1 QPS | corelay/direct | corelay/best HAProxy | p99 ms direct/corelay/best HAProxy |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| script | protocol | threads | direct QPS | corelay QPS | haproxy QPS | haproxy1 QPS | corelay/direct | corelay/best HAProxy | p99 ms direct/corelay/best HAProxy | IPIs/stmt direct/corelay/best HAProxy |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for key in sorted(cells):
     c = cells[key]
     q = {t: med([r[0] for r in c[t]]) for t in c}
     p99 = {t: med([r[2] for r in c[t]]) for t in c}
+    ipi = {t: med([r[3] for r in c[t]]) for t in c}
     best = max(("haproxy", "haproxy1"), key=lambda t: q[t])
     print(f"| {key[0]} | {key[1]} | {key[2]} | {q['direct']:.0f} | {q['corelay']:.0f} | {q['haproxy']:.0f} | {q['haproxy1']:.0f} | "
           f"{q['corelay']/q['direct']:.2f} | {q['corelay']/q[best]:.2f} | "
-          f"{p99['direct']:.2f}/{p99['corelay']:.2f}/{p99[best]:.2f} |")
+          f"{p99['direct']:.2f}/{p99['corelay']:.2f}/{p99[best]:.2f} | "
+          f"{ipi['direct']:.3f}/{ipi['corelay']:.3f}/{ipi[best]:.3f} |")
 print()
 served = collections.Counter()
-for t, script, ps, th, qps, p95, p99 in rows:
+for t, script, ps, th, qps, p95, p99, ipi in rows:
     served[t] += float(qps) * float(secs)
 us = {t: ticks[t] / 100 * 1e6 / served[t] for t in ticks}
 print("Process CPU over the whole run: " + "; ".join(
@@ -219,7 +229,7 @@ if [ -n "$OUT" ]; then
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
     echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
-    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')$([ -n "$CARGS" ] && echo " --corelay-args \"$CARGS\"")\`"
+    echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')$([ -n "$CARGS" ] && echo " --corelay-args \"$CARGS\"")$([ "$SCRIPTS" != "oltp_point_select oltp_read_only" ] && echo " --scripts \"$SCRIPTS\"")\`"
     [ "$REPLICA" = 1 ] && echo "corelay's cluster has a replica (binlog replication from the primary): its reads go to the replica; direct and HAProxy use the primary."
     echo "Everything (MariaDB, corelay, HAProxy, sysbench) shares the same CPUs: compare ratios, not absolute numbers."
     echo

@@ -49,8 +49,6 @@ user_sys() { # pid: user and system ticks of it and its children
   local p
   for p in $(family "$1"); do awk '{ print $14, $15 }' /proc/"$p"/stat; done | awk '{ u += $1; k += $2 } END { print u, k }'
 }
-# CAL and TLB interrupts of every CPU so far (each one an IPI some CPU sent).
-ipis() { awk '$1 == "CAL:" || $1 == "TLB:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) t += $i } END { print t }' /proc/interrupts; }
 # The direct row has no proxy process: its context switches and CPU are MariaDB's.
 DP=$(pgrep -f "mariadbd.*$work/db" | head -1 || true)
 {

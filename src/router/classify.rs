@@ -11,9 +11,11 @@
 use super::lexer::{Lexer, Token};
 
 /// Where a statement may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Class {
     Read,
+    /// Also what an empty text is.
+    #[default]
     Write,
 }
 
@@ -46,99 +48,128 @@ const WRITE_FUNCTIONS: &[&str] = &[
 
 /// Classifies a COM_QUERY text.
 pub fn classify(sql: &[u8]) -> Class {
-    let mut lex = Lexer::new(sql);
-    let mut any = false;
-    loop {
-        let (class, more) = statement(&mut lex);
-        match class {
-            Some(Class::Write) => return Class::Write,
-            Some(Class::Read) => any = true,
-            None => {}
+    let mut c = Classifier::new();
+    for t in Lexer::new(sql) {
+        if t == Token::Punct(b';') {
+            c.end_statement();
+        } else {
+            c.feed(t);
         }
-        if !more {
-            return if any { Class::Read } else { Class::Write };
-        }
+    }
+    c.end_statement();
+    c.class()
+}
+
+/// The classifier, one token at a time: [`classify`] runs it over a pass of its own, and
+/// [`super::statement::analyse`] over the pass it makes anyway (a statement's text is
+/// read once on the way to a server).
+#[derive(Debug, Clone)]
+pub struct Classifier<'a> {
+    first: Option<Token<'a>>,
+    second: Option<Token<'a>>,
+    read: bool,
+    prev: [Option<Token<'a>>; 2],
+    depth: i32,
+    /// For WITH: the keyword of the main statement, after the CTEs, at depth 0.
+    with_main: Option<bool>,
+    any_read: bool,
+    any_write: bool,
+}
+
+impl Default for Classifier<'_> {
+    fn default() -> Self {
+        Classifier::new()
     }
 }
 
-/// Classifies the next statement; returns its class (None if empty) and whether another
-/// statement follows.
-fn statement(lex: &mut Lexer<'_>) -> (Option<Class>, bool) {
-    let mut first: Option<Token<'_>> = None;
-    let mut second: Option<Token<'_>> = None;
-    let mut read = true;
-    let mut prev: [Option<Token<'_>>; 2] = [None; 2];
-    let mut depth = 0i32;
-    // For WITH: the keyword of the main statement, after the CTEs, at depth 0.
-    let mut with_main: Option<bool> = None;
-    let mut more = false;
-    for t in lex.by_ref() {
-        if t == Token::Punct(b';') {
-            more = true;
-            break;
+impl<'a> Classifier<'a> {
+    pub fn new() -> Classifier<'a> {
+        Classifier {
+            first: None,
+            second: None,
+            read: true,
+            prev: [None; 2],
+            depth: 0,
+            with_main: None,
+            any_read: false,
+            any_write: false,
         }
+    }
+
+    /// A token of the current statement (its `;` ends it: [`Classifier::end_statement`]).
+    pub fn feed(&mut self, t: Token<'a>) {
         match t {
-            Token::Punct(b'(') => depth += 1,
-            Token::Punct(b')') => depth -= 1,
+            Token::Punct(b'(') => self.depth += 1,
+            Token::Punct(b')') => self.depth -= 1,
             _ => {}
         }
-        if first.is_none() {
+        if self.first.is_none() {
             // Leading parentheses: (SELECT ...) UNION (SELECT ...).
             if t == Token::Punct(b'(') {
-                continue;
+                return;
             }
-            first = Some(t);
-        } else if second.is_none() {
-            second = Some(t);
+            self.first = Some(t);
+        } else if self.second.is_none() {
+            self.second = Some(t);
         }
-        let is_with = first.is_some_and(|f| f.is_word("WITH"));
-        if is_with && depth == 0 && with_main.is_none() {
+        let is_with = self.first.is_some_and(|f| f.is_word("WITH"));
+        if is_with && self.depth == 0 && self.with_main.is_none() {
             for kw in ["SELECT", "UPDATE", "DELETE", "INSERT", "REPLACE"] {
                 if t.is_word(kw) {
-                    with_main = Some(kw == "SELECT");
+                    self.with_main = Some(kw == "SELECT");
                 }
             }
         }
         // Locking and side effects anywhere in the statement.
-        match (prev, t) {
+        match (self.prev, t) {
             ([_, Some(w)], Token::Word(_)) if w.is_word("FOR") && (t.is_word("UPDATE") || t.is_word("SHARE")) => {
-                read = false
+                self.read = false
             }
-            ([Some(a), Some(b)], _) if a.is_word("LOCK") && b.is_word("IN") && t.is_word("SHARE") => read = false,
-            ([_, Some(into)], _) if into.is_word("INTO") => read = false,
+            ([Some(a), Some(b)], _) if a.is_word("LOCK") && b.is_word("IN") && t.is_word("SHARE") => self.read = false,
+            ([_, Some(into)], _) if into.is_word("INTO") => self.read = false,
             ([_, Some(Token::Word(w))], Token::Punct(b'('))
-                if WRITE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f.as_bytes())) =>
+                if WRITE_FUNCTIONS.iter().any(|f| w.len() == f.len() && w.eq_ignore_ascii_case(f.as_bytes())) =>
             {
-                read = false
+                self.read = false
             }
             ([Some(a), Some(b)], _) if (a.is_word("NEXT") || a.is_word("PREVIOUS")) && b.is_word("VALUE") => {
-                read = false
+                self.read = false
             }
             _ => {}
         }
-        prev = [prev[1], Some(t)];
+        self.prev = [self.prev[1], Some(t)];
     }
-    let Some(first) = first else { return (None, more) };
-    let class = if first.is_word("SELECT") || first.is_word("HELP") {
-        if read {
+
+    /// The current statement ended (at its `;` or the end of the text).
+    pub fn end_statement(&mut self) {
+        if let Some(first) = self.first {
+            let read = if first.is_word("SELECT") || first.is_word("HELP") {
+                self.read
+            } else if first.is_word("SHOW") || first.is_word("DESC") || first.is_word("DESCRIBE") {
+                true
+            } else if first.is_word("EXPLAIN") {
+                !self.second.is_some_and(|s| s.is_word("ANALYZE"))
+            } else {
+                first.is_word("WITH") && self.with_main == Some(true) && self.read
+            };
+            if read {
+                self.any_read = true;
+            } else {
+                self.any_write = true;
+            }
+        }
+        *self = Classifier { any_read: self.any_read, any_write: self.any_write, ..Classifier::new() };
+    }
+
+    /// The class of the statements ended so far: a read only if every one is (and there
+    /// is one).
+    pub fn class(&self) -> Class {
+        if self.any_read && !self.any_write {
             Class::Read
         } else {
             Class::Write
         }
-    } else if first.is_word("SHOW") || first.is_word("DESC") || first.is_word("DESCRIBE") {
-        Class::Read
-    } else if first.is_word("EXPLAIN") {
-        if second.is_some_and(|s| s.is_word("ANALYZE")) {
-            Class::Write
-        } else {
-            Class::Read
-        }
-    } else if first.is_word("WITH") && with_main == Some(true) && read {
-        Class::Read
-    } else {
-        Class::Write
-    };
-    (Some(class), more)
+    }
 }
 
 /// `START TRANSACTION READ ONLY` (alone): a transaction that may run on a replica.

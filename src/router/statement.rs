@@ -97,6 +97,8 @@ pub struct Assignment {
 pub struct Effects {
     /// The statement's fingerprint ([`crate::router::digest`]).
     pub digest: u64,
+    /// Where it may run ([`crate::router::classify`], read in the same pass).
+    pub class: Class,
     /// Pins to add once the statement succeeded.
     pub pin: u32,
     /// Pins to drop once the statement succeeded. Never overlaps `pin`: the later of a pin
@@ -224,6 +226,7 @@ pub fn analyse(sql: &[u8]) -> Effects {
     let mut seen = 0;
     let mut lex = Lexer::new(sql);
     let mut digest = crate::router::digest::Fingerprint::default();
+    let mut classifier = crate::router::classify::Classifier::new();
     loop {
         let mut head: [Option<Token<'_>>; 4] = [None; 4];
         let mut count = 0;
@@ -231,12 +234,14 @@ pub fn analyse(sql: &[u8]) -> Effects {
         let mut set_tokens: Option<Vec<Token<'_>>> = None;
         let mut more = false;
         let mut diagnostics_var = false;
+        let mut first = First::Other;
         while let Some(t) = lex.next() {
             digest.feed(sql, t, lex.token_start(), lex.offset());
             if t == Token::Punct(b';') {
                 more = true;
                 break;
             }
+            classifier.feed(t);
             if count < head.len() {
                 head[count] = Some(t);
             }
@@ -253,11 +258,13 @@ pub fn analyse(sql: &[u8]) -> Effects {
             diagnostics_var |= matches!(t, Token::SysVar(w) if [&b"warning_count"[..], b"error_count"]
                 .iter()
                 .any(|n| w.rsplit(|&b| b == b'.').next().is_some_and(|x| x.eq_ignore_ascii_case(n))));
-            if let Some(first) = head[0] {
-                within(first, prev, t, &mut fx);
+            if count == 1 {
+                first = First::of(t);
             }
+            within(first, prev, t, &mut fx);
             prev = [prev[1], Some(t)];
         }
+        classifier.end_statement();
         if count > 0 {
             seen += 1;
             leading(&head, set_tokens.as_deref(), &mut fx);
@@ -270,6 +277,7 @@ pub fn analyse(sql: &[u8]) -> Effects {
         }
         if !more {
             fx.digest = digest.finish(sql);
+            fx.class = classifier.class();
             fx.reads_only &= seen > 0;
             fx.previous.keeps_diagnostics &= seen > 0;
             return fx;
@@ -390,7 +398,7 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
     }
     if let Token::Word(w) | Token::SysVar(w) = t {
         let name = w.rsplit(|&b| b == b'.').next().unwrap_or(w);
-        if PREVIOUS_STATEMENT.iter().any(|kw| name.eq_ignore_ascii_case(kw.as_bytes())) {
+        if PREVIOUS_STATEMENT.iter().any(|kw| name.len() == kw.len() && name.eq_ignore_ascii_case(kw.as_bytes())) {
             fx.previous.bound = true;
             if [&b"LAST_INSERT_ID"[..], b"IDENTITY"].iter().any(|kw| name.eq_ignore_ascii_case(kw)) {
                 fx.previous.reads_insert_id = true;
@@ -400,20 +408,44 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
     }
 }
 
+/// A statement's first word, as far as [`within`] cares: read once per statement rather
+/// than compared again at every token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum First {
+    /// `LOAD` or `GET`.
+    LoadOrGet,
+    Flush,
+    Other,
+}
+
+impl First {
+    fn of(t: Token<'_>) -> First {
+        if t.is_word("LOAD") || t.is_word("GET") {
+            First::LoadOrGet
+        } else if t.is_word("FLUSH") {
+            First::Flush
+        } else {
+            First::Other
+        }
+    }
+}
+
 /// What a token says given the statement's first word: `LOAD DATA ... (@v) SET c = @v`
 /// assigns user variables; `FLUSH TABLES ... WITH READ LOCK` and `... FOR EXPORT` lock
 /// until UNLOCK TABLES.
-fn within(first: Token<'_>, prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
-    if (first.is_word("LOAD") || first.is_word("GET")) && matches!(t, Token::UserVar(_)) {
-        fx.pin(pin::USER_VARIABLES);
-    } else if first.is_word("FLUSH") {
-        let read_lock = prev[0].is_some_and(|x| x.is_word("WITH"))
-            && prev[1].is_some_and(|x| x.is_word("READ"))
-            && t.is_word("LOCK");
-        let export = prev[1].is_some_and(|x| x.is_word("FOR")) && t.is_word("EXPORT");
-        if read_lock || export {
-            fx.pin(pin::LOCK_TABLES);
+fn within(first: First, prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
+    match first {
+        First::LoadOrGet if matches!(t, Token::UserVar(_)) => fx.pin(pin::USER_VARIABLES),
+        First::Flush => {
+            let read_lock = prev[0].is_some_and(|x| x.is_word("WITH"))
+                && prev[1].is_some_and(|x| x.is_word("READ"))
+                && t.is_word("LOCK");
+            let export = prev[1].is_some_and(|x| x.is_word("FOR")) && t.is_word("EXPORT");
+            if read_lock || export {
+                fx.pin(pin::LOCK_TABLES);
+            }
         }
+        _ => {}
     }
 }
 
@@ -429,6 +461,36 @@ fn identifier(t: &Token<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_class_read_in_the_same_pass_is_the_classifiers() {
+        use crate::router::classify::classify;
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id=4711",
+            "select 1; select 2",
+            "SELECT 1; UPDATE t SET a = 1",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT * FROM t LOCK IN SHARE MODE",
+            "SELECT GET_LOCK('a', 1)",
+            "SELECT NEXT VALUE FOR s",
+            "SELECT 1 INTO @x",
+            "(SELECT 1) UNION (SELECT 2)",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "WITH a AS (SELECT 1) UPDATE t SET x = 1",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "SHOW TABLES",
+            "DESC t",
+            "HELP 'x'",
+            "INSERT INTO t VALUES (1)",
+            "/* corelay:replica */ SELECT 1",
+            "",
+            ";",
+            "SELECT 1;",
+        ] {
+            assert_eq!(analyse(sql.as_bytes()).class, classify(sql.as_bytes()), "{sql}");
+        }
+    }
 
     fn a(name: &str, value: &str) -> Assignment {
         Assignment { name: name.into(), value: value.into() }

@@ -48,7 +48,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             fx.pin(pin::UNANALYSED);
             fx.reads_only = false;
         }
-        let mut class = classify::classify(text);
+        let mut class = fx.class;
         if self.read_only_transactions_allowed() && classify::is_read_only_transaction(text) {
             class = Class::Read;
         }

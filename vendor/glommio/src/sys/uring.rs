@@ -1226,9 +1226,12 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    // corelay patch 2 (vendor/README.md): the duration of the preemption timer now in the
-    // latency ring, when one is (None for a user timer or none at all).
-    latency_preemption_armed: Cell<Option<Duration>>,
+    // corelay patches 2 and 4 (vendor/README.md): when the preemption timer now in the
+    // latency ring fires. The user timer (the executor's next timer, armed before it
+    // sleeps) has a slot of its own, kept across sleeps while it is still the one wanted.
+    latency_preemption_deadline: Cell<Option<Instant>>,
+    user_timeout_src: Cell<Option<Source>>,
+    user_timeout_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1360,7 +1363,9 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_armed: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
+            user_timeout_src: Cell::new(None),
+            user_timeout_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1837,15 +1842,19 @@ impl Reactor {
         // kept instead (it can only make the running queue yield sooner than its full
         // slice), unless it is longer than the one asked for now or this call may sleep
         // (it would wake the executor for nothing). The throughput timer is re-armed once
-        // it has fired.
+        // it has fired. Patch 4: a call that may sleep decides about it just before
+        // sleeping.
+        let now = Instant::now();
         let preempt = preempt_timer();
-        let keep_preempt = match (preempt, self.latency_preemption_armed.get()) {
-            (Some(want), Some(armed)) => armed <= want && !Self::fired(&self.latency_preemption_timeout_src),
-            _ => false,
-        };
+        let preempt_deadline = self.latency_preemption_deadline.get();
+        let keep_preempt = !Self::fired(&self.latency_preemption_timeout_src)
+            && match preempt {
+                Some(want) => preempt_deadline.is_some_and(|d| d <= now + want),
+                None => true,
+            };
         if !keep_preempt {
             drop(self.latency_preemption_timeout_src.take());
-            self.latency_preemption_armed.set(None);
+            self.latency_preemption_deadline.set(None);
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1878,10 +1887,51 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+            //
+            // corelay patch 4 (vendor/README.md, "wake-up timers kept across sleeps"):
+            // upstream cancels the preemption timer on every call, arms this user timer
+            // before every sleep and cancels it on the next call: four timer operations
+            // and two more trips into the kernel per sleep. The user timer is kept while
+            // it is the one wanted (the same next timer: at most 1 ms early, 100 us
+            // late), and the preemption timer while it cannot fire before it.
+            let want = user_timer.map(|d| now + d);
+            let user_pending = !Self::fired(&self.user_timeout_src);
+            let keep_user = user_pending
+                && match (want, self.user_timeout_deadline.get()) {
+                    (Some(w), Some(d)) => {
+                        d <= w + Duration::from_micros(100) && d + Duration::from_millis(1) >= w
+                    }
+                    _ => false,
+                };
+            let mut changed = false;
+            if !keep_user {
+                changed |= user_pending;
+                drop(self.user_timeout_src.take());
+                self.user_timeout_deadline.set(None);
+                if let Some(dur) = user_timer {
+                    self.user_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.user_timeout_deadline.set(want);
+                    changed = true;
+                }
+            }
+            if keep_preempt {
+                let early = match (self.latency_preemption_deadline.get(), want) {
+                    (Some(d), Some(w)) => d < w,
+                    _ => true,
+                };
+                if early {
+                    drop(self.latency_preemption_timeout_src.take());
+                    self.latency_preemption_deadline.set(None);
+                    changed = true;
+                }
+            }
+            if changed {
+                flush_cancellations!(into &mut 0; lat_ring);
+                flush_rings!(lat_ring)?;
+                // Cancellations complete as they are submitted: take their completions
+                // now, or the sleep below would end at once.
+                consume_rings!(into &mut 0; lat_ring);
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1914,7 +1964,7 @@ impl Reactor {
         if let Some(preempt) = preempt.filter(|_| !keep_preempt) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            self.latency_preemption_armed.set(Some(preempt));
+            self.latency_preemption_deadline.set(Some(now + preempt));
             flush_rings!(lat_ring, main_ring)?;
         }
 
