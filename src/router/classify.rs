@@ -128,7 +128,7 @@ impl<'a> Classifier<'a> {
             ([Some(a), Some(b)], _) if a.is_word("LOCK") && b.is_word("IN") && t.is_word("SHARE") => self.read = false,
             ([_, Some(into)], _) if into.is_word("INTO") => self.read = false,
             ([_, Some(Token::Word(w))], Token::Punct(b'('))
-                if WRITE_FUNCTIONS.iter().any(|f| w.len() == f.len() && w.eq_ignore_ascii_case(f.as_bytes())) =>
+                if WRITE_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f.as_bytes())) =>
             {
                 self.read = false
             }

@@ -25,10 +25,11 @@ pub enum Token<'a> {
 
 impl Token<'_> {
     /// Whether this is the bare word `kw` (ASCII case-insensitive). Called for every
-    /// token against many keywords: most differ in length, which is compared first.
+    /// token against many keywords, so inlined: most differ in length, which
+    /// `eq_ignore_ascii_case` compares first.
     #[inline]
     pub fn is_word(&self, kw: &str) -> bool {
-        matches!(self, Token::Word(w) if w.len() == kw.len() && w.eq_ignore_ascii_case(kw.as_bytes()))
+        matches!(self, Token::Word(w) if w.eq_ignore_ascii_case(kw.as_bytes()))
     }
 }
 

@@ -398,7 +398,7 @@ fn anywhere(prev: [Option<Token<'_>>; 2], t: Token<'_>, fx: &mut Effects) {
     }
     if let Token::Word(w) | Token::SysVar(w) = t {
         let name = w.rsplit(|&b| b == b'.').next().unwrap_or(w);
-        if PREVIOUS_STATEMENT.iter().any(|kw| name.len() == kw.len() && name.eq_ignore_ascii_case(kw.as_bytes())) {
+        if PREVIOUS_STATEMENT.iter().any(|kw| name.eq_ignore_ascii_case(kw.as_bytes())) {
             fx.previous.bound = true;
             if [&b"LAST_INSERT_ID"[..], b"IDENTITY"].iter().any(|kw| name.eq_ignore_ascii_case(kw)) {
                 fx.previous.reads_insert_id = true;

@@ -23,7 +23,7 @@ use crate::protocol::err::ErrPacket;
 use crate::protocol::packet::{write_command, write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{command as cmd, status};
-use crate::router::classify::{classify, hint};
+use crate::router::classify::hint;
 use crate::router::statement::{self, pin};
 use crate::status::Slot;
 
@@ -57,8 +57,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(());
         }
         let sql: Rc<[u8]> = Rc::from(&payload[1..]);
-        let class = classify(&sql);
-        self.route_statement(class, hint(&sql));
+        let effects = Rc::new(statement::analyse(&sql));
+        self.route_statement(effects.class, hint(&sql));
         if let Err(e) = self.ensure_routed().await {
             self.report_acquire_error(seq.wrapping_add(1), e).await;
             return Ok(());
@@ -75,7 +75,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, cap) {
                 close_on_backend(b, old).await;
             }
-            let effects = Rc::new(statement::analyse(&sql));
             let st = Stmt {
                 session_function: local::session_function_query(&sql),
                 effects,
@@ -84,7 +83,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 hash,
                 params,
                 types: None,
-                class,
             };
             self.recorded.stmts.map.insert(id, st);
         }
@@ -150,7 +148,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.send_err(reply_seq, code, &msg).await;
             return Ok(());
         };
-        let (params, class, fx) = (st.params, st.class, st.effects.clone());
+        let (params, fx) = (st.params, st.effects.clone());
+        let class = fx.class;
         let server_answers = self.recorded.server_answers(st.session_function.as_ref().map(|(f, _)| *f));
         if let Some((function, name)) = st.session_function.clone().filter(|_| !server_answers) {
             self.read_local_packet(reply_seq).await?;

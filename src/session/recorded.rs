@@ -332,12 +332,10 @@ pub(super) struct Stmt {
     pub params: u16,
     /// Parameter types (2 bytes each) from the last EXECUTE that sent them.
     pub types: Option<Vec<u8>>,
-    /// Read or write: where its executions are routed.
-    pub class: Class,
     /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
     pub session_function: Option<(super::local::SessionFunction, String)>,
-    /// What the statement does to session state, analysed once at PREPARE and applied at
-    /// every EXECUTE.
+    /// What the statement does to session state (and its class: where its executions are
+    /// routed), analysed once at PREPARE and applied at every EXECUTE.
     pub effects: Rc<Effects>,
 }
 
@@ -410,7 +408,7 @@ mod tests {
     fn run(r: &mut Recorded, sql: &str, reply: &Scanner, conn: &mut State) {
         let fx = analyse(sql.as_bytes());
         r.statement_begins(&fx, false);
-        r.apply_statement(&fx, reply, crate::router::classify::classify(sql.as_bytes()), Some(conn));
+        r.apply_statement(&fx, reply, fx.class, Some(conn));
         r.apply_reply(reply, Some(conn));
     }
 
