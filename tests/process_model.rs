@@ -119,6 +119,7 @@ fn help_documents_every_flag() {
         "--worker-mode",
         "--cpus",
         "--backlog",
+        "--sched-policy",
         "--admin-listen",
         "--metrics-listen",
         "--log-level",
@@ -383,4 +384,33 @@ fn clients_reconnecting_after_a_shard_died_are_spread_over_its_successor_too() {
     assert_eq!(spread_when(&c, 30), vec![15, 15], "{}", c.log());
     drop((first, again));
     assert_eq!(c.stop(), Some(0));
+}
+
+/// Each shard's scheduling policy (field 41 of /proc/PID/task/TID/stat: 0 = SCHED_OTHER,
+/// 3 = SCHED_BATCH), by the pid and tid SHOW SHARDS gives.
+fn shard_policies(c: &Corelay) -> Vec<u32> {
+    let (pids, tids) = (per_shard(c, "pid"), per_shard(c, "tid"));
+    pids.iter()
+        .zip(&tids)
+        .map(|(pid, tid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).expect("the shard's stat");
+            // The command name may hold spaces: count the fields after its closing parenthesis.
+            let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+            after.split(' ').nth(41 - 3).and_then(|v| v.parse().ok()).expect("a policy field")
+        })
+        .collect()
+}
+
+#[test]
+fn shards_run_as_sched_batch_unless_told_normal() {
+    for mode in ["thread", "fork"] {
+        for (extra, want) in [("", 3), ("sched_policy = \"normal\"", 0)] {
+            let mut c = Corelay::start(&config_for(shared_mariadb().addr(), &[TestUser::default()], extra), mode, 2);
+            assert_eq!(shard_policies(&c), vec![want, want], "{mode}, {extra:?}: {}", c.log());
+            let mut conn = c.connect("app", "app_pw").unwrap();
+            assert_alive(&mut conn);
+            drop(conn);
+            assert_eq!(c.stop(), Some(0), "{mode}: {}", c.log());
+        }
+    }
 }

@@ -191,6 +191,7 @@ fn keep_start_only(old: &FileConfig, new: &mut FileConfig) -> Vec<String> {
         cpus,
         backlog,
         accept_balance,
+        sched_policy,
         admin_listen,
         metrics_listen,
         status_table_capacity,

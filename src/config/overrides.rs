@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use super::{AcceptBalance, FileConfig, WorkerMode};
+use super::{AcceptBalance, FileConfig, SchedPolicy, WorkerMode};
 
 /// Flags that override `[proxy]` keys of the configuration.
 #[derive(Debug, Args, Default, Clone)]
@@ -28,6 +28,10 @@ pub struct Overrides {
     /// address hash (proxy.accept_balance).
     #[arg(long, global = true, value_name = "sessions|hash")]
     pub accept_balance: Option<AcceptBalance>,
+    /// Scheduling policy of the shard threads: SCHED_BATCH (no wake-up preemption) or
+    /// SCHED_OTHER (proxy.sched_policy).
+    #[arg(long, global = true, value_name = "batch|normal")]
+    pub sched_policy: Option<SchedPolicy>,
     /// Admin port address (proxy.admin_listen).
     #[arg(long, global = true, value_name = "ADDR")]
     pub admin_listen: Option<String>,
@@ -152,6 +156,7 @@ impl Overrides {
             cpus,
             backlog,
             accept_balance,
+            sched_policy,
             admin_listen,
             metrics_listen,
             log_level,

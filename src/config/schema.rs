@@ -75,6 +75,30 @@ pub enum AcceptBalance {
     Hash,
 }
 
+/// The Linux scheduling policy of the shard threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedPolicy {
+    /// `SCHED_BATCH`: a shard woken by a packet does not preempt the task running on its
+    /// CPU; it runs when that task sleeps or its slice ends, and handles every session
+    /// that became ready meanwhile in one loop turn.
+    #[default]
+    Batch,
+    /// `SCHED_OTHER`: the kernel's default, with wake-up preemption.
+    Normal,
+}
+
+impl std::str::FromStr for SchedPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(SchedPolicy::Batch),
+            "normal" => Ok(SchedPolicy::Normal),
+            other => Err(format!("unknown scheduling policy {other:?}: use \"batch\" or \"normal\"")),
+        }
+    }
+}
+
 impl std::str::FromStr for AcceptBalance {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -107,6 +131,8 @@ pub struct Proxy {
     /// How new clients are spread over the shards: `sessions` (fewest sessions, by a
     /// reuseport eBPF program) or `hash` (the kernel's address hash).
     pub accept_balance: AcceptBalance,
+    /// Scheduling policy of the shard threads: `batch` or `normal`.
+    pub sched_policy: SchedPolicy,
     /// Admin port address; empty = no admin port.
     pub admin_listen: String,
     /// Client addresses (CIDR) allowed on the admin port.
@@ -260,6 +286,7 @@ impl Default for Proxy {
             cpus: Vec::new(),
             backlog: 1024,
             accept_balance: AcceptBalance::Sessions,
+            sched_policy: SchedPolicy::Batch,
             admin_listen: "127.0.0.1:6032".into(),
             admin_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
             metrics_listen: "127.0.0.1:9033".into(),
