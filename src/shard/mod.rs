@@ -96,8 +96,9 @@ pub fn run(spec: ShardSpec) -> Result<(), ShardError> {
 /// out after nearly every send and back in for every receive, one session at a time. A
 /// batch shard waits for the running task to sleep or use up its slice, then serves every
 /// session that became ready in one loop turn: on 2 CPUs shared with MariaDB and
-/// sysbench, 25-45 % fewer context switches per statement and 1.1-1.2 x the statements
-/// per second (docs/performance.md). On a CPU of its own it changes nothing.
+/// sysbench, 1.05-1.13 x the statements per second at 6-14 % less CPU per statement
+/// (`benches/results/2026-12-07-ab-sched-batch.md`). On a CPU of its own it changes
+/// nothing.
 fn set_sched_policy(policy: crate::config::SchedPolicy) -> std::io::Result<()> {
     let policy = match policy {
         crate::config::SchedPolicy::Batch => libc::SCHED_BATCH,
