@@ -310,7 +310,7 @@ impl Default for Proxy {
             ping_after_idle_ms: 30_000,
             max_prepared_per_connection: 256,
             max_prepared_per_session: 1024,
-            pipeline_depth: 16,
+            pipeline_depth: 64,
             pipeline_connections: 2,
             pipeline_stall_ms: 10,
             pipeline_slow_reader_ms: 1000,
