@@ -17,6 +17,7 @@
 #   cpu_ticks PID                    user+system ticks (1/100 s) of PID and its child processes
 #   ipis                             the machine's CAL and TLB interrupts so far (each one an
 #                                    inter-processor interrupt some CPU sent)
+#   machine_line                     "Machine: N CPUs (model), memory, kernel;" for a results file
 
 bench_setup() {
   for tool in mariadbd mariadb-install-db mariadb sysbench haproxy python3; do
@@ -147,3 +148,7 @@ cpu_ticks() {
 }
 
 ipis() { awk '$1 == "CAL:" || $1 == "TLB:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) t += $i } END { print t + 0 }' /proc/interrupts; }
+
+machine_line() {
+  echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\t*: *//p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
+}

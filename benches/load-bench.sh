@@ -227,7 +227,7 @@ if [ -n "$OUT" ]; then
   {
     echo "# Load bench $(date -u +%Y-%m-%d)"
     echo
-    echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\t*: *//p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
+    machine_line
     echo "$(mariadbd --version | head -1); $(sysbench --version); $(haproxy -v | head -1)."
     echo "Command: \`benches/load-bench.sh --reps $REPS --time $TIME --tables $TABLES --rows $ROWS --mode $MODE$([ "$REPLICA" = 1 ] && echo ' --replica')$([ "$COST" = 1 ] && echo ' --cost')$([ -n "$CARGS" ] && echo " --corelay-args \"$CARGS\"")$([ "$SCRIPTS" != "oltp_point_select oltp_read_only" ] && echo " --scripts \"$SCRIPTS\"")\`"
     [ "$REPLICA" = 1 ] && echo "corelay's cluster has a replica (binlog replication from the primary): its reads go to the replica; direct and HAProxy use the primary."

@@ -170,7 +170,7 @@ if [ -n "$OUT" ]; then
   {
     echo "# TLS bench $(date -u +%Y-%m-%d)"
     echo
-    echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name\t*: *//p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r);"
+    machine_line
     echo "$(mariadbd --version | head -1); $(sysbench --version); Python $(python3 -c 'import sys; print(sys.version.split()[0])')."
     echo "Command: \`benches/tls-bench.sh --reps $REPS --time $TIME --workers $WORKERS\`"
     echo "Everything (MariaDB, corelay, sysbench, the Python clients) shares the same CPUs: compare ratios, not absolute numbers."
