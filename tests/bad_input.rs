@@ -325,6 +325,7 @@ fn silent_backend() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::
                     connection_id: id as u32 + 1,
                     scramble: auth::new_scramble().to_vec(),
                     capabilities: caps::PROXY_SERVER,
+                    mariadb_capabilities: 0,
                     charset: 45,
                     status: status::AUTOCOMMIT,
                     auth_plugin: auth::NATIVE.into(),

@@ -17,6 +17,7 @@ use crate::protocol::code::{self, Code};
 use crate::protocol::err::write_err;
 use crate::protocol::handshake::{AuthSwitch, Greeting, HandshakeResponse, SslRequest};
 use crate::protocol::ok::{write_ok, write_ok_info};
+use crate::protocol::resultset::Framing;
 use crate::protocol::resultset::ResultSet;
 use crate::protocol::{auth, caps, command, status};
 use crate::session::gate::LoginSlot;
@@ -158,6 +159,7 @@ impl<C: Transport> AdminSession<C> {
             connection_id: conn_id,
             scramble: scramble.to_vec(),
             capabilities: caps::PROXY_SERVER | if tls.is_some() { caps::SSL } else { 0 },
+            mariadb_capabilities: 0,
             charset: 45,
             status: status::AUTOCOMMIT,
             auth_plugin: auth::NATIVE.to_string(),
@@ -248,7 +250,8 @@ impl<C: Transport> AdminSession<C> {
             self.out.clear();
             match reply {
                 Reply::Rows(rs) => {
-                    rs.write(&mut self.out, reply_seq, self.deprecate_eof, status::AUTOCOMMIT);
+                    let framing = Framing { deprecate_eof: self.deprecate_eof, metadata_byte: false };
+                    rs.write(&mut self.out, reply_seq, framing, status::AUTOCOMMIT);
                 }
                 Reply::Ok(m) if m.is_empty() => write_ok(&mut self.out, reply_seq, 0, 0, status::AUTOCOMMIT),
                 Reply::Ok(m) => write_ok_info(&mut self.out, reply_seq, status::AUTOCOMMIT, &m),

@@ -87,6 +87,7 @@ pub fn login(
     let proof = auth::proof_for(&plugin, password.as_bytes(), &g.scramble)?;
     let mut hr = HandshakeResponse {
         capabilities: caps::BACKEND_REQUIRED,
+        mariadb_capabilities: 0,
         max_packet: 1 << 24,
         charset: 45,
         user: user.into(),

@@ -28,6 +28,8 @@ pub struct Login<'a> {
     pub charset: u8,
     /// The client's capability flags; those that shape results are copied.
     pub client_caps: u32,
+    /// Ask for MariaDB's metadata cache (the client has it).
+    pub cache_metadata: bool,
     /// Becomes the connection's [`Backend::reply_timeout`].
     pub reply_timeout: Option<Duration>,
     /// Turn session tracking on for everything ([`TRACK_ALL`]); false for a connection one
@@ -60,6 +62,7 @@ pub async fn connect<N: Connector>(
     let mut out = Vec::with_capacity(128);
     let encrypted = exchange.start_tls(&mut stream, &greeting, &mut response, login).await?;
     let capabilities = response.capabilities;
+    let cache_metadata = response.mariadb_capabilities & caps::ext::CACHE_METADATA != 0;
     response.write(&mut out, if encrypted { 2 } else { 1 });
     exchange.write(&mut stream, &out).await?;
     exchange
@@ -76,6 +79,7 @@ pub async fn connect<N: Connector>(
         addr,
         thread_id: greeting.connection_id,
         caps: capabilities,
+        cache_metadata,
         server_version: greeting.server_version,
         key,
         charset_name: crate::protocol::charset::charset_of(login.charset).unwrap_or("utf8mb4"),
@@ -123,8 +127,16 @@ fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeRespon
     let track = if login.track_all { caps::SESSION_TRACK } else { login.client_caps & caps::SESSION_TRACK };
     let mut capabilities =
         (caps::BACKEND_REQUIRED | track | (login.client_caps & caps::RESULT_SHAPING)) & greeting.capabilities;
-    // LONG_PASSWORD doubles as "this is a MySQL client" for MariaDB: always keep it.
-    capabilities |= caps::LONG_PASSWORD | caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
+    capabilities |= caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
+    // LONG_PASSWORD doubles as CLIENT_MYSQL, "a MySQL client": it is cleared only to ask
+    // a MariaDB server (which clears it in its greeting) for the extended capabilities.
+    let server_ext = if greeting.capabilities & caps::LONG_PASSWORD == 0 { greeting.mariadb_capabilities } else { 0 };
+    let mariadb_capabilities = if login.cache_metadata { server_ext & caps::ext::CACHE_METADATA } else { 0 };
+    if mariadb_capabilities == 0 {
+        capabilities |= caps::LONG_PASSWORD;
+    } else {
+        capabilities &= !caps::LONG_PASSWORD;
+    }
     let mut plugin = greeting.auth_plugin.clone();
     let proof = match auth::proof_for(&plugin, login.password.as_bytes(), &greeting.scramble) {
         Ok(p) => p,
@@ -136,6 +148,7 @@ fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeRespon
     };
     HandshakeResponse {
         capabilities,
+        mariadb_capabilities,
         max_packet: MAX_PACKET,
         charset: login.charset,
         user: login.user.to_string(),

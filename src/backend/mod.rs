@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::net::{Buffer, Transport};
 use crate::protocol::caps;
 use crate::protocol::err::ErrPacket;
+use crate::protocol::metadata::{Defs, SentDefs, StmtDefs};
 use crate::protocol::ok::Trackers;
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
@@ -61,6 +62,9 @@ pub struct Key {
     pub db_user: usize,
     /// The client's result-shaping capability flags.
     pub caps: u32,
+    /// The client negotiated MariaDB's metadata cache: so is the connection, where the
+    /// server offers it.
+    pub cache_metadata: bool,
     pub charset: u8,
 }
 
@@ -72,6 +76,9 @@ pub struct Backend<T> {
     pub thread_id: u32,
     /// Capabilities in force on this connection.
     pub caps: u32,
+    /// MariaDB's metadata cache is in force on this connection: column-count packets
+    /// carry the "metadata follows" byte.
+    pub cache_metadata: bool,
     pub server_version: String,
     /// What the connection was opened for; it is only lent to sessions with the same key.
     pub key: Key,
@@ -127,6 +134,9 @@ pub struct Reply {
     pub first: Vec<u8>,
     /// Status flags of the last OK/EOF.
     pub status: Option<u16>,
+    /// A PREPARE reply's column definitions, on a connection with MariaDB's metadata
+    /// cache.
+    pub defs: Option<Defs>,
 }
 
 impl<T: Transport> Backend<T> {
@@ -162,10 +172,28 @@ impl<T: Transport> Backend<T> {
         expects: &[Expect],
         buf: &mut Buffer,
     ) -> Result<Vec<Reply>, BackendError> {
+        self.exchange_tracking(requests, expects, buf, None).await
+    }
+
+    /// [`Backend::exchange`], where reply `track.0` is an EXECUTE of the statement whose
+    /// record of column definitions is `track.1` (kept current: the server counts what it
+    /// sends there as sent).
+    pub async fn exchange_tracking(
+        &mut self,
+        requests: &[u8],
+        expects: &[Expect],
+        buf: &mut Buffer,
+        track: Option<(usize, SentDefs)>,
+    ) -> Result<Vec<Reply>, BackendError> {
         self.stream.write_all(requests).await.map_err(|e| self.lost(e))?;
         let mut replies = Vec::with_capacity(expects.len());
-        for &expect in expects {
-            let mut scanner = Scanner::new(expect, self.deprecate_eof());
+        for (i, &expect) in expects.iter().enumerate() {
+            let stmt = match &track {
+                Some((at, sent)) if *at == i => Some(StmtDefs { sent: sent.clone(), client: None, to_client: false }),
+                _ => None,
+            };
+            let mut scanner =
+                Scanner::new(expect, self.deprecate_eof()).metadata(self.cache_metadata, false).statement(stmt);
             let mut reply = Reply::default();
             let mut first = true;
             loop {
@@ -197,6 +225,7 @@ impl<T: Transport> Backend<T> {
                 reply.err = ErrPacket::parse(&reply.first).ok();
             }
             reply.status = scanner.status_seen().then_some(scanner.status);
+            reply.defs = scanner.prepared_defs.take();
             replies.push(reply);
         }
         Ok(replies)
@@ -235,8 +264,9 @@ mod tests {
             addr: ([127, 0, 0, 1], 3306).into(),
             thread_id: 1,
             caps: 0,
+            cache_metadata: false,
             server_version: String::new(),
-            key: Key { server: 0, db_user: 0, caps: 0, charset: 45 },
+            key: Key { server: 0, db_user: 0, caps: 0, cache_metadata: false, charset: 45 },
             charset_name: "utf8mb4",
             state: State { last_insert_id: None, ..State::default() },
             stmts: StmtCache::default(),

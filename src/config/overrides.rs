@@ -56,6 +56,9 @@ pub struct Overrides {
     /// Entries per keyed status table per shard (proxy.status_table_capacity).
     #[arg(long, global = true, value_name = "N")]
     pub status_table_capacity: Option<usize>,
+    /// Offer clients MariaDB's metadata cache: true or false (proxy.cache_metadata).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub cache_metadata: Option<bool>,
     /// Record command latencies in histograms: true or false (proxy.latency_histograms).
     #[arg(long, global = true, value_name = "BOOL")]
     pub latency_histograms: Option<bool>,
@@ -186,6 +189,7 @@ impl Overrides {
             pipeline_depth,
             pipeline_connections,
             pipeline_stall_ms,
+            cache_metadata,
             watch_config,
             watch_interval_ms,
             io_memory_kib,

@@ -190,6 +190,10 @@ pub struct Proxy {
     /// (with 256 KiB waiting) is left to that client: the reads queued behind it go to
     /// other connections, milliseconds.
     pub pipeline_slow_reader_ms: u64,
+    /// Offer clients MariaDB's metadata cache (`MARIADB_CLIENT_CACHE_METADATA`): an
+    /// EXECUTE reply leaves out column definitions the client already holds, as a MariaDB
+    /// server's does. Applies to sessions that log in after a change.
+    pub cache_metadata: bool,
     /// Server version string announced to clients.
     pub server_version: String,
     /// glommio `io_memory` per shard, KiB (registered with the kernel, counts against
@@ -314,6 +318,7 @@ impl Default for Proxy {
             pipeline_connections: 2,
             pipeline_stall_ms: 10,
             pipeline_slow_reader_ms: 1000,
+            cache_metadata: true,
             server_version: "5.5.5-10.11.99-MariaDB-corelay".into(),
             io_memory_kib: 64,
             ring_depth: 128,

@@ -195,6 +195,7 @@ impl Connector for FakeConnector {
             connection_id: id as u32,
             scramble: vec![b'x'; auth::SCRAMBLE_LEN],
             capabilities: SERVER_CAPS,
+            mariadb_capabilities: 0,
             charset: 45,
             status: status::AUTOCOMMIT,
             auth_plugin: auth::NATIVE.into(),
@@ -341,6 +342,7 @@ impl FakeClient {
         let mut out = Vec::new();
         HandshakeResponse {
             capabilities: CLIENT_CAPS,
+            mariadb_capabilities: 0,
             max_packet: 1 << 24,
             charset: 45,
             user: user.into(),

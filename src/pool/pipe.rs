@@ -42,6 +42,7 @@ use crate::backend::{Backend, StmtCache};
 use crate::net::{Buffer, Transport};
 use crate::pool::Pool;
 use crate::protocol::caps;
+use crate::protocol::metadata::StmtDefs;
 use crate::protocol::ok::{ClientView, Trackers};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
 use crate::protocol::status;
@@ -175,6 +176,8 @@ struct Entry {
     expect: Expect,
     /// What the reply's client is told of session-state changes (None: all of it).
     view: Option<ClientView>,
+    /// The statement of an EXECUTE (MariaDB's metadata cache).
+    stmt: Option<StmtDefs>,
     /// Its session was told to send the command again elsewhere (the pipe evicted a slow
     /// reader ahead of it): the reply is read and dropped, and `reply`, which the session
     /// reuses, is not touched again.
@@ -217,6 +220,8 @@ pub struct Pipe {
     pub addr: SocketAddr,
     pub thread_id: u32,
     deprecate_eof: bool,
+    /// MariaDB's metadata cache is in force on the connection.
+    pub cache_metadata: bool,
     /// The connection's capabilities.
     pub caps: u32,
     /// What its session tracking would report to a client connected directly.
@@ -245,6 +250,7 @@ impl Pipe {
             addr: b.addr,
             thread_id: b.thread_id,
             deprecate_eof: b.deprecate_eof(),
+            cache_metadata: b.cache_metadata,
             caps: b.caps,
             trackers: b.trackers.clone(),
             tracks_all: b.tracks_all,
@@ -282,7 +288,14 @@ impl Pipe {
 
     /// Queues a complete command packet whose reply goes to `reply`, rewritten for `view`.
     /// On a pipe that has closed meanwhile, the reply fails at once (nothing was sent).
-    pub fn submit(&self, command: &[u8], expect: Expect, reply: &Rc<Reply>, view: Option<ClientView>) {
+    pub fn submit(
+        &self,
+        command: &[u8],
+        expect: Expect,
+        reply: &Rc<Reply>,
+        view: Option<ClientView>,
+        stmt: Option<StmtDefs>,
+    ) {
         reply.reset();
         let mut st = self.state.borrow_mut();
         if let Some(why) = &st.closed {
@@ -293,7 +306,7 @@ impl Pipe {
             st.front_since = Some(Instant::now());
         }
         st.out.extend_from_slice(command);
-        st.inflight.push_back(Entry { reply: reply.clone(), expect, view, dropped: false });
+        st.inflight.push_back(Entry { reply: reply.clone(), expect, view, stmt, dropped: false });
         st.served += 1;
         if st.served >= self.max_uses {
             st.retiring = true;
@@ -393,6 +406,8 @@ impl Pipe {
                 Scanner::new(front.expect, self.deprecate_eof)
                     .tracking_session(self.caps & caps::SESSION_TRACK != 0)
                     .client_view(front.view.clone())
+                    .metadata(self.cache_metadata, self.key.cache_metadata)
+                    .statement(front.stmt.clone())
             });
             if !dropped && reply.bytes.borrow().len() >= REPLY_BUFFER_LIMIT {
                 st.blocked_since.get_or_insert_with(Instant::now);

@@ -17,6 +17,9 @@ pub struct Greeting {
     pub connection_id: u32,
     pub scramble: Vec<u8>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities ([`caps::ext`]); carried only when `capabilities`
+    /// lacks CLIENT_MYSQL (`LONG_PASSWORD`), as a MariaDB server's greeting does.
+    pub mariadb_capabilities: u32,
     pub charset: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -37,7 +40,9 @@ impl Greeting {
         out.extend_from_slice(&self.status.to_le_bytes());
         out.extend_from_slice(&((self.capabilities >> 16) as u16).to_le_bytes());
         out.push(SCRAMBLE_LEN as u8 + 1);
-        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&[0; 6]);
+        let ext = if self.capabilities & caps::LONG_PASSWORD == 0 { self.mariadb_capabilities } else { 0 };
+        out.extend_from_slice(&ext.to_le_bytes());
         out.extend_from_slice(&self.scramble[8..]);
         out.push(0);
         out.extend_from_slice(self.auth_plugin.as_bytes());
@@ -60,13 +65,17 @@ impl Greeting {
         let mut capabilities = cap_low;
         let mut charset = 0;
         let mut status = 0;
+        let mut mariadb_capabilities = 0;
         let mut auth_plugin = String::from(super::auth::NATIVE);
         if !r.is_empty() {
             charset = r.u8("charset")?;
             status = r.u16("status")?;
             capabilities |= u32::from(r.u16("capabilities")?) << 16;
             let data_len = r.u8("auth data length")?;
-            r.bytes(10, "reserved")?;
+            let reserved = r.bytes(10, "reserved")?;
+            if capabilities & caps::LONG_PASSWORD == 0 {
+                mariadb_capabilities = u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]]);
+            }
             if capabilities & caps::SECURE_CONNECTION != 0 {
                 let n = (usize::from(data_len).saturating_sub(8)).max(13);
                 let part2 = r.bytes(n.min(r.remaining()), "scramble part 2")?;
@@ -78,7 +87,16 @@ impl Greeting {
                 auth_plugin = String::from_utf8_lossy(r.nul_bytes("auth plugin", true)?).into_owned();
             }
         }
-        Ok(Greeting { server_version, connection_id, scramble, capabilities, charset, status, auth_plugin })
+        Ok(Greeting {
+            server_version,
+            connection_id,
+            scramble,
+            capabilities,
+            mariadb_capabilities,
+            charset,
+            status,
+            auth_plugin,
+        })
     }
 }
 
@@ -86,6 +104,9 @@ impl Greeting {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HandshakeResponse {
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (the filler's last four bytes), read and written
+    /// only without CLIENT_MYSQL (`LONG_PASSWORD`).
+    pub mariadb_capabilities: u32,
     pub max_packet: u32,
     pub charset: u8,
     pub user: String,
@@ -137,7 +158,12 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32("max packet size")?;
         let charset = r.u8("charset")?;
-        r.bytes(23, "filler")?;
+        let filler = r.bytes(23, "filler")?;
+        let mariadb_capabilities = if capabilities & caps::LONG_PASSWORD == 0 {
+            u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]])
+        } else {
+            0
+        };
         let user = String::from_utf8_lossy(r.nul_bytes("user name", false)?).into_owned();
         let auth_response = if capabilities & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
             r.lenenc_bytes("auth response")?.to_vec()
@@ -164,6 +190,7 @@ impl HandshakeResponse {
         }
         Ok(HandshakeResponse {
             capabilities,
+            mariadb_capabilities,
             max_packet,
             charset,
             user,
@@ -196,7 +223,17 @@ impl HandshakeResponse {
         p[..4].copy_from_slice(&(self.wire_capabilities() | caps::SSL).to_le_bytes());
         p[4..8].copy_from_slice(&self.max_packet.to_le_bytes());
         p[8] = self.charset;
+        p[28..].copy_from_slice(&self.wire_mariadb_capabilities().to_le_bytes());
         p
+    }
+
+    /// The extended capabilities as the filler carries them: none with CLIENT_MYSQL set.
+    fn wire_mariadb_capabilities(&self) -> u32 {
+        if self.capabilities & caps::LONG_PASSWORD == 0 {
+            self.mariadb_capabilities
+        } else {
+            0
+        }
     }
 
     /// Appends the response as packet `seq` (1 normally; 2 after an SSLRequest).
@@ -206,7 +243,8 @@ impl HandshakeResponse {
         out.extend_from_slice(&capabilities.to_le_bytes());
         out.extend_from_slice(&self.max_packet.to_le_bytes());
         out.push(self.charset);
-        out.extend_from_slice(&[0; 23]);
+        out.extend_from_slice(&[0; 19]);
+        out.extend_from_slice(&self.wire_mariadb_capabilities().to_le_bytes());
         out.extend_from_slice(self.user.as_bytes());
         out.push(0);
         if capabilities & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -322,6 +360,7 @@ aCga0h??^<O[\x00mysql_native_password\x00";
             connection_id: 42,
             scramble: b"abcdefghijklmnopqrst".to_vec(),
             capabilities: caps::PROXY_SERVER,
+            mariadb_capabilities: 0,
             charset: 45,
             status: 2,
             auth_plugin: "mysql_native_password".into(),
@@ -332,12 +371,41 @@ aCga0h??^<O[\x00mysql_native_password\x00";
         assert_eq!(h.seq, 0);
         assert_eq!(h.total(), out.len());
         assert_eq!(Greeting::parse(&out[4..]).unwrap(), g);
+        // As a MariaDB server: CLIENT_MYSQL clear, the extended flags in the filler.
+        let mariadb = Greeting {
+            capabilities: caps::PROXY_SERVER & !caps::LONG_PASSWORD,
+            mariadb_capabilities: caps::ext::CACHE_METADATA,
+            ..g
+        };
+        out.clear();
+        mariadb.write(&mut out);
+        assert_eq!(Greeting::parse(&out[4..]).unwrap(), mariadb);
+    }
+
+    #[test]
+    fn extended_capabilities_travel_only_without_client_mysql() {
+        let mut hr = HandshakeResponse {
+            capabilities: caps::BACKEND_REQUIRED & !caps::LONG_PASSWORD,
+            mariadb_capabilities: caps::ext::CACHE_METADATA,
+            user: "u".into(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        hr.write(&mut out, 1);
+        assert_eq!(HandshakeResponse::parse(&out[4..]).unwrap().mariadb_capabilities, caps::ext::CACHE_METADATA);
+        assert_eq!(u32::from_le_bytes(hr.ssl_request()[28..].try_into().unwrap()), caps::ext::CACHE_METADATA);
+        hr.capabilities |= caps::LONG_PASSWORD;
+        out.clear();
+        hr.write(&mut out, 1);
+        assert_eq!(HandshakeResponse::parse(&out[4..]).unwrap().mariadb_capabilities, 0, "a MySQL client's filler");
+        assert_eq!(&hr.ssl_request()[28..], &[0; 4]);
     }
 
     #[test]
     fn handshake_response_roundtrip() {
         let hr = HandshakeResponse {
             capabilities: caps::BACKEND_REQUIRED | caps::CONNECT_ATTRS | caps::DEPRECATE_EOF,
+            mariadb_capabilities: 0,
             max_packet: 1 << 30,
             charset: 45,
             user: "app_db".into(),

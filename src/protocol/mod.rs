@@ -19,6 +19,7 @@ pub mod credential;
 pub mod eof;
 pub mod err;
 pub mod handshake;
+pub mod metadata;
 pub mod ok;
 pub mod packet;
 pub mod resultset;
@@ -90,6 +91,16 @@ pub mod caps {
         | MULTI_RESULTS
         | PS_MULTI_RESULTS
         | DEPRECATE_EOF;
+
+    /// MariaDB's extended capabilities: a second word of flags (bit `n` here is bit
+    /// `32 + n` of MariaDB's 64-bit flags), carried in the greeting's and the handshake
+    /// response's filler when CLIENT_MYSQL (`LONG_PASSWORD`) is clear.
+    pub mod ext {
+        /// `MARIADB_CLIENT_CACHE_METADATA`: every column-count packet carries a "metadata
+        /// follows" byte, and an EXECUTE reply leaves out column definitions that have not
+        /// changed since the connection last sent them for the statement.
+        pub const CACHE_METADATA: u32 = 1 << 4;
+    }
 
     /// Flags the proxy always asks a backend for.
     pub const BACKEND_REQUIRED: u32 = LONG_PASSWORD

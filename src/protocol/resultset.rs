@@ -7,6 +7,25 @@
 
 use super::packet::{begin_packet, finish_packet, put_lenenc_int, put_lenenc_str, write_packet};
 
+/// How the client's result sets are framed: what its capabilities say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Framing {
+    /// CLIENT_DEPRECATE_EOF: no EOF after the definitions, an OK (0xFE) at the end.
+    pub deprecate_eof: bool,
+    /// MariaDB's metadata cache: the column count is followed by "metadata follows" (1).
+    pub metadata_byte: bool,
+}
+
+impl Framing {
+    /// The column-count packet's payload.
+    fn column_count(self, out: &mut Vec<u8>, n: usize) {
+        put_lenenc_int(out, n as u64);
+        if self.metadata_byte {
+            out.push(1);
+        }
+    }
+}
+
 /// A result set: column names and rows of optional text values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResultSet {
@@ -30,10 +49,11 @@ impl ResultSet {
 
     /// Appends `self` as the server would send it after a COM_QUERY, starting at sequence
     /// id `seq`. Returns the sequence id that follows.
-    pub fn write(&self, out: &mut Vec<u8>, seq: u8, deprecate_eof: bool, status_flags: u16) -> u8 {
+    pub fn write(&self, out: &mut Vec<u8>, seq: u8, framing: Framing, status_flags: u16) -> u8 {
+        let deprecate_eof = framing.deprecate_eof;
         let mut seq = seq;
         let mut p = Vec::with_capacity(64);
-        put_lenenc_int(&mut p, self.columns.len() as u64);
+        framing.column_count(&mut p, self.columns.len());
         seq = write_packet(out, seq, &p);
         for (i, name) in self.columns.iter().enumerate() {
             p.clear();
@@ -99,10 +119,11 @@ pub fn write_single_bigint(
     seq: u8,
     name: &str,
     value: BigInt,
-    deprecate_eof: bool,
+    framing: Framing,
     status_flags: u16,
     binary: bool,
 ) -> u8 {
+    let deprecate_eof = framing.deprecate_eof;
     // NOT_NULL | BINARY, and UNSIGNED for an unsigned value.
     let (flags, bytes, text) = match value {
         BigInt::Unsigned(v) => (0xA1u16, v.to_le_bytes(), v.to_string()),
@@ -115,7 +136,7 @@ pub fn write_single_bigint(
         finish_packet(out, at, seq);
         seq = seq.wrapping_add(1);
     };
-    packet(out, &|o| o.push(1));
+    packet(out, &|o| framing.column_count(o, 1));
     packet(out, &|o| {
         for s in ["def", "", "", "", name, ""] {
             put_lenenc_str(o, s.as_bytes());
@@ -173,7 +194,7 @@ mod tests {
         rs.rows.push(vec![Some("w".repeat(70_000)), Some(String::new())]);
         for deprecate in [false, true] {
             let mut out = Vec::new();
-            let next = rs.write(&mut out, 1, deprecate, 2);
+            let next = rs.write(&mut out, 1, Framing { deprecate_eof: deprecate, metadata_byte: false }, 2);
             let mut sc = Scanner::new(Expect::ResultSets, deprecate);
             let (n, progress) = sc.feed(&out).unwrap();
             assert_eq!(n, out.len());
@@ -191,7 +212,7 @@ mod tests {
                 1,
                 "LAST_INSERT_ID()",
                 BigInt::Unsigned(42),
-                deprecate,
+                Framing { deprecate_eof: deprecate, metadata_byte: false },
                 status::AUTOCOMMIT,
                 false,
             );
@@ -201,7 +222,8 @@ mod tests {
             assert_eq!(s.status, status::AUTOCOMMIT);
             assert!(out.windows(3).any(|w| w == b"\x0242"), "the row holds the value");
             let mut out = Vec::new();
-            write_single_bigint(&mut out, 1, "id", BigInt::Unsigned(42), deprecate, 0, true);
+            let framing = Framing { deprecate_eof: deprecate, metadata_byte: false };
+            write_single_bigint(&mut out, 1, "id", BigInt::Unsigned(42), framing, 0, true);
             let mut s = Scanner::new(Expect::ResultSets, deprecate);
             assert_eq!(s.feed(&out).unwrap(), (out.len(), Progress::Done));
             assert!(out.windows(10).any(|w| w == [0, 0, 42, 0, 0, 0, 0, 0, 0, 0]), "binary row");

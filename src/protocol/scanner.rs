@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use super::err::ErrPacket;
+use super::metadata::{same, with_defs, ColumnDefs, Defs, StmtDefs};
 use super::ok::{rewrite_ok, session_changes, ClientView, OkPacket, SessionChanges};
 use super::packet::{write_packet, Header, Reader, HEADER_LEN, MAX_PAYLOAD};
 use super::{status, ProtocolError};
@@ -89,6 +90,24 @@ pub struct Scanner {
     /// Packets of this feed to replace: (where the original starts, the replacement with
     /// its header).
     edits: Vec<(usize, Vec<u8>)>,
+    /// The backend's column-count packets carry MariaDB's "metadata follows" byte.
+    meta_byte: bool,
+    /// The client wants that byte and the backend does not send it: add it (set).
+    add_meta_byte: bool,
+    /// The prepared statement an EXECUTE reply belongs to (see [`super::metadata`]).
+    stmt: Option<StmtDefs>,
+    /// Column definitions being collected (a PREPARE reply's, or those of an EXECUTE
+    /// reply of `stmt`).
+    collect: Option<ColumnDefs>,
+    /// The column definitions the client holds after this reply, when it got any.
+    pub client_defs: Option<Defs>,
+    /// A PREPARE reply's column definitions (collected on a connection with the byte).
+    pub prepared_defs: Option<Defs>,
+    /// Definition packets put into the reply so far: later packets' sequence ids move on
+    /// by this many.
+    seq_shift: u8,
+    /// Headers of this feed whose sequence id changes: (where the header starts, the id).
+    seq_fixes: Vec<(usize, u8)>,
 }
 
 impl Scanner {
@@ -117,7 +136,31 @@ impl Scanner {
             view: None,
             packet_at: 0,
             edits: Vec::new(),
+            meta_byte: false,
+            add_meta_byte: false,
+            stmt: None,
+            collect: None,
+            client_defs: None,
+            prepared_defs: None,
+            seq_shift: 0,
+            seq_fixes: Vec::new(),
         }
+    }
+
+    /// MariaDB's metadata cache: `backend_byte`, the connection has it (its column-count
+    /// packets carry the "metadata follows" byte); `client_byte`, the client has it (the
+    /// byte is added, set, when the connection does not send it).
+    pub fn metadata(mut self, backend_byte: bool, client_byte: bool) -> Scanner {
+        self.meta_byte = backend_byte;
+        self.add_meta_byte = client_byte && !backend_byte;
+        self
+    }
+
+    /// The prepared statement an EXECUTE reply belongs to: its definitions are checked
+    /// against the client's and recorded (see [`super::metadata`]).
+    pub fn statement(mut self, stmt: Option<StmtDefs>) -> Scanner {
+        self.stmt = stmt;
+        self
     }
 
     /// Rewrites the session-state information of OK and EOF packets for a client with
@@ -130,8 +173,19 @@ impl Scanner {
     /// The bytes the last [`Scanner::feed`] accounted for (`fed`, its first `n` bytes) as
     /// the client must get them: `fed` itself unless a packet among them was rewritten.
     pub fn edited<'a>(&mut self, fed: &'a [u8]) -> Cow<'a, [u8]> {
+        let fed: Cow<'a, [u8]> = if self.seq_fixes.is_empty() {
+            Cow::Borrowed(fed)
+        } else {
+            let mut v = fed.to_vec();
+            for (at, seq) in self.seq_fixes.drain(..) {
+                if let Some(b) = v.get_mut(at + 3) {
+                    *b = seq;
+                }
+            }
+            Cow::Owned(v)
+        };
         if self.edits.is_empty() {
-            return Cow::Borrowed(fed);
+            return fed;
         }
         let mut out = Vec::with_capacity(fed.len());
         let mut from = 0;
@@ -224,6 +278,7 @@ impl Scanner {
     /// count are an incomplete packet head that must be fed again with more data.
     pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, Progress), ProtocolError> {
         self.edits.clear();
+        self.seq_fixes.clear();
         let mut used = 0;
         loop {
             if self.skip > 0 {
@@ -240,7 +295,10 @@ impl Scanner {
             let Some(h) = Header::parse(&buf[used..]) else {
                 return Ok((used, Progress::More));
             };
-            self.last_seq = h.seq;
+            self.last_seq = h.seq.wrapping_add(self.seq_shift);
+            if self.seq_shift != 0 {
+                self.seq_fixes.push((used, self.last_seq));
+            }
             if self.continuation {
                 self.continuation = h.continued();
                 used += HEADER_LEN;
@@ -280,6 +338,8 @@ impl Scanner {
         }
         match self.state {
             State::First | State::ColumnsEof | State::PrepareFirst => true,
+            // Definitions being collected.
+            State::Columns(_) | State::PrepareDefs { .. } => self.collecting(),
             // An OK is read whole: its session-state information may need rewriting.
             State::Single => first == 0x00,
             State::Rows => first == 0xFE && self.is_terminator(len),
@@ -322,11 +382,17 @@ impl Scanner {
             State::Single => self.single(first, len, payload),
             State::First => return self.first_packet(first, payload),
             State::Columns(left) => {
+                if let Some(c) = self.collect.as_mut() {
+                    c.push(payload);
+                }
                 self.state = match left {
                     1 if self.deprecate_eof => State::Rows,
                     1 => State::ColumnsEof,
                     n => State::Columns(n - 1),
                 };
+                if left == 1 {
+                    self.executed_defs();
+                }
             }
             State::ColumnsEof => self.columns_end(first, payload)?,
             State::Rows => self.row(first, len, payload)?,
@@ -337,7 +403,13 @@ impl Scanner {
                 } else if params_eof {
                     params_eof = false;
                 } else if cols > 0 {
+                    if let Some(c) = self.collect.as_mut() {
+                        c.push(payload);
+                    }
                     cols -= 1;
+                    if cols == 0 {
+                        self.prepared_defs = self.collect.take().map(std::rc::Rc::new);
+                    }
                 } else {
                     cols_eof = false;
                 }
@@ -383,16 +455,81 @@ impl Scanner {
                 return Ok(Progress::LocalInfile);
             }
             _ => {
-                let n = Reader::new(payload).lenenc_int("column count")?;
+                let mut r = Reader::new(payload);
+                let n = r.lenenc_int("column count")?;
                 if n == 0 {
                     return Err(ProtocolError::Malformed("result set with zero columns"));
                 }
+                let follows = !self.meta_byte || r.u8("metadata follows")? != 0;
                 self.result_set = true;
                 self.rows = 0;
-                self.state = State::Columns(n);
+                if self.add_meta_byte {
+                    let mut p = payload.to_vec();
+                    p.push(1);
+                    self.replace_packet(&p);
+                }
+                if follows {
+                    self.state = State::Columns(n);
+                    if self.stmt.is_some() {
+                        self.collect = Some(ColumnDefs::default());
+                    }
+                } else {
+                    self.state = if self.deprecate_eof { State::Rows } else { State::ColumnsEof };
+                    self.cached_defs(n, payload)?;
+                }
             }
         }
         Ok(Progress::More)
+    }
+
+    /// Whether definition packets are being collected now.
+    fn collecting(&self) -> bool {
+        match self.state {
+            State::Columns(_) => self.collect.is_some(),
+            State::PrepareDefs { params: 0, params_eof: false, cols, .. } => cols > 0 && self.collect.is_some(),
+            _ => false,
+        }
+    }
+
+    /// A result set of an EXECUTE whose definitions the server left out (count `n`,
+    /// column-count packet `payload`): the ones it last sent for the statement. When the
+    /// client holds others, they are put in.
+    fn cached_defs(&mut self, n: u64, payload: &[u8]) -> Result<(), ProtocolError> {
+        let Some(stmt) = self.stmt.as_mut() else { return Ok(()) };
+        if !stmt.to_client {
+            return Ok(());
+        }
+        let sent = stmt.sent.borrow().clone();
+        let Some(defs) = sent.filter(|d| d.count == n) else {
+            return Err(ProtocolError::Malformed("the server left out column definitions corelay does not have"));
+        };
+        if stmt.client.as_ref().is_some_and(|c| same(c, &defs)) {
+            return Ok(());
+        }
+        let packets = with_defs(payload, self.last_seq, &defs);
+        self.edits.push((self.packet_at, packets));
+        self.seq_shift = self.seq_shift.wrapping_add(defs.count as u8);
+        stmt.client = Some(defs.clone());
+        self.client_defs = Some(defs);
+        Ok(())
+    }
+
+    /// The last definition of an EXECUTE's result set: what the server sent for the
+    /// statement now, and what the client holds.
+    fn executed_defs(&mut self) {
+        let (Some(stmt), Some(collected)) = (self.stmt.as_mut(), self.collect.take()) else { return };
+        let mut defs = std::rc::Rc::new(collected);
+        {
+            let mut sent = stmt.sent.borrow_mut();
+            match sent.as_ref() {
+                Some(old) if same(old, &defs) => defs = old.clone(),
+                _ => *sent = Some(defs.clone()),
+            }
+        }
+        if stmt.to_client {
+            stmt.client = Some(defs.clone());
+            self.client_defs = Some(defs);
+        }
     }
 
     /// The EOF after the column definitions (or an ERR).
@@ -445,6 +582,13 @@ impl Scanner {
                     self.warnings = r.u16("prepare warnings")?;
                 }
                 let eof = !self.deprecate_eof;
+                if self.meta_byte {
+                    if cols > 0 {
+                        self.collect = Some(ColumnDefs::default());
+                    } else {
+                        self.prepared_defs = Some(std::rc::Rc::new(ColumnDefs::default()));
+                    }
+                }
                 self.state =
                     State::PrepareDefs { params, params_eof: eof && params > 0, cols, cols_eof: eof && cols > 0 };
                 self.advance_prepare();
@@ -466,295 +610,4 @@ impl Scanner {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::code::Code;
-    use crate::protocol::err::write_err;
-    use crate::protocol::ok::session_changes;
-    use crate::protocol::packet::write_packet;
-    use crate::protocol::status;
-
-    fn pkts(list: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut seq = 1;
-        for p in list {
-            seq = write_packet(&mut out, seq, p);
-        }
-        out
-    }
-
-    fn run(expect: Expect, deprecate: bool, bytes: &[u8]) -> (Scanner, usize, Progress) {
-        let mut s = Scanner::new(expect, deprecate);
-        let (n, p) = s.feed(bytes).unwrap();
-        (s, n, p)
-    }
-
-    /// Feeding one byte at a time must give the same answer as feeding all at once.
-    fn run_bytewise(expect: Expect, deprecate: bool, bytes: &[u8]) -> (usize, Progress) {
-        let mut s = Scanner::new(expect, deprecate);
-        let mut buf = Vec::new();
-        let mut total = 0;
-        for &b in bytes {
-            buf.push(b);
-            let (n, p) = s.feed(&buf).unwrap();
-            buf.drain(..n);
-            total += n;
-            if p != Progress::More {
-                return (total, p);
-            }
-        }
-        (total, Progress::More)
-    }
-
-    const NO_SUCH_TABLE: Code = Code::new(1146, "42S02");
-    const COLDEF: &[u8] = b"\x03def\x00\x00\x00\x011\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00";
-    const EOF_AUTOCOMMIT: &[u8] = b"\xfe\x00\x00\x02\x00";
-    const EOF_MORE: &[u8] = b"\xfe\x00\x00\x0a\x00";
-    const OK_END: &[u8] = b"\xfe\x00\x00\x02\x00\x00\x00";
-    const OK_PLAIN: &[u8] = b"\x00\x01\x05\x02\x00\x00\x00";
-
-    #[test]
-    fn ok_and_err_are_single() {
-        let b = pkts(&[OK_PLAIN]);
-        let (s, n, p) = run(Expect::ResultSets, false, &b);
-        assert_eq!((n, p), (b.len(), Progress::Done));
-        assert_eq!(s.ok.unwrap().last_insert_id, 5);
-        let mut e = Vec::new();
-        write_err(&mut e, 1, NO_SUCH_TABLE, "Table 'x.y' doesn't exist");
-        let (s, n, p) = run(Expect::ResultSets, true, &e);
-        assert_eq!((n, p, s.error), (e.len(), Progress::Done, Some(1146)));
-    }
-
-    #[test]
-    fn row_count_follows_the_last_statement() {
-        // OK_PLAIN: one affected row.
-        assert_eq!(run(Expect::ResultSets, false, &pkts(&[OK_PLAIN])).0.row_count(), 1);
-        let rows = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_AUTOCOMMIT]);
-        assert_eq!(run(Expect::ResultSets, false, &rows).0.row_count(), -1);
-        let rows_deprecate = pkts(&[b"\x01", COLDEF, b"\x011", OK_END]);
-        assert_eq!(run(Expect::ResultSets, true, &rows_deprecate).0.row_count(), -1);
-        // Three rows inserted (more results follow), then a result set: -1; the other way: 3.
-        let ok_more: &[u8] = b"\x00\x03\x00\x0a\x00\x00\x00";
-        let b = pkts(&[ok_more, b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_AUTOCOMMIT]);
-        assert_eq!(run(Expect::ResultSets, false, &b).0.row_count(), -1);
-        let b = pkts(&[b"\x01", COLDEF, EOF_MORE, b"\x011", EOF_MORE, b"\x00\x03\x00\x02\x00\x00\x00"]);
-        assert_eq!(run(Expect::ResultSets, false, &b).0.row_count(), 3);
-        let mut e = Vec::new();
-        write_err(&mut e, 1, NO_SUCH_TABLE, "Table 'x.y' doesn't exist");
-        assert_eq!(run(Expect::ResultSets, true, &e).0.row_count(), -1);
-    }
-
-    #[test]
-    fn text_result_with_eof() {
-        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", b"\x012", EOF_AUTOCOMMIT]);
-        assert_eq!(run(Expect::ResultSets, false, &b).1, b.len());
-        assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
-        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
-        // Cut one byte short: not done.
-        assert_eq!(run(Expect::ResultSets, false, &b[..b.len() - 1]).2, Progress::More);
-    }
-
-    #[test]
-    fn text_result_deprecate_eof() {
-        let b = pkts(&[b"\x02", COLDEF, COLDEF, b"\x011\x012", OK_END]);
-        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
-    }
-
-    #[test]
-    fn row_starting_with_fe_is_not_a_terminator() {
-        // A text row whose first value has an 8-byte length prefix is at least 9 bytes.
-        let row: &[u8] = b"\xfe\x01\x00\x00\x00\x00\x00\x00\x00x";
-        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, row, EOF_AUTOCOMMIT]);
-        assert_eq!(run_bytewise(Expect::ResultSets, false, &b), (b.len(), Progress::Done));
-    }
-
-    #[test]
-    fn multi_results_chain() {
-        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011", EOF_MORE, b"\x00\x00\x00\x02\x00\x00\x00"]);
-        let (s, n, p) = run(Expect::ResultSets, false, &b);
-        assert_eq!((n, p), (b.len(), Progress::Done));
-        assert_eq!(s.status, 2);
-        // OK with MORE_RESULTS followed by a result set.
-        let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00", b"\x01", COLDEF, b"\x011", OK_END]);
-        assert_eq!(run_bytewise(Expect::ResultSets, true, &b), (b.len(), Progress::Done));
-        // Stopping after the first result of a chain is not done.
-        let b = pkts(&[b"\x00\x01\x00\x0a\x00\x00\x00"]);
-        assert_eq!(run(Expect::ResultSets, true, &b).2, Progress::More);
-    }
-
-    #[test]
-    fn error_mid_rows_ends_response() {
-        let mut b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x011"]);
-        write_err(&mut b, 5, crate::protocol::code::QUERY_INTERRUPTED, "Query execution was interrupted");
-        let (s, n, p) = run(Expect::ResultSets, false, &b);
-        assert_eq!((n, p, s.error), (b.len(), Progress::Done, Some(1317)));
-    }
-
-    #[test]
-    fn local_infile_then_ok() {
-        let b = pkts(&[b"\xfb/tmp/data.csv"]);
-        let mut s = Scanner::new(Expect::ResultSets, true);
-        assert_eq!(s.feed(&b).unwrap(), (b.len(), Progress::LocalInfile));
-        let ok = pkts(&[b"\x00\x03\x00\x02\x00\x00\x00"]);
-        assert_eq!(s.feed(&ok).unwrap(), (ok.len(), Progress::Done));
-        assert_eq!(s.ok.unwrap().affected_rows, 3);
-    }
-
-    #[test]
-    fn binary_rows_and_cursor() {
-        let b = pkts(&[b"\x01", COLDEF, EOF_AUTOCOMMIT, b"\x00\x00\x01\x00\x00\x00", EOF_AUTOCOMMIT]);
-        assert_eq!(run(Expect::ResultSets, false, &b).2, Progress::Done);
-        // Cursor opened: columns then EOF with CURSOR_EXISTS and no rows.
-        let b = pkts(&[b"\x01", COLDEF, b"\xfe\x00\x00\x42\x00"]);
-        let (s, n, p) = run(Expect::ResultSets, false, &b);
-        assert_eq!((n, p), (b.len(), Progress::Done));
-        assert!(s.status & status::CURSOR_EXISTS != 0);
-        // Fetch: rows then EOF with LAST_ROW_SENT.
-        let b = pkts(&[b"\x00\x00\x01\x00\x00\x00", b"\x00\x00\x02\x00\x00\x00", b"\xfe\x00\x00\xc2\x00"]);
-        assert_eq!(run_bytewise(Expect::Rows, false, &b), (b.len(), Progress::Done));
-    }
-
-    #[test]
-    fn prepare_ok_with_params_and_columns() {
-        // stmt 1, 1 column, 2 params.
-        let prep: &[u8] = b"\x00\x01\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00";
-        let b = pkts(&[prep, COLDEF, COLDEF, EOF_AUTOCOMMIT, COLDEF, EOF_AUTOCOMMIT]);
-        assert_eq!(run_bytewise(Expect::Prepare, false, &b), (b.len(), Progress::Done));
-        let b = pkts(&[prep, COLDEF, COLDEF, COLDEF]);
-        assert_eq!(run_bytewise(Expect::Prepare, true, &b), (b.len(), Progress::Done));
-        let none: &[u8] = b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
-        let b = pkts(&[none]);
-        assert_eq!(run(Expect::Prepare, false, &b).2, Progress::Done);
-    }
-
-    #[test]
-    fn field_list_and_single() {
-        let b = pkts(&[COLDEF, COLDEF, EOF_AUTOCOMMIT]);
-        assert_eq!(run_bytewise(Expect::FieldList, false, &b), (b.len(), Progress::Done));
-        let b = pkts(&[b"Uptime: 10  Threads: 1  Questions: 3"]);
-        assert_eq!(run(Expect::Single, true, &b).2, Progress::Done);
-    }
-
-    #[test]
-    fn huge_row_is_streamed_in_pieces() {
-        let big = vec![b'x'; MAX_PAYLOAD + 100];
-        let mut row = vec![0xFE];
-        row.extend_from_slice(&((big.len()) as u64).to_le_bytes());
-        row.extend_from_slice(&big);
-        let b = pkts(&[b"\x01", COLDEF, &row, OK_END]);
-        let mut s = Scanner::new(Expect::ResultSets, true);
-        let mut total = 0;
-        let mut last = Progress::More;
-        // Feed in 64 KiB chunks, the way a socket would deliver it.
-        let mut pending: Vec<u8> = Vec::new();
-        for chunk in b.chunks(65536) {
-            pending.extend_from_slice(chunk);
-            let (n, p) = s.feed(&pending).unwrap();
-            assert!(pending.len() - n < 65536 + 16, "the scanner must not hold back row data");
-            pending.drain(..n);
-            total += n;
-            last = p;
-        }
-        assert_eq!((total, last), (b.len(), Progress::Done));
-    }
-
-    #[test]
-    fn ok_and_eof_packets_are_rewritten_for_the_clients_view() {
-        use crate::protocol::ok::{ClientView, Trackers};
-        let view = |eof_flag| {
-            Some(ClientView { tracking_client: false, trackers: std::rc::Rc::new(Trackers::default()), eof_flag })
-        };
-        // A result set (EOF protocol) whose EOFs carry SESSION_STATE_CHANGED, then an OK
-        // with session-state information: none of it is for a client without tracking.
-        let flagged = (status::AUTOCOMMIT | status::SESSION_STATE_CHANGED).to_le_bytes();
-        let eof = [0xFE, 0, 0, flagged[0], flagged[1]];
-        let mut ok = vec![0x00, 0, 0, flagged[0], flagged[1], 0, 0];
-        ok.extend_from_slice(b"\x00\x03\x02\x011");
-        let bytes = pkts(&[&[1], b"\x03def", &eof, b"\x011", &eof]);
-        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(false));
-        let (n, progress) = s.feed(&bytes).unwrap();
-        assert_eq!((n, progress), (bytes.len(), Progress::Done));
-        let plain = [0xFE, 0, 0, status::AUTOCOMMIT as u8, 0];
-        let want = pkts(&[&[1], b"\x03def", &plain, b"\x011", &plain]);
-        assert!(matches!(s.edited(&bytes), Cow::Owned(v) if v == want));
-        // SET STATEMENT of a variable the client's trackers report: the EOF keeps its flag.
-        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(true));
-        s.feed(&bytes).unwrap();
-        assert!(matches!(s.edited(&bytes), Cow::Borrowed(b) if b == &bytes[..]));
-        let bytes = pkts(&[&ok]);
-        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true).client_view(view(false));
-        s.feed(&bytes).unwrap();
-        assert!(s.changes.state_changed);
-        let want = pkts(&[&[0x00, 0, 0, status::AUTOCOMMIT as u8, 0, 0, 0]]);
-        assert!(matches!(s.edited(&bytes), Cow::Owned(v) if v == want));
-        // Without a view the bytes go as they are.
-        let mut s = Scanner::new(Expect::ResultSets, false).tracking_session(true);
-        s.feed(&bytes).unwrap();
-        assert!(matches!(s.edited(&bytes), Cow::Borrowed(b) if b == &bytes[..]));
-    }
-
-    #[test]
-    fn session_state_changes_are_read() {
-        // OK with SESSION_STATE_CHANGED: schema "shop" and a state change.
-        let mut p = vec![0x00, 0, 0];
-        p.extend_from_slice(&(status::AUTOCOMMIT | status::SESSION_STATE_CHANGED).to_le_bytes());
-        p.extend_from_slice(&[0, 0]);
-        p.push(0); // empty info
-        let block: Vec<u8> = [&[1u8, 5, 4][..], b"shop", &[2, 1], b"1", &[0, 4, 1], b"a", &[1], b"b"].concat();
-        p.push(block.len() as u8);
-        p.extend_from_slice(&block);
-        let c = session_changes(&p).unwrap();
-        assert_eq!(c.schema.as_deref(), Some("shop"));
-        assert!(c.state_changed);
-        let b = pkts(&[&p]);
-        let mut s = Scanner::new(Expect::ResultSets, true).tracking_session(true);
-        assert_eq!(s.feed(&b).unwrap().1, Progress::Done);
-        assert_eq!(s.changes.schema.as_deref(), Some("shop"));
-        // Without tracking negotiated, the block is not read.
-        let mut s = Scanner::new(Expect::ResultSets, true);
-        s.feed(&b).unwrap();
-        assert_eq!(s.changes, SessionChanges::default());
-        // Truncated blocks are errors, not panics.
-        assert!(session_changes(&p[..p.len() - 2]).is_err());
-    }
-
-    #[test]
-    fn malformed_input_is_an_error_not_a_panic() {
-        let b = pkts(&[b"\xff"]);
-        assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
-        let b = pkts(&[b"\x01", COLDEF, b"\x05"]);
-        assert!(Scanner::new(Expect::ResultSets, false).feed(&b).is_err());
-    }
-}
-
-#[cfg(test)]
-mod fuzz_regressions {
-    use super::*;
-
-    /// Found by the packet_framing fuzz target: the scanner claimed more bytes than it was
-    /// given, which would have sliced past the end of the read buffer.
-    #[test]
-    fn never_accounts_for_more_than_it_was_fed() {
-        let crash: &[u8] = &[
-            0x2a, 0x0, 0x0, 0x2, 0x0, 0x0, 0x0, 0xfa, 0x0, 0x0, 0x0, 0x3, 0x0, 0x0, 0x5, 0xfa, 0xfa, 0xfa, 0x3f, 0xfa,
-            0xfa, 0x2, 0x0, 0x0, 0x0, 0x2, 0x20, 0x0, 0x0, 0x0, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x2,
-            0xfb, 0x2, 0x0, 0x0, 0x29, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0, 0xfb, 0x2, 0x0, 0x1, 0xff, 0x0,
-        ];
-        for expect in [Expect::ResultSets, Expect::Prepare, Expect::Rows, Expect::FieldList, Expect::Single] {
-            for deprecate_eof in [false, true] {
-                let split = crash[0] as usize % (crash.len() + 1);
-                let mut s = Scanner::new(expect, deprecate_eof).tracking_session(true);
-                if let Ok((n, _)) = s.feed(&crash[..split]) {
-                    assert!(n <= split, "{expect:?} {deprecate_eof}: {n} of {split}");
-                    if let Ok((m, _)) = s.feed(&crash[n..]) {
-                        assert!(
-                            m <= crash.len() - n,
-                            "{expect:?} {deprecate_eof}: second feed {m} of {}",
-                            crash.len() - n
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
+mod tests;

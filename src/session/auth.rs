@@ -68,11 +68,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let p = &self.config.proxy;
         let tls = self.config.tls.clone();
         let ssl = if tls.is_some() { caps::SSL } else { 0 };
+        // Offering MariaDB's extended capabilities means clearing CLIENT_MYSQL, as a
+        // MariaDB server's greeting does.
+        let (mysql, ext) = if p.cache_metadata { (0, caps::ext::CACHE_METADATA) } else { (caps::LONG_PASSWORD, 0) };
         Greeting {
             server_version: p.server_version.clone(),
             connection_id: self.conn_id,
             scramble: self.scramble.to_vec(),
-            capabilities: caps::PROXY_SERVER | ssl,
+            capabilities: (caps::PROXY_SERVER & !caps::LONG_PASSWORD) | mysql | ssl,
+            mariadb_capabilities: ext,
             charset: GREETING_CHARSET,
             status: status::AUTOCOMMIT,
             auth_plugin: auth::NATIVE.to_string(),
@@ -97,6 +101,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
         };
         self.caps = hr.capabilities & caps::PROXY_SERVER;
+        self.cache_metadata = ext & hr.mariadb_capabilities & caps::ext::CACHE_METADATA != 0;
         self.charset = hr.charset;
         let proven = self
             .authenticate(&hr.user, hr.auth_plugin.as_deref(), hr.auth_response, seq.wrapping_add(1), deadline)

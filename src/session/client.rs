@@ -7,6 +7,7 @@ use crate::net::{read_packet, Connector, PacketReadError, Transport};
 use crate::protocol::code::Code;
 use crate::protocol::err::{write_err, ErrPacket};
 use crate::protocol::ok::write_ok;
+use crate::protocol::resultset::Framing;
 
 impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// Sends an ERR packet to the client. A failure to send is not reported: the session
@@ -27,10 +28,18 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     /// A result set corelay answers itself, with the session's status flags.
     pub(super) async fn send_rows(&mut self, seq: u8, rs: &crate::protocol::resultset::ResultSet) -> Step {
         let flags = self.recorded.status_flags();
-        let deprecate_eof = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        let framing = self.framing();
         self.out.clear();
-        rs.write(&mut self.out, seq, deprecate_eof, flags);
+        rs.write(&mut self.out, seq, framing, flags);
         Ok(self.flush().await?)
+    }
+
+    /// How result sets corelay makes itself are framed for this client.
+    pub(super) fn framing(&self) -> Framing {
+        Framing {
+            deprecate_eof: self.caps & crate::protocol::caps::DEPRECATE_EOF != 0,
+            metadata_byte: self.cache_metadata,
+        }
     }
 
     /// Sends the buffered output packets.

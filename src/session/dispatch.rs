@@ -182,7 +182,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let mut out = Vec::with_capacity(payload.len() + 4);
         write_packet(&mut out, seq, &payload);
         self.send_to_backend(&out, seq).await?;
-        let (reply, _) = self.relay_response(Expect::Single, seq, None).await?;
+        let (reply, _) = self.relay_response(Expect::Single, seq, None, None).await?;
         if reply.error.is_none() {
             self.recorded.enter_schema(&schema, self.held.conn.as_mut().map(|b| &mut b.state));
         }
@@ -200,7 +200,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         self.held.clean = false;
         self.forward_packet().await?;
-        let (reply, _) = self.relay_response(expect, h.seq, None).await?;
+        let (reply, _) = self.relay_response(expect, h.seq, None, None).await?;
         if command == cmd::RESET_CONNECTION && reply.error.is_none() {
             self.recorded.reset();
             if let Some(b) = self.held.conn.as_mut() {

@@ -98,10 +98,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         }
         // The pipelined read run again: a text command as it is; an EXECUTE on the
         // statement as this connection has it prepared (which may take a round trip).
+        let mut executed = None;
         let again: Option<Cow<'_, [u8]>> = match (fresh, warned) {
             (true, Some(Warned::Text(packet))) => Some(Cow::Borrowed(packet)),
             (true, Some(Warned::Execute { id, payload })) => match self.prepared_on_backend(*id).await {
                 Ok(Ok(server_id)) if payload.len() >= 5 => {
+                    executed = self.sent_defs(*id);
                     let mut p = payload.clone();
                     p[1..5].copy_from_slice(&server_id.to_le_bytes());
                     let mut packet = Vec::with_capacity(p.len() + HEADER_LEN);
@@ -125,8 +127,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             write_packet(&mut packets, 0, &text);
             expect.push(Expect::ResultSets);
         }
+        // The server counts definitions it sends there as sent to the client.
+        let mut track = None;
         if let Some(packet) = &again {
             packets.extend_from_slice(packet);
+            track = executed.map(|sent| (expect.len(), sent));
             expect.push(Expect::ResultSets);
         }
         if expect.is_empty() {
@@ -136,7 +141,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             write_packet(&mut packets, 0, &[cmd::PING]);
             expect.push(Expect::Single);
         }
-        let ok = b.exchange(&packets, &expect, &mut self.held.buf).await.is_ok();
+        let ok = b.exchange_tracking(&packets, &expect, &mut self.held.buf, track).await.is_ok();
         if ok && sync {
             b.state.last_insert_id = Some(n);
         }

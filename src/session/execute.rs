@@ -20,6 +20,7 @@ use crate::backend::Backend;
 use crate::net::{Connector, Transport};
 use crate::protocol::code::{self, Code};
 use crate::protocol::err::ErrPacket;
+use crate::protocol::metadata::{self, SentDefs, StmtDefs};
 use crate::protocol::packet::{write_command, write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{command as cmd, status};
@@ -67,12 +68,14 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let mut out = Vec::with_capacity(payload.len() + 4);
         write_packet(&mut out, seq, &payload);
         self.send_to_backend(&out, seq).await?;
-        let (reply, prepared) = self.relay_response(Expect::Prepare, seq, Some(id)).await?;
+        let (mut reply, prepared) = self.relay_response(Expect::Prepare, seq, Some(id), None).await?;
         let cap = self.config.proxy.max_prepared_per_connection;
         if let (None, Some((backend_id, params)), Some(b)) = (reply.error, prepared, self.held.conn.as_mut()) {
             let schema: Option<Rc<str>> = self.recorded.schema.as_deref().map(Rc::from);
             let hash = stmt_hash(schema.as_deref(), &sql);
-            if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, cap) {
+            // The client and the connection hold the same definitions now.
+            let defs = reply.prepared_defs.take();
+            if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, defs.clone(), cap) {
                 close_on_backend(b, old).await;
             }
             let st = Stmt {
@@ -83,6 +86,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
                 hash,
                 params,
                 types: None,
+                defs,
             };
             self.recorded.stmts.map.insert(id, st);
         }
@@ -122,7 +126,13 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(Err(no_conn()));
         }
         let backend_id = le_u32(&reply.first[1..5]);
-        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id, cap) {
+        // Definitions equal to the client's are shared with its record.
+        let client = self.recorded.stmts.map.get(&id).and_then(|st| st.defs.clone());
+        let defs = match (reply.defs, client) {
+            (Some(d), Some(c)) if metadata::same(&d, &c) => Some(c),
+            (d, _) => d,
+        };
+        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id, defs, cap) {
             close_on_backend(b, old).await;
         }
         Ok(Ok(backend_id))
@@ -153,6 +163,10 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let server_answers = self.recorded.server_answers(st.session_function.as_ref().map(|(f, _)| *f));
         if let Some((function, name)) = st.session_function.clone().filter(|_| !server_answers) {
             self.read_local_packet(reply_seq).await?;
+            // The client takes corelay's column definitions for the statement's.
+            if let Some(st) = self.recorded.stmts.map.get_mut(&id) {
+                st.defs = None;
+            }
             return self.answer_session_function(reply_seq, function, &name, true).await;
         }
         let log = self.shard.log();
@@ -289,8 +303,32 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
             self.forward_packet().await?;
         }
-        let (reply, _) = self.relay_response(Expect::ResultSets, h.seq, None).await?;
+        let stmt = self.stmt_defs(id);
+        let (reply, _) = self.relay_response(Expect::ResultSets, h.seq, None, stmt).await?;
+        self.client_got_defs(id, &reply);
         Ok(Some(reply))
+    }
+
+    /// Statement `id`'s column definitions, for the scan of an EXECUTE reply on the held
+    /// connection: None where the connection does not have MariaDB's metadata cache.
+    fn stmt_defs(&mut self, id: u32) -> Option<StmtDefs> {
+        let st = self.recorded.stmts.map.get(&id)?;
+        let b = self.held.conn.as_mut().filter(|b| b.cache_metadata)?;
+        let c = b.stmts.get(st.hash, &st.sql, st.schema.as_deref())?;
+        Some(StmtDefs { sent: c.defs.clone(), client: st.defs.clone(), to_client: true })
+    }
+
+    /// The held connection's record of the column definitions it sent for statement `id`
+    /// (where it has MariaDB's metadata cache).
+    pub(super) fn sent_defs(&mut self, id: u32) -> Option<SentDefs> {
+        self.stmt_defs(id).map(|s| s.sent)
+    }
+
+    /// Records the column definitions an EXECUTE reply of statement `id` gave the client.
+    pub(super) fn client_got_defs(&mut self, id: u32, reply: &Scanner) {
+        if let (Some(defs), Some(st)) = (&reply.client_defs, self.recorded.stmts.map.get_mut(&id)) {
+            st.defs = Some(defs.clone());
+        }
     }
 
     /// The parameter types to put into an EXECUTE of statement `id` that leaves them out,
@@ -396,7 +434,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         write_packet(&mut out, seq, &p);
         self.send_to_backend(&out, seq).await?;
         let expect = if command == cmd::STMT_FETCH { Expect::Rows } else { Expect::Single };
-        let (reply, _) = self.relay_response(expect, seq, None).await?;
+        let (reply, _) = self.relay_response(expect, seq, None, None).await?;
         let finished = command == cmd::STMT_RESET
             || (reply.status_seen() && reply.status & status::LAST_ROW_SENT != 0)
             || reply.error.is_some();

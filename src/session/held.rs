@@ -94,6 +94,7 @@ pub(super) fn login_for<'a>(
         database,
         charset: key.charset,
         client_caps,
+        cache_metadata: key.cache_metadata,
         reply_timeout: config.proxy.query_timeout(),
         track_all,
         tls: config.server(key.server).and_then(|s| s.tls.as_ref()),
@@ -128,6 +129,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             server: crate::router::target(&self.config, user).id,
             db_user: self.config.users[user].db_user,
             caps: self.caps & caps::RESULT_SHAPING,
+            cache_metadata: self.cache_metadata,
             charset,
         }
     }

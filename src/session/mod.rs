@@ -94,6 +94,9 @@ pub struct Session<'a, C: Transport, N: Connector> {
     scramble: [u8; SCRAMBLE_LEN],
     /// Capabilities negotiated with the client.
     caps: u32,
+    /// The client negotiated MariaDB's metadata cache ([`caps::ext::CACHE_METADATA`]):
+    /// every column-count packet it gets carries the "metadata follows" byte.
+    cache_metadata: bool,
     charset: u8,
     /// The product user, once logged in.
     user: Option<usize>,
@@ -155,6 +158,7 @@ pub async fn serve<C: Transport, N: Connector>(shard: &ShardState<N>, client: C,
         conn_id: counted.conn_id,
         scramble: new_scramble(),
         caps: 0,
+        cache_metadata: false,
         charset: 0,
         user: None,
         key: None,

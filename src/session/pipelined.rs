@@ -20,6 +20,7 @@ use super::Session;
 use crate::net::{Connector, Transport};
 use crate::pool::pipe::{self, Pipe, Reply, ReplyState};
 use crate::protocol::err::ErrPacket;
+use crate::protocol::metadata::{self, Defs, StmtDefs};
 use crate::protocol::packet::{write_command, write_packet, Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Scanner};
 use crate::protocol::{code, command as cmd};
@@ -83,7 +84,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn query_piped(&mut self, pipe: &Rc<Pipe>, h: Header) -> Step<Scanner> {
         let reply = self.reply.clone();
         let view = self.client_view(pipe.caps, &pipe.trackers, pipe.tracks_all, &[]);
-        pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply, view);
+        pipe.submit(&self.cbuf.filled()[..h.total()], Expect::ResultSets, &reply, view, None);
         self.piped_sent(pipe, h.total());
         self.relay_piped(pipe, h.seq).await
     }
@@ -106,9 +107,15 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let server_id = match known {
             Some(server_id) => server_id,
             None => match self.prepare_piped(pipe, &sql).await? {
-                Ok(server_id) => {
+                Ok((server_id, defs)) => {
                     let cap = self.config.proxy.max_prepared_per_connection;
-                    let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, cap);
+                    // Definitions equal to the client's are shared with its record.
+                    let client = self.recorded.stmts.map.get(&id).and_then(|st| st.defs.clone());
+                    let defs = match (defs, client) {
+                        (Some(d), Some(c)) if metadata::same(&d, &c) => Some(c),
+                        (d, _) => d,
+                    };
+                    let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, defs, cap);
                     if let Some(old) = replaced {
                         pipe.send_only(&super::execute::close_packet(old));
                     }
@@ -123,16 +130,28 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         };
         // From the lookup (or the insert) to the submit there is no await: a statement the
         // pipe closes later is closed after this EXECUTE.
-        let session_types = self.recorded.stmts.map.get(&id).and_then(|s| s.types.as_deref());
+        let session_st = self.recorded.stmts.map.get(&id);
+        let session_types = session_st.and_then(|s| s.types.as_deref());
         let payload = &self.cbuf.filled()[HEADER_LEN..h.total()];
         let bound = payload.get(flag_at) == Some(&1);
-        let inject = match (pipe.stmts().get(hash, &sql, schema.as_deref()), session_types) {
-            (Some(c), Some(types)) if bound || c.types != types => {
-                c.types.clear();
-                c.types.extend_from_slice(types);
-                !bound
-            }
-            _ => false,
+        let (stmt, inject) = {
+            let mut stmts = pipe.stmts();
+            let cached = stmts.get(hash, &sql, schema.as_deref());
+            let stmt = match (&cached, session_st) {
+                (Some(c), Some(st)) if pipe.cache_metadata => {
+                    Some(StmtDefs { sent: c.defs.clone(), client: st.defs.clone(), to_client: true })
+                }
+                _ => None,
+            };
+            let inject = match (cached, session_types) {
+                (Some(c), Some(types)) if bound || c.types != types => {
+                    c.types.clear();
+                    c.types.extend_from_slice(types);
+                    !bound
+                }
+                _ => false,
+            };
+            (stmt, inject)
         };
         let reply = self.reply.clone();
         self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&server_id.to_le_bytes());
@@ -141,11 +160,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let sent = match (inject, session_types) {
             (true, Some(types)) => {
                 let with_types = super::execute::execute_with_types(h.seq, &packet[HEADER_LEN..], flag_at, types);
-                pipe.submit(&with_types, Expect::ResultSets, &reply, view);
+                pipe.submit(&with_types, Expect::ResultSets, &reply, view, stmt);
                 with_types.len()
             }
             _ => {
-                pipe.submit(packet, Expect::ResultSets, &reply, view);
+                pipe.submit(packet, Expect::ResultSets, &reply, view, stmt);
                 packet.len()
             }
         };
@@ -153,6 +172,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let scanner = self.relay_piped(pipe, h.seq).await;
         match scanner {
             Ok(s) => {
+                self.client_got_defs(id, &s);
                 if s.warnings > 0 || s.error.is_some() {
                     // SHOW WARNINGS next would run on another connection: keep what runs
                     // it again there first (the same warnings): a parameterless
@@ -190,8 +210,9 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Prepares `sql` on the pipe's connection; the reply is the proxy's, not the
-    /// client's. Returns the server's statement id, or the server's error.
-    async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Step<Result<u32, ErrPacket>> {
+    /// client's. Returns the server's statement id and the column definitions it sent
+    /// (MariaDB's metadata cache), or the server's error.
+    async fn prepare_piped(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Step<Result<(u32, Option<Defs>), ErrPacket>> {
         // A KILL meanwhile interrupts the pipe; the abort stays set, so the ordinary path
         // this falls back to stops the EXECUTE at once and tells the client.
         self.presence.piped.set(true);
@@ -200,14 +221,18 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         prepared
     }
 
-    async fn prepare_piped_reply(&mut self, pipe: &Rc<Pipe>, sql: &[u8]) -> Step<Result<u32, ErrPacket>> {
+    async fn prepare_piped_reply(
+        &mut self,
+        pipe: &Rc<Pipe>,
+        sql: &[u8],
+    ) -> Step<Result<(u32, Option<Defs>), ErrPacket>> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(cmd::STMT_PREPARE);
         payload.extend_from_slice(sql);
         let mut req = Vec::with_capacity(payload.len() + HEADER_LEN);
         write_packet(&mut req, 0, &payload);
         let reply = self.reply.clone();
-        pipe.submit(&req, Expect::Prepare, &reply, None);
+        pipe.submit(&req, Expect::Prepare, &reply, None, None);
         loop {
             match reply.state() {
                 ReplyState::Waiting => {}
@@ -220,11 +245,12 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             }
         }
         reply.take_bytes(&mut self.piped);
+        let defs = reply.take_scanner().and_then(|mut s| s.prepared_defs.take());
         let first = Header::parse(&self.piped)
             .filter(|h| self.piped.len() >= h.total() && h.len >= 1)
             .map(|h| &self.piped[HEADER_LEN..h.total()]);
         Ok(match first {
-            Some(p) if p[0] == 0 && p.len() >= 5 => Ok(u32::from_le_bytes([p[1], p[2], p[3], p[4]])),
+            Some(p) if p[0] == 0 && p.len() >= 5 => Ok((u32::from_le_bytes([p[1], p[2], p[3], p[4]]), defs)),
             Some(p) => Err(ErrPacket::parse(p).unwrap_or_else(|_| lost_prepare())),
             None => Err(lost_prepare()),
         })

@@ -124,6 +124,6 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         } else {
             self.forward_packet().await?;
         }
-        Ok(self.relay_response(Expect::ResultSets, h.seq, None).await?.0)
+        Ok(self.relay_response(Expect::ResultSets, h.seq, None, None).await?.0)
     }
 }

@@ -332,6 +332,9 @@ pub(super) struct Stmt {
     pub params: u16,
     /// Parameter types (2 bytes each) from the last EXECUTE that sent them.
     pub types: Option<Vec<u8>>,
+    /// The column definitions the client holds for it (MariaDB's metadata cache: from
+    /// its PREPARE reply or the last EXECUTE reply that carried them; None: not known).
+    pub defs: Option<crate::protocol::metadata::Defs>,
     /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
     pub session_function: Option<(super::local::SessionFunction, String)>,
     /// What the statement does to session state (and its class: where its executions are

@@ -11,6 +11,7 @@ use super::shard::Abort;
 use super::Session;
 use crate::net::{Connector, Transport};
 use crate::protocol::caps;
+use crate::protocol::metadata::StmtDefs;
 use crate::protocol::ok::{ClientView, Trackers};
 use crate::protocol::packet::{Header, HEADER_LEN};
 use crate::protocol::scanner::{Expect, Progress, Scanner};
@@ -175,17 +176,23 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
 
     /// Streams the backend's response to the client until the scanner sees its end. With
     /// `stmt_id`, the response is a PREPARE_OK whose statement id is replaced by it; the
-    /// server's id and the parameter count are returned.
+    /// server's id and the parameter count are returned. `stmt`: the statement of an
+    /// EXECUTE (its column definitions are checked and recorded).
     pub(super) async fn relay_response(
         &mut self,
         expect: Expect,
         request_seq: u8,
         stmt_id: Option<u32>,
+        stmt: Option<StmtDefs>,
     ) -> Step<(Scanner, Option<(u32, u16)>)> {
         let b = self.held.conn.as_ref().ok_or(NO_CONNECTION)?;
         let tracking = b.caps & caps::SESSION_TRACK != 0;
         let view = self.client_view(b.caps, &b.trackers, b.tracks_all, &self.cmd.statement_vars);
-        let scanner = Scanner::new(expect, b.deprecate_eof()).tracking_session(tracking).client_view(view);
+        let scanner = Scanner::new(expect, b.deprecate_eof())
+            .tracking_session(tracking)
+            .client_view(view)
+            .metadata(b.cache_metadata, b.key.cache_metadata)
+            .statement(stmt);
         let mut relay = Relay { scanner, forwarded: false, prepared: None };
         loop {
             if !self.held.buf.is_empty() {

@@ -559,13 +559,25 @@ pub fn raw_login(port: u16, user: &str, password: &str) -> TcpStream {
 }
 
 /// [`raw_login`] on a socket already connected.
-pub fn raw_login_on(mut s: TcpStream, user: &str, password: &str) -> TcpStream {
+pub fn raw_login_on(s: TcpStream, user: &str, password: &str) -> TcpStream {
+    raw_login_with(s, user, password, 0)
+}
+
+/// [`raw_login_on`] asking for MariaDB's extended capabilities `ext` as well (which the
+/// greeting must offer).
+pub fn raw_login_with(mut s: TcpStream, user: &str, password: &str, ext: u32) -> TcpStream {
     use corelay::protocol::{auth, caps, handshake};
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let (_, g) = read_raw_packet(&mut s).unwrap();
     let g = handshake::Greeting::parse(&g).unwrap();
+    let mut capabilities = caps::BACKEND_REQUIRED | caps::DEPRECATE_EOF;
+    if ext != 0 {
+        assert_eq!(g.mariadb_capabilities & ext, ext, "the greeting offers MariaDB capabilities {ext:#x}");
+        capabilities &= !caps::LONG_PASSWORD;
+    }
     let hr = handshake::HandshakeResponse {
-        capabilities: caps::BACKEND_REQUIRED | caps::DEPRECATE_EOF,
+        capabilities,
+        mariadb_capabilities: ext,
         max_packet: 1 << 24,
         charset: 45,
         user: user.into(),

@@ -103,7 +103,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         binary: bool,
     ) -> Step {
         let flags = self.recorded.status_flags();
-        let deprecate = self.caps & crate::protocol::caps::DEPRECATE_EOF != 0;
+        let framing = self.framing();
         self.out.clear();
         let value = match function {
             SessionFunction::LastInsertId => BigInt::Unsigned(self.recorded.last_insert_id),
@@ -114,7 +114,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         // This SELECT (of one row) is now the session's last statement.
         self.recorded.row_count = -1;
         self.recorded.found_rows = 1;
-        write_single_bigint(&mut self.out, seq, name, value, deprecate, flags, binary);
+        write_single_bigint(&mut self.out, seq, name, value, framing, flags, binary);
         Ok(self.flush().await?)
     }
 }
