@@ -130,8 +130,8 @@ fn handshake_response(greeting: &Greeting, login: &Login<'_>) -> HandshakeRespon
     capabilities |= caps::PROTOCOL_41 | caps::SECURE_CONNECTION;
     // LONG_PASSWORD doubles as CLIENT_MYSQL, "a MySQL client": it is cleared only to ask
     // a MariaDB server (which clears it in its greeting) for the extended capabilities.
-    let server_ext = if greeting.capabilities & caps::LONG_PASSWORD == 0 { greeting.mariadb_capabilities } else { 0 };
-    let mariadb_capabilities = if login.cache_metadata { server_ext & caps::ext::CACHE_METADATA } else { 0 };
+    let offered = greeting.extended_capabilities();
+    let mariadb_capabilities = if login.cache_metadata { offered & caps::ext::CACHE_METADATA } else { 0 };
     if mariadb_capabilities == 0 {
         capabilities |= caps::LONG_PASSWORD;
     } else {

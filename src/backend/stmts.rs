@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::protocol::metadata::{self, Defs, SentDefs};
+use crate::protocol::metadata::SentDefs;
 
 #[derive(Debug, Clone)]
 pub struct CachedStmt {
@@ -46,19 +46,18 @@ impl StmtCache {
 
     /// Records a statement; returns the server id of one to close, if the cache holds more
     /// than `cap` (least recently used first) or the same text was prepared again.
-    /// `defs`: the column definitions of its PREPARE reply, where the connection has
-    /// MariaDB's metadata cache.
+    /// `defs`: the record of the column definitions its server sent (those of its PREPARE
+    /// reply, where the connection has MariaDB's metadata cache).
     pub fn insert(
         &mut self,
         hash: u64,
         sql: Rc<[u8]>,
         schema: Option<Rc<str>>,
         id: u32,
-        defs: Option<Defs>,
+        defs: SentDefs,
         cap: usize,
     ) -> Option<u32> {
         self.clock += 1;
-        let defs = metadata::sent(defs);
         let entry = CachedStmt { sql, schema, id, types: Vec::new(), defs, last_used: self.clock };
         if let Some(old) = self.map.insert(hash, entry) {
             return Some(old.id);
@@ -86,19 +85,20 @@ impl StmtCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::metadata;
 
     #[test]
     fn least_recently_used_statement_is_closed_beyond_the_cap() {
         let mut c = StmtCache::default();
         let sql = |s: &str| -> Rc<[u8]> { Rc::from(s.as_bytes()) };
-        assert_eq!(c.insert(1, sql("a"), None, 10, None, 2), None);
-        assert_eq!(c.insert(2, sql("b"), None, 20, None, 2), None);
+        assert_eq!(c.insert(1, sql("a"), None, 10, metadata::sent(None), 2), None);
+        assert_eq!(c.insert(2, sql("b"), None, 20, metadata::sent(None), 2), None);
         // Use "a" so that "b" is the least recently used.
         assert_eq!(c.get(1, b"a", None).map(|s| s.id), Some(10));
-        assert_eq!(c.insert(3, sql("c"), None, 30, None, 2), Some(20));
+        assert_eq!(c.insert(3, sql("c"), None, 30, metadata::sent(None), 2), Some(20));
         assert!(c.get(2, b"b", None).is_none());
         // Same text prepared again: the old server id is to be closed.
-        assert_eq!(c.insert(1, sql("a"), None, 11, None, 2), Some(10));
+        assert_eq!(c.insert(1, sql("a"), None, 11, metadata::sent(None), 2), Some(10));
         // A different text or schema under the same hash is not a hit.
         assert!(c.get(1, b"x", None).is_none());
         assert!(c.get(1, b"a", Some("db")).is_none());

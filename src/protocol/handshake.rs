@@ -41,13 +41,18 @@ impl Greeting {
         out.extend_from_slice(&((self.capabilities >> 16) as u16).to_le_bytes());
         out.push(SCRAMBLE_LEN as u8 + 1);
         out.extend_from_slice(&[0; 6]);
-        let ext = if self.capabilities & caps::LONG_PASSWORD == 0 { self.mariadb_capabilities } else { 0 };
-        out.extend_from_slice(&ext.to_le_bytes());
+        out.extend_from_slice(&self.extended_capabilities().to_le_bytes());
         out.extend_from_slice(&self.scramble[8..]);
         out.push(0);
         out.extend_from_slice(self.auth_plugin.as_bytes());
         out.push(0);
         finish_packet(out, at, 0);
+    }
+
+    /// MariaDB's extended capabilities as the greeting carries them: none with CLIENT_MYSQL
+    /// set.
+    pub fn extended_capabilities(&self) -> u32 {
+        carried(self.capabilities, self.mariadb_capabilities)
     }
 
     /// Decodes a greeting payload sent by a backend.
@@ -73,9 +78,8 @@ impl Greeting {
             capabilities |= u32::from(r.u16("capabilities")?) << 16;
             let data_len = r.u8("auth data length")?;
             let reserved = r.bytes(10, "reserved")?;
-            if capabilities & caps::LONG_PASSWORD == 0 {
-                mariadb_capabilities = u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]]);
-            }
+            let ext = u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]]);
+            mariadb_capabilities = carried(capabilities, ext);
             if capabilities & caps::SECURE_CONNECTION != 0 {
                 let n = (usize::from(data_len).saturating_sub(8)).max(13);
                 let part2 = r.bytes(n.min(r.remaining()), "scramble part 2")?;
@@ -97,6 +101,16 @@ impl Greeting {
             status,
             auth_plugin,
         })
+    }
+}
+
+/// MariaDB's extended capabilities `ext` as a packet with `capabilities` carries them: only
+/// without CLIENT_MYSQL (`LONG_PASSWORD`), which says "MySQL" and leaves the bytes unused.
+fn carried(capabilities: u32, ext: u32) -> u32 {
+    if capabilities & caps::LONG_PASSWORD == 0 {
+        ext
+    } else {
+        0
     }
 }
 
@@ -159,11 +173,8 @@ impl HandshakeResponse {
         let max_packet = r.u32("max packet size")?;
         let charset = r.u8("charset")?;
         let filler = r.bytes(23, "filler")?;
-        let mariadb_capabilities = if capabilities & caps::LONG_PASSWORD == 0 {
-            u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]])
-        } else {
-            0
-        };
+        let ext = u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]]);
+        let mariadb_capabilities = carried(capabilities, ext);
         let user = String::from_utf8_lossy(r.nul_bytes("user name", false)?).into_owned();
         let auth_response = if capabilities & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
             r.lenenc_bytes("auth response")?.to_vec()
@@ -229,11 +240,7 @@ impl HandshakeResponse {
 
     /// The extended capabilities as the filler carries them: none with CLIENT_MYSQL set.
     fn wire_mariadb_capabilities(&self) -> u32 {
-        if self.capabilities & caps::LONG_PASSWORD == 0 {
-            self.mariadb_capabilities
-        } else {
-            0
-        }
+        carried(self.capabilities, self.mariadb_capabilities)
     }
 
     /// Appends the response as packet `seq` (1 normally; 2 after an SSLRequest).

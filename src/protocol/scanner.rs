@@ -470,7 +470,7 @@ impl Scanner {
                 }
                 if follows {
                     self.state = State::Columns(n);
-                    if self.stmt.is_some() {
+                    if self.meta_byte && self.stmt.is_some() {
                         self.collect = Some(ColumnDefs::default());
                     }
                 } else {

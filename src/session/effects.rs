@@ -102,8 +102,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
         let again: Option<Cow<'_, [u8]>> = match (fresh, warned) {
             (true, Some(Warned::Text(packet))) => Some(Cow::Borrowed(packet)),
             (true, Some(Warned::Execute { id, payload })) => match self.prepared_on_backend(*id).await {
-                Ok(Ok(server_id)) if payload.len() >= 5 => {
-                    executed = self.sent_defs(*id);
+                Ok(Ok((server_id, sent))) if payload.len() >= 5 => {
+                    executed = Some(sent);
                     let mut p = payload.clone();
                     p[1..5].copy_from_slice(&server_id.to_le_bytes());
                     let mut packet = Vec::with_capacity(p.len() + HEADER_LEN);

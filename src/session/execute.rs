@@ -75,7 +75,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             let hash = stmt_hash(schema.as_deref(), &sql);
             // The client and the connection hold the same definitions now.
             let defs = reply.prepared_defs.take();
-            if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, defs.clone(), cap) {
+            let sent = metadata::sent(defs.clone());
+            if let Some(old) = b.stmts.insert(hash, sql.clone(), schema.clone(), backend_id, sent, cap) {
                 close_on_backend(b, old).await;
             }
             let st = Stmt {
@@ -96,15 +97,16 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     }
 
     /// Makes sure statement `id` is prepared on the held connection; returns the server's
-    /// id for it, or the server's error to give the client. A connection that dies meanwhile
-    /// is [`Halt::Retry`] while a retry is armed (nothing reached the client).
-    pub(super) async fn prepared_on_backend(&mut self, id: u32) -> Step<Result<u32, ErrPacket>> {
+    /// id for it and the connection's record of the column definitions it sent for it, or
+    /// the server's error to give the client. A connection that dies meanwhile is
+    /// [`Halt::Retry`] while a retry is armed (nothing reached the client).
+    pub(super) async fn prepared_on_backend(&mut self, id: u32) -> Step<Result<(u32, SentDefs), ErrPacket>> {
         let cap = self.config.proxy.max_prepared_per_connection;
         let st = self.recorded.stmts.map.get(&id).ok_or(SessionError::Internal("a statement id not checked"))?;
         let (hash, sql, schema) = (st.hash, st.sql.clone(), st.schema.clone());
         let Some(b) = self.held.conn.as_mut() else { return Ok(Err(no_conn())) };
         if let Some(c) = b.stmts.get(hash, &sql, schema.as_deref()) {
-            return Ok(Ok(c.id));
+            return Ok(Ok((c.id, c.defs.clone())));
         }
         let mut req = Vec::with_capacity(sql.len() + 5);
         write_command(&mut req, cmd::STMT_PREPARE, &sql);
@@ -126,16 +128,11 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(Err(no_conn()));
         }
         let backend_id = le_u32(&reply.first[1..5]);
-        // Definitions equal to the client's are shared with its record.
-        let client = self.recorded.stmts.map.get(&id).and_then(|st| st.defs.clone());
-        let defs = match (reply.defs, client) {
-            (Some(d), Some(c)) if metadata::same(&d, &c) => Some(c),
-            (d, _) => d,
-        };
-        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id, defs, cap) {
+        let sent = metadata::sent(self.recorded.stmts.shared_defs(id, reply.defs));
+        if let Some(old) = b.stmts.insert(hash, sql, schema, backend_id, sent.clone(), cap) {
             close_on_backend(b, old).await;
         }
-        Ok(Ok(backend_id))
+        Ok(Ok((backend_id, sent)))
     }
 
     /// COM_STMT_EXECUTE. A read that holds nothing of the session on its connection is
@@ -273,8 +270,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
     pub(super) async fn execute_once(&mut self, exec: &Execute, buffered: bool) -> Step<Option<Scanner>> {
         let Execute { h, id, params } = *exec;
         let reply_seq = h.seq.wrapping_add(1);
-        let backend_id = match self.prepared_on_backend(id).await? {
-            Ok(bid) => bid,
+        let (backend_id, sent) = match self.prepared_on_backend(id).await? {
+            Ok(prepared) => prepared,
             Err(err) => {
                 if !buffered {
                     self.read_local_packet(reply_seq).await?;
@@ -303,25 +300,17 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
             self.forward_packet().await?;
         }
-        let stmt = self.stmt_defs(id);
+        // The statement's column definitions, for the reply's scan where the connection
+        // has MariaDB's metadata cache.
+        let stmt = match (self.held.conn.as_ref(), self.recorded.stmts.map.get(&id)) {
+            (Some(b), Some(st)) if b.cache_metadata => {
+                Some(StmtDefs { sent, client: st.defs.clone(), to_client: true })
+            }
+            _ => None,
+        };
         let (reply, _) = self.relay_response(Expect::ResultSets, h.seq, None, stmt).await?;
         self.client_got_defs(id, &reply);
         Ok(Some(reply))
-    }
-
-    /// Statement `id`'s column definitions, for the scan of an EXECUTE reply on the held
-    /// connection: None where the connection does not have MariaDB's metadata cache.
-    fn stmt_defs(&mut self, id: u32) -> Option<StmtDefs> {
-        let st = self.recorded.stmts.map.get(&id)?;
-        let b = self.held.conn.as_mut().filter(|b| b.cache_metadata)?;
-        let c = b.stmts.get(st.hash, &st.sql, st.schema.as_deref())?;
-        Some(StmtDefs { sent: c.defs.clone(), client: st.defs.clone(), to_client: true })
-    }
-
-    /// The held connection's record of the column definitions it sent for statement `id`
-    /// (where it has MariaDB's metadata cache).
-    pub(super) fn sent_defs(&mut self, id: u32) -> Option<SentDefs> {
-        self.stmt_defs(id).map(|s| s.sent)
     }
 
     /// Records the column definitions an EXECUTE reply of statement `id` gave the client.
@@ -368,7 +357,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(());
         }
         match self.prepared_on_backend(id).await? {
-            Ok(backend_id) => {
+            Ok((backend_id, _)) => {
                 self.cbuf.filled_mut()[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&backend_id.to_le_bytes());
                 self.forward_packet().await?;
                 self.recorded.pins |= pin::LONG_DATA;
@@ -422,7 +411,7 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             return Ok(());
         }
         let backend_id = match self.prepared_on_backend(id).await? {
-            Ok(bid) => bid,
+            Ok((bid, _)) => bid,
             Err(err) => {
                 self.send_server_err(reply_seq, &err).await;
                 return Ok(());

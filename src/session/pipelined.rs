@@ -109,13 +109,8 @@ impl<C: Transport, N: Connector> Session<'_, C, N> {
             None => match self.prepare_piped(pipe, &sql).await? {
                 Ok((server_id, defs)) => {
                     let cap = self.config.proxy.max_prepared_per_connection;
-                    // Definitions equal to the client's are shared with its record.
-                    let client = self.recorded.stmts.map.get(&id).and_then(|st| st.defs.clone());
-                    let defs = match (defs, client) {
-                        (Some(d), Some(c)) if metadata::same(&d, &c) => Some(c),
-                        (d, _) => d,
-                    };
-                    let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, defs, cap);
+                    let sent = metadata::sent(self.recorded.stmts.shared_defs(id, defs));
+                    let replaced = pipe.stmts().insert(hash, sql.clone(), schema.clone(), server_id, sent, cap);
                     if let Some(old) = replaced {
                         pipe.send_only(&super::execute::close_packet(old));
                     }

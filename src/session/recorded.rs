@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::local::SessionFunction;
 use crate::backend::{canonical_name, is_charset_var, server_literal, State, Vars};
+use crate::protocol::metadata::{self, Defs};
 use crate::protocol::scanner::Scanner;
 use crate::protocol::status;
 use crate::router::classify::Class;
@@ -334,7 +335,7 @@ pub(super) struct Stmt {
     pub types: Option<Vec<u8>>,
     /// The column definitions the client holds for it (MariaDB's metadata cache: from
     /// its PREPARE reply or the last EXECUTE reply that carried them; None: not known).
-    pub defs: Option<crate::protocol::metadata::Defs>,
+    pub defs: Option<Defs>,
     /// `SELECT LAST_INSERT_ID()` or `CONNECTION_ID()`: answered by the proxy (column name).
     pub session_function: Option<(super::local::SessionFunction, String)>,
     /// What the statement does to session state (and its class: where its executions are
@@ -361,6 +362,17 @@ impl Statements {
     pub fn next_id(&mut self) -> u32 {
         self.next = self.next.wrapping_add(1).max(1);
         self.next
+    }
+
+    /// Column definitions a server sent for statement `id` on a connection, as that
+    /// connection is to record them: the client's own record when they are the same (one
+    /// pointer comparison at EXECUTE then).
+    pub fn shared_defs(&self, id: u32, defs: Option<Defs>) -> Option<Defs> {
+        let client = self.map.get(&id).and_then(|st| st.defs.as_ref());
+        match (defs, client) {
+            (Some(d), Some(c)) if metadata::same(&d, c) => Some(c.clone()),
+            (d, _) => d,
+        }
     }
 }
 

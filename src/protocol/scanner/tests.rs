@@ -288,3 +288,132 @@ mod fuzz_regressions {
         }
     }
 }
+
+/// MariaDB's metadata cache ([`crate::protocol::metadata`]) as the scanner keeps track of it.
+mod metadata_cache {
+    use std::rc::Rc;
+
+    use super::{pkts, OK_END};
+    use crate::protocol::metadata::{self, ColumnDefs, Defs, StmtDefs};
+    use crate::protocol::scanner::{Expect, Progress, Scanner};
+
+    const INT_COLUMN: &[u8] = b"\x03def\x00\x00\x00\x01a\x00\x0c\x3f\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00";
+    const VARCHAR_COLUMN: &[u8] = b"\x03def\x00\x00\x00\x01a\x00\x0c\x2d\x00\x50\x00\x00\x00\xfd\x00\x00\x00\x00\x00";
+    use super::EOF_AUTOCOMMIT as EOF;
+    const ROW: &[u8] = b"\x00\x00\x2a\x00\x00\x00";
+
+    fn defs(column: &[u8]) -> Defs {
+        let mut d = ColumnDefs::default();
+        d.push(column);
+        Rc::new(d)
+    }
+
+    fn stmt(sent: Option<Defs>, client: Option<Defs>) -> Option<StmtDefs> {
+        Some(StmtDefs { sent: metadata::sent(sent), client, to_client: true })
+    }
+
+    /// An EXECUTE reply of one row, with (Some) or without the definition packet.
+    fn execute_reply(column: Option<&[u8]>, deprecate: bool) -> Vec<u8> {
+        let mut list: Vec<&[u8]> = vec![if column.is_some() { b"\x01\x01" } else { b"\x01\x00" }];
+        list.extend(column);
+        if !deprecate {
+            list.push(EOF);
+        }
+        list.push(ROW);
+        list.push(if deprecate { OK_END } else { EOF });
+        pkts(&list)
+    }
+
+    /// Feeds `bytes` one at a time; returns what the client gets and how it ended.
+    fn scan_bytewise(s: &mut Scanner, bytes: &[u8]) -> (Vec<u8>, Progress) {
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        for &b in bytes {
+            buf.push(b);
+            let (n, p) = s.feed(&buf).unwrap();
+            out.extend_from_slice(&s.edited(&buf[..n]));
+            buf.drain(..n);
+            if p != Progress::More {
+                return (out, p);
+            }
+        }
+        (out, Progress::More)
+    }
+
+    #[test]
+    fn left_out_definitions_pass_when_the_client_holds_them() {
+        for deprecate in [false, true] {
+            let held = defs(INT_COLUMN);
+            let reply = execute_reply(None, deprecate);
+            let mut s = Scanner::new(Expect::ResultSets, deprecate)
+                .metadata(true, true)
+                .statement(stmt(Some(defs(INT_COLUMN)), Some(held)));
+            assert_eq!(scan_bytewise(&mut s, &reply), (reply.clone(), Progress::Done));
+            assert_eq!((s.rows, s.client_defs.is_none()), (1, true));
+        }
+    }
+
+    #[test]
+    fn definitions_the_client_lacks_are_put_in_and_later_packets_renumbered() {
+        for deprecate in [false, true] {
+            let connection = defs(VARCHAR_COLUMN);
+            let reply = execute_reply(None, deprecate);
+            let mut s = Scanner::new(Expect::ResultSets, deprecate)
+                .metadata(true, true)
+                .statement(stmt(Some(connection.clone()), Some(defs(INT_COLUMN))));
+            let (out, progress) = scan_bytewise(&mut s, &reply);
+            assert_eq!(progress, Progress::Done);
+            assert_eq!(out, execute_reply(Some(VARCHAR_COLUMN), deprecate), "deprecate_eof = {deprecate}");
+            assert!(s.client_defs.as_ref().is_some_and(|d| Rc::ptr_eq(d, &connection)));
+            // The client's scan of what it got.
+            let mut client = Scanner::new(Expect::ResultSets, deprecate).metadata(true, false);
+            assert_eq!(client.feed(&out).unwrap(), (out.len(), Progress::Done));
+            assert_eq!(client.last_seq, s.last_seq);
+            // Unknown definitions (none recorded, or another column count) are refused.
+            let mut s = Scanner::new(Expect::ResultSets, deprecate).metadata(true, true).statement(stmt(None, None));
+            assert!(s.feed(&reply).is_err());
+        }
+    }
+
+    #[test]
+    fn definitions_the_server_sends_are_recorded_for_both_sides() {
+        let track = stmt(Some(defs(INT_COLUMN)), Some(defs(INT_COLUMN)));
+        let sent = track.as_ref().map(|t| t.sent.clone()).unwrap();
+        let reply = execute_reply(Some(VARCHAR_COLUMN), false);
+        let mut s = Scanner::new(Expect::ResultSets, false).metadata(true, true).statement(track);
+        assert_eq!(scan_bytewise(&mut s, &reply), (reply.clone(), Progress::Done));
+        let now = sent.borrow().clone().unwrap();
+        assert_eq!(*now, *defs(VARCHAR_COLUMN));
+        assert!(s.client_defs.as_ref().is_some_and(|d| Rc::ptr_eq(d, &now)));
+        // A reply corelay reads for itself keeps the record current and checks nothing.
+        let mut own = Scanner::new(Expect::ResultSets, false).metadata(true, false).statement(Some(StmtDefs {
+            sent: sent.clone(),
+            client: None,
+            to_client: false,
+        }));
+        let reply = execute_reply(Some(INT_COLUMN), false);
+        assert_eq!(own.feed(&reply).unwrap(), (reply.len(), Progress::Done));
+        assert_eq!(**sent.borrow().as_ref().unwrap(), *defs(INT_COLUMN));
+        assert!(own.client_defs.is_none());
+    }
+
+    #[test]
+    fn the_byte_is_added_for_a_client_whose_connection_lacks_it() {
+        let reply = pkts(&[b"\x01", INT_COLUMN, EOF, ROW, EOF]);
+        let mut s = Scanner::new(Expect::ResultSets, false).metadata(false, true);
+        let (out, progress) = scan_bytewise(&mut s, &reply);
+        assert_eq!((out, progress), (execute_reply(Some(INT_COLUMN), false), Progress::Done));
+    }
+
+    #[test]
+    fn a_prepare_reply_gives_its_column_definitions() {
+        // PREPARE_OK: statement 7, one column, one parameter.
+        let ok: &[u8] = b"\x00\x07\x00\x00\x00\x01\x00\x01\x00\x00\x00\x00";
+        let reply = pkts(&[ok, VARCHAR_COLUMN, EOF, INT_COLUMN, EOF]);
+        let mut s = Scanner::new(Expect::Prepare, false).metadata(true, true);
+        assert_eq!(scan_bytewise(&mut s, &reply), (reply.clone(), Progress::Done));
+        assert_eq!(s.prepared_defs.as_deref(), Some(&*defs(INT_COLUMN)));
+        let mut s = Scanner::new(Expect::Prepare, false);
+        assert_eq!(s.feed(&reply).unwrap(), (reply.len(), Progress::Done));
+        assert!(s.prepared_defs.is_none(), "nothing to record without the metadata cache");
+    }
+}
